@@ -1,0 +1,156 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::layer::Config;
+use super::Authenticator;
+use crate::body::{self, ResponseBody};
+use crate::rejection::{is_grpc, Rejection};
+
+pin_project! {
+    /// The response future of [`AuthService`](super::AuthService).
+    pub struct ResponseFuture<A, S, ReqBody>
+    where
+        A: Authenticator,
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<A::Future, S, S::Future, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<AF, S, F, ReqBody> {
+        Authenticating {
+            #[pin]
+            auth: AF,
+            request: Option<(Parts, ReqBody)>,
+            inner: Option<S>,
+            config: Config,
+        },
+        Calling {
+            #[pin]
+            fut: F,
+        },
+        Rejected {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<A, S, ReqBody> ResponseFuture<A, S, ReqBody>
+where
+    A: Authenticator,
+    S: Service<Request<ReqBody>>,
+{
+    pub(super) fn authenticating(
+        auth: A::Future,
+        parts: Parts,
+        body: ReqBody,
+        inner: S,
+        config: Config,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Authenticating {
+                auth,
+                request: Some((parts, body)),
+                inner: Some(inner),
+                config,
+            },
+        }
+    }
+
+    pub(super) fn calling(fut: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Calling { fut },
+        }
+    }
+
+    pub(super) fn rejected(response: Response<Bytes>) -> Self {
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<A, S, ReqBody, ResBody> Future for ResponseFuture<A, S, ReqBody>
+where
+    A: Authenticator,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Authenticating {
+                    auth,
+                    request,
+                    inner,
+                    config,
+                } => {
+                    let result = ready!(auth.poll(cx));
+                    let (Some((mut parts, body)), Some(mut svc)) = (request.take(), inner.take())
+                    else {
+                        // Only reachable if polled again after a panic.
+                        let r =
+                            Rejection::internal("authentication future polled after completion");
+                        return Poll::Ready(Ok(body::rejection(r.into_response())));
+                    };
+                    match result {
+                        Ok(authenticated) => {
+                            parts.extensions.insert(authenticated.principal);
+                            parts.extensions.insert(authenticated.identity);
+                            let fut = svc.call(Request::from_parts(parts, body));
+                            state.set(State::Calling { fut });
+                        }
+                        Err(error) => {
+                            if error.kind() == crate::AuthErrorKind::Unavailable {
+                                tracing::warn!(
+                                    error = %error,
+                                    source = ?std::error::Error::source(&error),
+                                    "authentication backend failed"
+                                );
+                            }
+                            let rejection = Rejection::from_auth_error(error, &config.challenges)
+                                .with_grpc(is_grpc(&parts.headers));
+                            let response = config.rejections.respond(rejection);
+                            return Poll::Ready(Ok(body::rejection(response)));
+                        }
+                    }
+                }
+                StateProj::Calling { fut } => {
+                    return fut.poll(cx).map_ok(body::wrap);
+                }
+                StateProj::Rejected { response } => {
+                    let response = response.take().unwrap_or_else(|| {
+                        Rejection::internal("response future polled after completion")
+                            .into_response()
+                    });
+                    return Poll::Ready(Ok(body::rejection(response)));
+                }
+            }
+        }
+    }
+}
+
+impl<A, S, ReqBody> fmt::Debug for ResponseFuture<A, S, ReqBody>
+where
+    A: Authenticator,
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,90 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::service::AuthService;
+use super::Authenticator;
+use crate::rejection::{Challenge, RejectionHandler, Rejections};
+
+/// Whether requests without credentials are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Required,
+    Optional,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) challenges: Arc<[Challenge]>,
+    pub(crate) rejections: Rejections,
+}
+
+/// Authenticates requests with an [`Authenticator`]. See the
+/// [module docs](crate::auth).
+///
+/// * credentials found and valid: the principal and its
+///   [`Identity`](crate::Identity) go into the request extensions and the
+///   request goes on;
+/// * no credentials: `401` ([`AuthLayer::new`]), or the request goes on
+///   anonymously ([`AuthLayer::optional`]);
+/// * credentials present but malformed or invalid: `400` / `401`, in both
+///   modes: a bad token never silently becomes anonymous;
+/// * backend error: `503`, fail closed.
+#[derive(Clone, Debug)]
+pub struct AuthLayer<A> {
+    authenticator: A,
+    config: Config,
+}
+
+impl<A: Authenticator> AuthLayer<A> {
+    /// Requires credentials: a request without any gets `401`.
+    pub fn new(authenticator: A) -> Self {
+        Self::with_mode(authenticator, Mode::Required)
+    }
+
+    /// Accepts requests without credentials, which reach the inner service
+    /// with no principal (and an [`Anonymous`](super::Anonymous) marker).
+    /// Invalid credentials are still refused.
+    pub fn optional(authenticator: A) -> Self {
+        Self::with_mode(authenticator, Mode::Optional)
+    }
+
+    fn with_mode(authenticator: A, mode: Mode) -> Self {
+        let challenges = authenticator.challenges().into();
+        AuthLayer {
+            authenticator,
+            config: Config {
+                mode,
+                challenges,
+                rejections: Rejections::new(),
+            },
+        }
+    }
+
+    /// Renders rejections with `handler` instead of the default JSON /
+    /// gRPC rendering. See [`crate::rejection`].
+    pub fn on_rejection(mut self, handler: impl RejectionHandler) -> Self {
+        self.config.rejections = Rejections::custom(handler);
+        self
+    }
+
+    /// Uses a shared [`Rejections`] renderer.
+    pub fn rejections(mut self, rejections: Rejections) -> Self {
+        self.config.rejections = rejections;
+        self
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &A {
+        &self.authenticator
+    }
+}
+
+impl<S, A: Authenticator> Layer<S> for AuthLayer<A> {
+    type Service = AuthService<S, A>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService::from_parts(inner, self.authenticator.clone(), self.config.clone())
+    }
+}

@@ -1,0 +1,106 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::{Config, Mode};
+use super::{Anonymous, AuthLayer, Authenticator};
+use crate::body::ResponseBody;
+use crate::error::AuthError;
+use crate::rejection::{is_grpc, Rejection};
+
+/// The service of [`AuthLayer`]. See the [module docs](crate::auth).
+#[derive(Clone, Debug)]
+pub struct AuthService<S, A> {
+    inner: S,
+    authenticator: A,
+    config: Config,
+}
+
+impl<S, A: Authenticator> AuthService<S, A> {
+    /// Wraps `inner`, requiring credentials.
+    pub fn new(inner: S, authenticator: A) -> Self {
+        AuthLayer::new(authenticator).layer_into(inner)
+    }
+
+    /// A layer for this service: same as [`AuthLayer::new`].
+    pub fn layer(authenticator: A) -> AuthLayer<A> {
+        AuthLayer::new(authenticator)
+    }
+
+    pub(crate) fn from_parts(inner: S, authenticator: A, config: Config) -> Self {
+        AuthService {
+            inner,
+            authenticator,
+            config,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<A: Authenticator> AuthLayer<A> {
+    fn layer_into<S>(&self, inner: S) -> AuthService<S, A> {
+        tower_layer::Layer::layer(self, inner)
+    }
+}
+
+impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S, A>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    A: Authenticator,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<A, S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let error = match self.authenticator.extract(&parts) {
+            Ok(Some(credentials)) => {
+                // The authenticator may await: move the service that
+                // `poll_ready` made ready into the future, keep a clone.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let auth = self.authenticator.authenticate(credentials);
+                return ResponseFuture::authenticating(
+                    auth,
+                    parts,
+                    body,
+                    inner,
+                    self.config.clone(),
+                );
+            }
+            Ok(None) if self.config.mode == Mode::Optional => {
+                parts.extensions.insert(Anonymous {
+                    challenges: self.config.challenges.clone(),
+                    rejections: self.config.rejections.clone(),
+                });
+                return ResponseFuture::calling(self.inner.call(Request::from_parts(parts, body)));
+            }
+            Ok(None) => AuthError::missing(),
+            Err(e) => e,
+        };
+        let rejection = Rejection::from_auth_error(error, &self.config.challenges)
+            .with_grpc(is_grpc(&parts.headers));
+        ResponseFuture::rejected(self.config.rejections.respond(rejection))
+    }
+}

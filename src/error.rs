@@ -1,0 +1,198 @@
+//! [`AuthError`]: why an authenticator refused a request.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use crate::rejection::Challenge;
+
+/// A boxed error, as used by stores and user validators.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The kind of an [`AuthError`]; it decides the response status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// No credentials were presented: `401` without an error code.
+    Missing,
+    /// Credentials were presented but malformed (two `Authorization`
+    /// headers, bad characters, too long): `400`, `error="invalid_request"`.
+    InvalidRequest,
+    /// Credentials were well formed but are not valid (unknown, expired,
+    /// revoked, bad signature): `401`, `error="invalid_token"`.
+    InvalidCredentials,
+    /// The credentials are valid but may not be used here: `403`.
+    Forbidden,
+    /// A backend (store, key set, database) could not answer: `503`. The
+    /// request fails closed.
+    Unavailable,
+}
+
+impl AuthErrorKind {
+    /// The HTTP status this kind maps to.
+    pub fn status(self) -> StatusCode {
+        match self {
+            AuthErrorKind::Missing | AuthErrorKind::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AuthErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            AuthErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            AuthErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl fmt::Display for AuthErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthErrorKind::Missing => "missing credentials",
+            AuthErrorKind::InvalidRequest => "malformed credentials",
+            AuthErrorKind::InvalidCredentials => "invalid credentials",
+            AuthErrorKind::Forbidden => "forbidden",
+            AuthErrorKind::Unavailable => "authentication backend unavailable",
+        })
+    }
+}
+
+/// Why an [`Authenticator`](crate::Authenticator) refused a request.
+///
+/// The message is shown to the client (in the JSON body and in
+/// `error_description`), so it must never contain the credential itself:
+/// the constructors take a `&'static str` or an owned string the caller
+/// wrote, and the source error of [`AuthError::unavailable`] is logged, never
+/// sent.
+///
+/// ```
+/// use tower_auth::{AuthError, AuthErrorKind};
+/// use http::StatusCode;
+///
+/// let err = AuthError::invalid_credentials("token expired");
+/// assert_eq!(err.kind(), AuthErrorKind::InvalidCredentials);
+/// assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(err.message(), "token expired");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    message: Cow<'static, str>,
+    challenges: Option<Arc<[Challenge]>>,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl AuthError {
+    /// An error of `kind` with a client-visible `message`.
+    pub fn new(kind: AuthErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        AuthError {
+            kind,
+            message: message.into(),
+            challenges: None,
+            source: None,
+        }
+    }
+
+    /// No credentials were presented.
+    pub fn missing() -> Self {
+        Self::new(AuthErrorKind::Missing, "authentication required")
+    }
+
+    /// The credentials are malformed (`400 Bad Request`).
+    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::InvalidRequest, message)
+    }
+
+    /// The credentials are not valid (`401 Unauthorized`).
+    pub fn invalid_credentials(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::InvalidCredentials, message)
+    }
+
+    /// The credentials are valid but not allowed here (`403 Forbidden`).
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::Forbidden, message)
+    }
+
+    /// A backend failed (`503 Service Unavailable`). `source` is logged at
+    /// `warn` level and never sent to the client.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        AuthError {
+            kind: AuthErrorKind::Unavailable,
+            message: Cow::Borrowed("authentication is temporarily unavailable"),
+            challenges: None,
+            source: Some(source.into()),
+        }
+    }
+
+    /// Attaches a challenge of the scheme that failed, so that the
+    /// `WWW-Authenticate` header of the response names it rather than every
+    /// scheme of the layer. [`Or`](crate::auth::Or) attaches the challenges
+    /// of the branch that decided.
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        let mut all: Vec<Challenge> = self.challenges.as_deref().unwrap_or_default().to_vec();
+        all.push(challenge);
+        self.challenges = Some(all.into());
+        self
+    }
+
+    /// Attaches `challenges` unless some are attached already.
+    pub(crate) fn or_challenges(mut self, challenges: &Arc<[Challenge]>) -> Self {
+        if self.challenges.is_none() {
+            self.challenges = Some(Arc::clone(challenges));
+        }
+        self
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> AuthErrorKind {
+        self.kind
+    }
+
+    /// The client-visible message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status of the rejection.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The challenges attached to the error (empty when none are).
+    pub fn challenges(&self) -> &[Challenge] {
+        self.challenges.as_deref().unwrap_or_default()
+    }
+
+    pub(crate) fn into_parts(self) -> (AuthErrorKind, Cow<'static, str>, Option<Arc<[Challenge]>>) {
+        (self.kind, self.message, self.challenges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(AuthError::missing().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            AuthError::invalid_request("x").status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            AuthError::invalid_credentials("x").status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(AuthError::forbidden("x").status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            AuthError::unavailable("db down").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn unavailable_hides_its_source_from_the_message() {
+        let err = AuthError::unavailable("connection to 10.0.0.5 refused: password=hunter2");
+        assert!(!err.message().contains("hunter2"));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}

@@ -1,0 +1,52 @@
+//! Composable [tower] middleware for authentication and authorization.
+//!
+//! `tower-auth` authenticates requests with API keys, opaque bearer tokens,
+//! JWTs or cookie sessions, rate-limits them, and checks roles, permissions
+//! and scopes. Every layer works with any tower-based server: axum, hyper,
+//! tonic.
+//!
+//! * [`AuthLayer`] is the one authentication middleware. It is driven by an
+//!   [`Authenticator`]; each credential type is one
+//!   ([`api_key::ApiKeyAuthenticator`], [`bearer::BearerAuthenticator`], ...)
+//!   and they compose: `jwt.or(api_key)`. An authenticated request carries
+//!   the typed principal and an [`Identity`] in its extensions.
+//! * [`rejection`] renders every refusal: JSON body, RFC 6750
+//!   `WWW-Authenticate`, gRPC status for gRPC requests; you can replace it.
+//! * [`extract`] (feature `axum`) has the `Auth<T>` and [`Identity`]
+//!   extractors.
+//!
+//! # Features
+//!
+//! | feature   | what                                                  |
+//! |-----------|-------------------------------------------------------|
+//! | `api-key` | [`api_key`]: API keys, stores, key generation         |
+//! | `bearer`  | [`bearer`]: opaque bearer tokens                      |
+//! | `axum`    | [`extract`]: axum extractors                          |
+//! | `full`    | all of the above and every later module               |
+//!
+//! No feature is on by default.
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod auth;
+pub mod body;
+mod credentials;
+mod error;
+mod identity;
+pub mod rejection;
+mod secret;
+
+#[cfg(feature = "api-key")]
+pub mod api_key;
+#[cfg(feature = "bearer")]
+pub mod bearer;
+#[cfg(feature = "axum")]
+pub mod extract;
+
+pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
+pub use error::{AuthError, AuthErrorKind, BoxError};
+pub use identity::{Identity, Scheme};
+pub use secret::Secret;

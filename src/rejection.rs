@@ -1,0 +1,649 @@
+//! The one place where refused requests become responses.
+//!
+//! Every layer of this crate turns a refusal into a [`Rejection`] and hands
+//! it to a [`Rejections`] value, which renders it with the default rendering
+//! below or with a [`RejectionHandler`] you install (the seeds'
+//! `error_handler(401)`).
+//!
+//! # Default rendering
+//!
+//! * HTTP: the status, a JSON body `{"error": "<code>", "message": "<text>"}`
+//!   (`content-type: application/json`), and for `401` (and bearer `400` /
+//!   `403`) an RFC 7235 / RFC 6750 `WWW-Authenticate` header:
+//!   `Bearer realm="api", error="invalid_token", error_description="token expired"`.
+//!   When credentials were absent there is no `error` attribute (RFC 6750
+//!   §3.1). Messages are fixed texts written by the authenticators: a token,
+//!   key, password or session id is never echoed.
+//! * gRPC (request `content-type` starting with `application/grpc`): HTTP
+//!   `200` with `content-type: application/grpc`, `grpc-status` (`16`
+//!   UNAUTHENTICATED, `7` PERMISSION_DENIED, `8` RESOURCE_EXHAUSTED, `14`
+//!   UNAVAILABLE, `13` INTERNAL) and a percent-encoded `grpc-message`, so tonic
+//!   clients see a real [`Status`](https://docs.rs/tonic/latest/tonic/struct.Status.html).
+//!
+//! # Customizing
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Response, StatusCode};
+//! use tower_auth::rejection::{Rejection, Rejections};
+//!
+//! // Keep the default headers (WWW-Authenticate, Retry-After, gRPC status)
+//! // but use a plain-text body for HTTP clients.
+//! let rejections = Rejections::custom(|rejection: Rejection| {
+//!     if rejection.is_grpc() {
+//!         return rejection.into_response();
+//!     }
+//!     let mut res = rejection.into_response();
+//!     *res.body_mut() = Bytes::from(format!("{}\n", res.status()));
+//!     res.headers_mut().insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
+//!     res
+//! });
+//! # let _ = rejections;
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::error::{AuthError, AuthErrorKind};
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// One `WWW-Authenticate` challenge: a scheme and its parameters
+/// (RFC 7235 §2.1), e.g. `Bearer realm="api"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    scheme: Cow<'static, str>,
+    params: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+impl Challenge {
+    /// A challenge for `scheme` without parameters. The scheme must be an
+    /// RFC 7230 token; other characters are dropped when rendered.
+    pub fn new(scheme: impl Into<Cow<'static, str>>) -> Self {
+        Challenge {
+            scheme: scheme.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// `Bearer` (RFC 6750).
+    pub fn bearer() -> Self {
+        Self::new("Bearer")
+    }
+
+    /// Adds a parameter, e.g. `("realm", "api")`.
+    pub fn param(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds `realm="<realm>"` when `realm` is set.
+    pub fn realm(self, realm: Option<&Arc<str>>) -> Self {
+        match realm {
+            Some(realm) => self.param("realm", realm.to_string()),
+            None => self,
+        }
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Whether this is a `Bearer` challenge (compared case-insensitively).
+    pub fn is_bearer(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("bearer")
+    }
+
+    fn render(&self, extra: &[(&str, &str)]) -> Option<HeaderValue> {
+        let mut out = String::with_capacity(64);
+        out.extend(self.scheme.chars().filter(|c| is_tchar(*c)));
+        if out.is_empty() {
+            return None;
+        }
+        let params = self
+            .params
+            .iter()
+            .map(|(k, v)| (&**k, &**v))
+            .chain(extra.iter().copied());
+        for (i, (name, value)) in params.enumerate() {
+            out.push_str(if i == 0 { " " } else { ", " });
+            out.extend(name.chars().filter(|c| is_tchar(*c)));
+            out.push_str("=\"");
+            for c in value.chars() {
+                match c {
+                    '"' | '\\' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    ' '..='~' => out.push(c),
+                    _ => {}
+                }
+            }
+            out.push('"');
+        }
+        HeaderValue::from_str(&out).ok()
+    }
+}
+
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// What kind of refusal a [`Rejection`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// No credentials (`401`).
+    Unauthenticated,
+    /// Malformed credentials (`400`).
+    InvalidRequest,
+    /// Invalid credentials (`401`).
+    InvalidCredentials,
+    /// Authenticated, but lacking a right (`403`).
+    Forbidden,
+    /// Authenticated with a bearer token lacking a scope (`403`,
+    /// `error="insufficient_scope"`).
+    InsufficientScope,
+    /// A cross-site request refused by the CSRF defence (`403`).
+    Csrf,
+    /// A rate limit was hit (`429`).
+    TooManyRequests,
+    /// A backend could not answer (`503`).
+    Unavailable,
+    /// The stack is misconfigured, e.g. an extractor without its layer (`500`).
+    Internal,
+}
+
+impl RejectionKind {
+    /// The status of the default rendering.
+    pub fn status(self) -> StatusCode {
+        match self {
+            RejectionKind::Unauthenticated | RejectionKind::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            RejectionKind::Forbidden | RejectionKind::InsufficientScope | RejectionKind::Csrf => {
+                StatusCode::FORBIDDEN
+            }
+            RejectionKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `error` of the JSON body.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectionKind::Unauthenticated => "unauthorized",
+            RejectionKind::InvalidRequest => "invalid_request",
+            RejectionKind::InvalidCredentials => "invalid_token",
+            RejectionKind::Forbidden => "forbidden",
+            RejectionKind::InsufficientScope => "insufficient_scope",
+            RejectionKind::Csrf => "csrf_rejected",
+            RejectionKind::TooManyRequests => "too_many_requests",
+            RejectionKind::Unavailable => "unavailable",
+            RejectionKind::Internal => "internal_error",
+        }
+    }
+
+    /// The gRPC status code of the rendering for gRPC requests.
+    pub fn grpc_code(self) -> u8 {
+        match self {
+            RejectionKind::Unauthenticated
+            | RejectionKind::InvalidRequest
+            | RejectionKind::InvalidCredentials => 16,
+            RejectionKind::Forbidden | RejectionKind::InsufficientScope | RejectionKind::Csrf => 7,
+            RejectionKind::TooManyRequests => 8,
+            RejectionKind::Unavailable => 14,
+            RejectionKind::Internal => 13,
+        }
+    }
+}
+
+/// A refused request, before it is rendered into a response.
+///
+/// Layers build one and pass it to [`Rejections::respond`]; a custom
+/// [`RejectionHandler`] receives it and may call
+/// [`into_response`](Rejection::into_response) for the default rendering.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    kind: RejectionKind,
+    message: Cow<'static, str>,
+    headers: HeaderMap,
+    grpc: bool,
+}
+
+impl Rejection {
+    /// A rejection of `kind` with a client-visible `message`.
+    pub fn new(kind: RejectionKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            kind,
+            message: message.into(),
+            headers: HeaderMap::new(),
+            grpc: false,
+        }
+    }
+
+    /// No credentials: `401` with every challenge and no error code.
+    pub fn unauthenticated(challenges: &[Challenge]) -> Self {
+        let mut r = Self::new(RejectionKind::Unauthenticated, "authentication required");
+        for c in challenges {
+            r.push_challenge(c, &[]);
+        }
+        r
+    }
+
+    /// The rejection for an authenticator's error. `challenges` are the
+    /// layer's challenges, used when the error carries none of its own.
+    pub fn from_auth_error(err: AuthError, challenges: &[Challenge]) -> Self {
+        let (kind, message, own) = err.into_parts();
+        let kind = match kind {
+            AuthErrorKind::Missing => return Self::unauthenticated(challenges),
+            AuthErrorKind::InvalidRequest => RejectionKind::InvalidRequest,
+            AuthErrorKind::InvalidCredentials => RejectionKind::InvalidCredentials,
+            AuthErrorKind::Forbidden => RejectionKind::Forbidden,
+            AuthErrorKind::Unavailable => RejectionKind::Unavailable,
+        };
+        let mut r = Self::new(kind, message);
+        let code = match kind {
+            RejectionKind::InvalidRequest => "invalid_request",
+            RejectionKind::InvalidCredentials => "invalid_token",
+            _ => return r,
+        };
+        let description = r.message.clone();
+        for c in own.as_deref().unwrap_or(challenges) {
+            if c.is_bearer() {
+                r.push_challenge(c, &[("error", code), ("error_description", &description)]);
+            } else {
+                r.push_challenge(c, &[]);
+            }
+        }
+        r
+    }
+
+    /// Authenticated but lacking a right: `403`.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(RejectionKind::Forbidden, message)
+    }
+
+    /// A bearer-authenticated request lacking `scope`: `403` with
+    /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scope>"`.
+    pub fn insufficient_scope(challenge: &Challenge, scope: &str) -> Self {
+        let mut r = Self::new(
+            RejectionKind::InsufficientScope,
+            "the access token lacks the required scope",
+        );
+        r.push_challenge(
+            challenge,
+            &[
+                ("error", "insufficient_scope"),
+                (
+                    "error_description",
+                    "the access token lacks the required scope",
+                ),
+                ("scope", scope),
+            ],
+        );
+        r
+    }
+
+    /// A rate limit was hit: `429` with `Retry-After` in whole seconds
+    /// (rounded up, at least 1).
+    pub fn too_many_requests(retry_after: Duration) -> Self {
+        let mut r = Self::new(
+            RejectionKind::TooManyRequests,
+            "too many requests, retry later",
+        );
+        let secs = retry_after
+            .as_secs()
+            .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+            .max(1);
+        r.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r
+    }
+
+    /// The stack is misconfigured: `500`. `what` names the missing piece.
+    pub fn internal(what: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(RejectionKind::Internal, what)
+    }
+
+    fn push_challenge(&mut self, challenge: &Challenge, extra: &[(&str, &str)]) {
+        if let Some(v) = challenge.render(extra) {
+            self.headers.append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+
+    /// Marks the rejection as answering a gRPC request (or not).
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc;
+        self
+    }
+
+    /// Adds a header to the rendering (e.g. `RateLimit-Policy`).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The kind of refusal.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The status of the default rendering.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The machine-readable code (`"invalid_token"`, `"forbidden"`, ...).
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// The client-visible message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The headers of the rendering: `WWW-Authenticate`, `Retry-After`, ...
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Whether the request was a gRPC request.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc
+    }
+
+    /// The default rendering; see the [module docs](crate::rejection).
+    pub fn into_response(self) -> Response<Bytes> {
+        if self.grpc {
+            let mut res = Response::new(Bytes::new());
+            let headers = res.headers_mut();
+            *headers = self.headers;
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(
+                GRPC_STATUS,
+                HeaderValue::from(u16::from(self.kind.grpc_code())),
+            );
+            if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&self.message)) {
+                headers.insert(GRPC_MESSAGE, v);
+            }
+            return res;
+        }
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: &'a str,
+        }
+        let body = serde_json::to_vec(&Body {
+            error: self.kind.code(),
+            message: &self.message,
+        })
+        .unwrap_or_else(|_| br#"{"error":"internal_error","message":"internal error"}"#.to_vec());
+        let mut res = Response::new(Bytes::from(body));
+        *res.status_mut() = self.kind.status();
+        *res.headers_mut() = self.headers;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res
+    }
+}
+
+/// Whether `headers` describe a gRPC request (`content-type:
+/// application/grpc`, `application/grpc+proto`, `application/grpc-web`...).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Percent-encodes a `grpc-message` as the gRPC HTTP/2 protocol asks: bytes
+/// outside `0x20..=0x7E`, and `%`.
+fn grpc_percent_encode(message: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Renders [`Rejection`]s into responses: implement it (or pass a closure)
+/// to customize every rejection of a layer.
+pub trait RejectionHandler: Send + Sync + 'static {
+    /// Turns a rejection into a response.
+    fn respond(&self, rejection: Rejection) -> Response<Bytes>;
+}
+
+impl<F> RejectionHandler for F
+where
+    F: Fn(Rejection) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn respond(&self, rejection: Rejection) -> Response<Bytes> {
+        self(rejection)
+    }
+}
+
+/// The rejection renderer a layer uses: the default one, or a
+/// [`RejectionHandler`] of yours. Cloning is a reference-count increment.
+#[derive(Clone, Default)]
+pub struct Rejections {
+    handler: Option<Arc<dyn RejectionHandler>>,
+}
+
+impl Rejections {
+    /// Renders with [`Rejection::into_response`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Renders with `handler`.
+    pub fn custom(handler: impl RejectionHandler) -> Self {
+        Rejections {
+            handler: Some(Arc::new(handler)),
+        }
+    }
+
+    /// Renders `rejection`, logging it at `debug` level (kind and fixed
+    /// message only, never credentials).
+    pub fn respond(&self, rejection: Rejection) -> Response<Bytes> {
+        tracing::debug!(
+            kind = ?rejection.kind(),
+            status = rejection.status().as_u16(),
+            message = rejection.message(),
+            "request rejected"
+        );
+        match &self.handler {
+            Some(h) => h.respond(rejection),
+            None => rejection.into_response(),
+        }
+    }
+}
+
+impl fmt::Debug for Rejections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejections")
+            .field("custom", &self.handler.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn www(r: &Response<Bytes>) -> Vec<String> {
+        r.headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn json(r: &Response<Bytes>) -> serde_json::Value {
+        serde_json::from_slice(r.body()).unwrap()
+    }
+
+    #[test]
+    fn missing_credentials_have_no_error_code() {
+        let c = [
+            Challenge::bearer().param("realm", "api"),
+            Challenge::new("ApiKey"),
+        ];
+        let res = Rejection::unauthenticated(&c).into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(www(&res), ["Bearer realm=\"api\"", "ApiKey"]);
+        assert_eq!(json(&res)["error"], "unauthorized");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn invalid_token_names_the_failing_scheme_only() {
+        let all = [Challenge::bearer(), Challenge::new("ApiKey")];
+        let err = AuthError::invalid_credentials("token expired")
+            .with_challenge(Challenge::bearer().param("realm", "api"));
+        let res = Rejection::from_auth_error(err, &all).into_response();
+        assert_eq!(
+            www(&res),
+            [r#"Bearer realm="api", error="invalid_token", error_description="token expired""#]
+        );
+        assert_eq!(json(&res)["message"], "token expired");
+    }
+
+    #[test]
+    fn malformed_is_400_with_invalid_request() {
+        let res =
+            Rejection::from_auth_error(AuthError::invalid_request("bad"), &[Challenge::bearer()])
+                .into_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            www(&res),
+            [r#"Bearer error="invalid_request", error_description="bad""#]
+        );
+    }
+
+    #[test]
+    fn non_bearer_challenges_get_no_rfc6750_attributes() {
+        let res = Rejection::from_auth_error(
+            AuthError::invalid_credentials("unknown key"),
+            &[Challenge::new("ApiKey").param("header", "x-api-key")],
+        )
+        .into_response();
+        assert_eq!(www(&res), [r#"ApiKey header="x-api-key""#]);
+    }
+
+    #[test]
+    fn quoted_values_are_escaped_and_control_chars_dropped() {
+        let c = Challenge::bearer().param("realm", "a\"b\\c\r\nd\u{e9}");
+        let res = Rejection::unauthenticated(&[c]).into_response();
+        assert_eq!(www(&res), [r#"Bearer realm="a\"b\\cd""#]);
+    }
+
+    #[test]
+    fn unavailable_has_no_challenge() {
+        let res = Rejection::from_auth_error(AuthError::unavailable("x"), &[Challenge::bearer()])
+            .into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(www(&res).is_empty());
+        assert_eq!(json(&res)["error"], "unavailable");
+    }
+
+    #[test]
+    fn insufficient_scope() {
+        let res =
+            Rejection::insufficient_scope(&Challenge::bearer(), "posts:write").into_response();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            www(&res),
+            [
+                r#"Bearer error="insufficient_scope", error_description="the access token lacks the required scope", scope="posts:write""#
+            ]
+        );
+    }
+
+    #[test]
+    fn grpc_rendering() {
+        for (r, code) in [
+            (Rejection::unauthenticated(&[]), "16"),
+            (Rejection::forbidden("no"), "7"),
+            (
+                Rejection::too_many_requests(Duration::from_millis(1500)),
+                "8",
+            ),
+            (
+                Rejection::from_auth_error(AuthError::unavailable("x"), &[]),
+                "14",
+            ),
+            (Rejection::internal("x"), "13"),
+        ] {
+            let res = r.with_grpc(true).into_response();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.headers()["grpc-status"], code);
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/grpc");
+            assert!(res.body().is_empty());
+        }
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(grpc_percent_encode("100% sûr\n"), "100%25 s%C3%BBr%0A");
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let r = Rejection::too_many_requests(Duration::from_millis(1001));
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let r = Rejection::too_many_requests(Duration::ZERO);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn custom_handler_is_used() {
+        let rejections = Rejections::custom(|r: Rejection| {
+            let mut res = r.into_response();
+            *res.status_mut() = StatusCode::IM_A_TEAPOT;
+            res
+        });
+        let res = rejections.respond(Rejection::forbidden("x"));
+        assert_eq!(res.status(), StatusCode::IM_A_TEAPOT);
+    }
+
+    #[test]
+    fn is_grpc_detects_variants() {
+        let mut h = HeaderMap::new();
+        assert!(!is_grpc(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert!(is_grpc(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(!is_grpc(&h));
+    }
+}

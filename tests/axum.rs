@@ -1,0 +1,296 @@
+//! AuthLayer and the extractors in a real axum Router, driven both with
+//! `oneshot` and over TCP with reqwest.
+
+mod common;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Json, Router};
+use common::*;
+use http::{header, HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use tower_auth::extract::Auth;
+use tower_auth::rejection::Rejection;
+use tower_auth::{AuthLayer, Identity};
+
+async fn me(Auth(user): Auth<User>, identity: Identity) -> Json<Value> {
+    Json(json!({
+        "name": user.name,
+        "subject": identity.subject(),
+        "scheme": identity.scheme().to_string(),
+    }))
+}
+
+async fn posts(user: Option<Auth<User>>) -> Json<Value> {
+    match user {
+        Some(Auth(u)) => Json(json!({"posts": ["draft", "published"], "viewer": u.name})),
+        None => Json(json!({"posts": ["published"]})),
+    }
+}
+
+async fn whoami(identity: Option<Identity>) -> String {
+    identity.map_or_else(|| "anonymous".into(), |i| i.subject().to_owned())
+}
+
+async fn unprotected(Auth(user): Auth<User>) -> String {
+    user.name
+}
+
+fn app() -> Router {
+    let protected = Router::new()
+        .route("/me", get(me))
+        .layer(AuthLayer::new(either()));
+    let public = Router::new()
+        .route("/posts", get(posts))
+        .route("/whoami", get(whoami))
+        .route("/optional-me", get(me))
+        .layer(AuthLayer::optional(either()));
+    let custom =
+        Router::new()
+            .route("/custom", get(me))
+            .layer(AuthLayer::new(either()).on_rejection(|r: Rejection| {
+                let mut res = r.into_response();
+                *res.body_mut() = bytes::Bytes::from(
+                    json!({"error": "Unauthorized", "message": "custom handler"}).to_string(),
+                );
+                res
+            }));
+    Router::new()
+        .merge(protected)
+        .merge(public)
+        .merge(custom)
+        .route("/misconfigured", get(unprotected))
+}
+
+async fn send(req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    let res = app().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, body)
+}
+
+fn get_with(uri: &str, headers: &[(&str, &[u8])]) -> Request<Body> {
+    let mut req = Request::get(uri).body(Body::empty()).unwrap();
+    for (k, v) in headers {
+        req.headers_mut().append(
+            header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    req
+}
+
+#[tokio::test]
+async fn bearer_token_reaches_the_handler() {
+    let (status, _, body) = send(get_with(
+        "/me",
+        &[("authorization", b"Bearer valid_token_123")],
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"name": "Alice", "subject": "1", "scheme": "Bearer"})
+    );
+}
+
+#[tokio::test]
+async fn api_key_reaches_the_handler() {
+    let (status, _, body) = send(get_with("/me", &[("x-api-key", b"key_12345")])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"name": "Bob", "subject": "2", "scheme": "ApiKey"})
+    );
+}
+
+#[tokio::test]
+async fn no_credentials_is_401_with_both_challenges() {
+    let (status, headers, body) = send(get_with("/me", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenges: Vec<_> = headers.get_all(header::WWW_AUTHENTICATE).iter().collect();
+    assert_eq!(
+        challenges,
+        [
+            r#"Bearer realm="api""#,
+            r#"ApiKey realm="api", header="x-api-key""#
+        ]
+    );
+    assert_eq!(
+        body,
+        json!({"error": "unauthorized", "message": "authentication required"})
+    );
+}
+
+#[tokio::test]
+async fn hostile_inputs_get_clear_errors() {
+    let huge = format!("Bearer {}", "a".repeat(20_000));
+    let cases: Vec<(Vec<(&str, &[u8])>, StatusCode, &str)> = vec![
+        (
+            vec![
+                ("authorization", b"Bearer a"),
+                ("authorization", b"Bearer b"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("authorization", b"Basic YTpi")],
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            vec![("authorization", huge.as_bytes())],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("authorization", b"Bearer \xff\xfe")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("authorization", b"Bearer ")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("authorization", b"Bearer wrong")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+        (
+            vec![("x-api-key", b"\x80key")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("x-api-key", b"k1"), ("x-api-key", b"k2")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (headers, status, code) in cases {
+        let (got, www, body) = send(get_with("/me", &headers)).await;
+        assert_eq!(got, status, "{headers:?}");
+        assert_eq!(body["error"], code, "{headers:?}");
+        assert!(!body.to_string().contains("aaaa"));
+        if got == StatusCode::BAD_REQUEST {
+            assert!(www[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_request""#));
+        }
+    }
+}
+
+#[tokio::test]
+async fn optional_routes_serve_anonymous_and_authenticated() {
+    let (_, _, anon) = send(get_with("/posts", &[])).await;
+    assert_eq!(anon, json!({"posts": ["published"]}));
+    let (_, _, authed) = send(get_with("/posts", &[("x-api-key", b"key_12345")])).await;
+    assert_eq!(authed["viewer"], "Bob");
+    let (_, _, who) = send(get_with("/whoami", &[])).await;
+    assert_eq!(who, "anonymous");
+}
+
+#[tokio::test]
+async fn optional_route_still_refuses_invalid_credentials() {
+    let (status, _, body) = send(get_with("/posts", &[("authorization", b"Bearer nope")])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+}
+
+#[tokio::test]
+async fn required_extractor_on_optional_route_is_401() {
+    let (status, headers, body) = send(get_with("/optional-me", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(headers.get_all(header::WWW_AUTHENTICATE).iter().count(), 2);
+}
+
+#[tokio::test]
+async fn extractor_without_layer_is_500() {
+    let (status, _, body) = send(get_with("/misconfigured", &[("x-api-key", b"key_12345")])).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body["message"].as_str().unwrap().contains("AuthLayer"));
+}
+
+#[tokio::test]
+async fn custom_rejection_handler_keeps_headers() {
+    let (status, headers, body) = send(get_with("/custom", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+    assert_eq!(
+        body,
+        json!({"error": "Unauthorized", "message": "custom handler"})
+    );
+}
+
+#[tokio::test]
+async fn over_tcp_with_reqwest() {
+    let (listener, addr) = listener().await;
+    spawn(async move {
+        axum::serve(listener, app()).await.unwrap();
+    });
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/me");
+
+    let res = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["name"], "Alice");
+
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+
+    let mut two = reqwest::header::HeaderMap::new();
+    two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+    two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+    let res = client.get(&url).headers(two).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+
+    let res = client
+        .get(&url)
+        .header(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xc3\xa9t\xe9").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    // A header far above any sane size is refused before or by the layer,
+    // never accepted, and the server keeps serving.
+    let res = client
+        .get(&url)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", "a".repeat(200_000)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status() == 400 || res.status() == 431,
+        "{}",
+        res.status()
+    );
+    let res = client
+        .get(&url)
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
