@@ -130,7 +130,8 @@ async fn no_credentials_is_401_with_both_challenges() {
 #[tokio::test]
 async fn hostile_inputs_get_clear_errors() {
     let huge = format!("Bearer {}", "a".repeat(20_000));
-    let cases: Vec<(Vec<(&str, &[u8])>, StatusCode, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![
                 ("authorization", b"Bearer a"),
