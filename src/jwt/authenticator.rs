@@ -1,0 +1,660 @@
+//! [`JwtAuthenticator`]: JWT validation as an [`Authenticator`].
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{HeaderMap, COOKIE};
+use http::request::Parts;
+use jsonwebtoken::Algorithm;
+use serde::de::DeserializeOwned;
+
+use super::cache::{Entry, TokenCache};
+use super::claims::{Registered, Rules};
+use super::jws::{self, JwtError};
+use super::keys::KeySet;
+use super::revocation::{self, RevocationStore, SharedStore};
+use crate::auth::{Authenticated, Authenticator, BoxAuthFuture};
+use crate::credentials::{self, visible_ascii, HeaderToken};
+use crate::error::AuthError;
+use crate::identity::{Identity, Scheme};
+use crate::rejection::Challenge;
+use crate::secret::Secret;
+
+/// Default limit on the size of a token: 8 KiB.
+const DEFAULT_MAX_LEN: usize = 8 * 1024;
+
+type Check<C> = dyn Fn(&C) -> Result<(), AuthError> + Send + Sync;
+type Clock = dyn Fn() -> u64 + Send + Sync;
+
+/// Validates JWTs and yields their typed claims `C` as the principal. See
+/// the [module docs](crate::jwt).
+pub struct JwtAuthenticator<C> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C> {
+    keys: KeySet,
+    algorithms: Vec<Algorithm>,
+    rules: Rules,
+    max_len: usize,
+    header: bool,
+    cookie: Option<Box<str>>,
+    query: Option<Box<str>>,
+    realm: Option<Arc<str>>,
+    clock: Arc<Clock>,
+    check: Option<Arc<Check<C>>>,
+    cache: Option<Arc<TokenCache<C>>>,
+    revocation: Option<SharedStore>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for Inner<C> {
+    fn clone(&self) -> Self {
+        Inner {
+            keys: self.keys.clone(),
+            algorithms: self.algorithms.clone(),
+            rules: self.rules.clone(),
+            max_len: self.max_len,
+            header: self.header,
+            cookie: self.cookie.clone(),
+            query: self.query.clone(),
+            realm: self.realm.clone(),
+            clock: self.clock.clone(),
+            check: self.check.clone(),
+            cache: self.cache.clone(),
+            revocation: self.revocation.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<C> Clone for JwtAuthenticator<C> {
+    fn clone(&self) -> Self {
+        JwtAuthenticator {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C> fmt::Debug for JwtAuthenticator<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("JwtAuthenticator")
+            .field("keys", &i.keys)
+            .field("algorithms", &i.algorithms)
+            .field("rules", &i.rules)
+            .field("max_len", &i.max_len)
+            .field("cookie", &i.cookie)
+            .field("query", &i.query)
+            .field("cache", &i.cache.is_some())
+            .field("revocation", &i.revocation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The credentials of a [`JwtAuthenticator`]: the token and where it was
+/// found. `Debug` does not print the token.
+pub struct JwtCredentials {
+    token: Token,
+    scheme: Scheme,
+}
+
+/// A token in the `Authorization` header is not copied: the header value is
+/// a reference-counted buffer.
+enum Token {
+    Header(HeaderToken),
+    Owned(Secret),
+}
+
+impl JwtCredentials {
+    fn token(&self) -> &str {
+        match &self.token {
+            Token::Header(t) => t.as_str(),
+            Token::Owned(s) => s.expose(),
+        }
+    }
+}
+
+impl fmt::Debug for JwtCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtCredentials")
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl<C> JwtAuthenticator<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Validates tokens signed by one of `keys`. The accepted algorithms are
+    /// those the keys are bound to (narrow them with
+    /// [`algorithms`](Self::algorithms)). Defaults: token from
+    /// `Authorization: Bearer`, `exp` required, 30 s leeway, token type
+    /// `access` (when the token states one), `aud` refused unless
+    /// configured, 8 KiB size limit, no cache, no revocation check.
+    pub fn new(keys: KeySet) -> Self {
+        let mut algorithms = Vec::new();
+        for key in keys.keys() {
+            let algs = match key.algorithm() {
+                Some(a) => vec![a],
+                None => key.family().algorithms().to_vec(),
+            };
+            for a in algs {
+                if !algorithms.contains(&a) {
+                    algorithms.push(a);
+                }
+            }
+        }
+        JwtAuthenticator {
+            inner: Arc::new(Inner {
+                keys,
+                algorithms,
+                rules: Rules::default(),
+                max_len: DEFAULT_MAX_LEN,
+                header: true,
+                cookie: None,
+                query: None,
+                realm: None,
+                clock: Arc::new(unix_now),
+                check: None,
+                cache: None,
+                revocation: None,
+                _claims: PhantomData,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner<C>)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Accepts only `algorithms` (still only with keys of their family).
+    pub fn algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        let algorithms: Vec<Algorithm> = algorithms.into_iter().collect();
+        self.edit(|i| i.algorithms = algorithms)
+    }
+
+    /// Tolerance on `exp`, `nbf` and `iat` for clock skew (default 30 s).
+    pub fn leeway(self, leeway: Duration) -> Self {
+        self.edit(|i| i.rules.leeway = leeway.as_secs())
+    }
+
+    /// Whether `exp` is required (default `true`).
+    pub fn require_exp(self, required: bool) -> Self {
+        self.edit(|i| i.rules.require_exp = required)
+    }
+
+    /// Accepts only tokens whose `iss` is one of `issuers`.
+    pub fn issuers<I, S>(self, issuers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let issuers = issuers.into_iter().map(Into::into).collect();
+        self.edit(|i| i.rules.issuers = Some(issuers))
+    }
+
+    /// Accepts only tokens whose `aud` (a string or an array) names one of
+    /// `audiences`.
+    pub fn audiences<I, S>(self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let audiences = audiences.into_iter().map(Into::into).collect();
+        self.edit(|i| i.rules.audiences = Some(audiences))
+    }
+
+    /// The token type accepted, read from the [`token_type_claim`]
+    /// (default `"access"`): a token stating another type, such as this
+    /// crate's refresh tokens (`"refresh"`), is refused. `required` also
+    /// refuses tokens that state no type.
+    ///
+    /// [`token_type_claim`]: Self::token_type_claim
+    pub fn token_type(self, expected: impl Into<Box<str>>, required: bool) -> Self {
+        let expected = expected.into();
+        self.edit(|i| {
+            i.rules.token_type = Some(expected);
+            i.rules.require_token_type = required;
+        })
+    }
+
+    /// The claim holding the token type (default `typ`; the seeds use
+    /// `type`).
+    pub fn token_type_claim(self, name: impl Into<Box<str>>) -> Self {
+        let name = name.into();
+        self.edit(|i| i.rules.names.token_type = name)
+    }
+
+    /// Claims that must be present (up to 64), e.g. `["jti"]`.
+    pub fn required_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let names: Vec<Box<str>> = names.into_iter().map(Into::into).take(64).collect();
+        self.edit(|i| i.rules.required = names)
+    }
+
+    /// The claim holding the subject (default `sub`; the seeds use
+    /// `user_id` or `username`).
+    pub fn subject_claim(self, name: impl Into<Box<str>>) -> Self {
+        let name = name.into();
+        self.edit(|i| i.rules.names.subject = name)
+    }
+
+    /// Claims holding roles, as a string or an array (default `roles` and
+    /// `role`).
+    pub fn roles_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.edit(|i| i.rules.names.roles = names)
+    }
+
+    /// Claims holding permissions, as an array or a space-separated string
+    /// (default `permissions`).
+    pub fn permissions_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.edit(|i| i.rules.names.permissions = names)
+    }
+
+    /// Claims holding scopes, as a space-separated string or an array
+    /// (default `scope` and `scp`).
+    pub fn scopes_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.edit(|i| i.rules.names.scopes = names)
+    }
+
+    /// A custom check on the typed claims, run after every standard check.
+    pub fn check(
+        self,
+        check: impl Fn(&C) -> Result<(), AuthError> + Send + Sync + 'static,
+    ) -> Self {
+        self.edit(|i| i.check = Some(Arc::new(check)))
+    }
+
+    /// Also reads the token from cookie `name` (after the `Authorization`
+    /// header). Cookie-carried tokens need a CSRF defence on unsafe methods.
+    pub fn cookie(self, name: impl Into<Box<str>>) -> Self {
+        let name = name.into();
+        self.edit(|i| i.cookie = Some(name))
+    }
+
+    /// Also reads the token from query parameter `name` (e.g.
+    /// `access_token`), for browser WebSockets that cannot set headers. Off
+    /// by default: URLs end up in logs. A token in both the header and the
+    /// query is refused (`400`).
+    pub fn query_param(self, name: impl Into<Box<str>>) -> Self {
+        let name = name.into();
+        self.edit(|i| i.query = Some(name))
+    }
+
+    /// Stops reading the `Authorization` header (cookie or query only).
+    pub fn without_header(self) -> Self {
+        self.edit(|i| i.header = false)
+    }
+
+    /// Limits the size of a token (default 8 KiB).
+    pub fn max_len(self, max_len: usize) -> Self {
+        self.edit(|i| i.max_len = max_len)
+    }
+
+    /// Sets the `realm` of the `WWW-Authenticate` challenge.
+    pub fn realm(self, realm: impl Into<Arc<str>>) -> Self {
+        let realm = realm.into();
+        self.edit(|i| i.realm = Some(realm))
+    }
+
+    /// Refuses tokens whose `jti`, or whose refresh family (`fam`), is
+    /// revoked in `store`.
+    pub fn revocation(self, store: impl RevocationStore) -> Self {
+        let store: SharedStore = Arc::new(store);
+        self.edit(|i| i.revocation = Some(store))
+    }
+
+    pub(crate) fn shared_revocation(self, store: SharedStore) -> Self {
+        self.edit(|i| i.revocation = Some(store))
+    }
+
+    /// Caches up to `capacity` verified tokens for at most `ttl`. A cached
+    /// token is still refused once its `exp` passes and is still checked
+    /// against the revocation store on every request. The cache keeps a
+    /// keyed 128-bit fingerprint of each token, never the token. When full,
+    /// expired entries are dropped, then an arbitrary eighth of the entries.
+    ///
+    /// A hit clones the claims: with `C = Arc<YourClaims>` that is a
+    /// reference-count increment.
+    pub fn cache(self, capacity: usize, ttl: Duration) -> Self {
+        let cache = Arc::new(TokenCache::new(capacity, ttl.as_secs()));
+        self.edit(|i| i.cache = Some(cache))
+    }
+
+    /// Uses `clock` (seconds since the Unix epoch) instead of the system
+    /// clock, for tests.
+    pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.edit(|i| i.clock = Arc::new(clock))
+    }
+
+    pub(crate) fn shared_clock(self, clock: Arc<Clock>) -> Self {
+        self.edit(|i| i.clock = clock)
+    }
+
+    /// The key set.
+    pub fn keys(&self) -> &KeySet {
+        &self.inner.keys
+    }
+
+    /// Verifies `token` (signature, header, claims, custom check) without
+    /// the revocation check, as if it came in an `Authorization` header.
+    ///
+    /// # Errors
+    ///
+    /// An [`AuthError`] saying why the token is refused.
+    pub fn verify(&self, token: &str) -> Result<Authenticated<C>, AuthError> {
+        self.verify_parts(token, Scheme::Bearer)
+            .map(|v| Authenticated::new(v.claims, v.identity))
+            .map_err(Into::into)
+    }
+
+    pub(crate) fn verify_parts(&self, token: &str, scheme: Scheme) -> Result<Verified<C>, Refusal> {
+        let i = &*self.inner;
+        let jws = jws::verify(token, &i.keys, &i.algorithms, i.max_len)?;
+        let registered = Registered::parse(&jws.payload, &i.rules)?;
+        registered.validate(&i.rules, (i.clock)())?;
+        let claims: C = serde_json::from_slice(&jws.payload).map_err(|_| JwtError::InvalidClaim)?;
+        if let Some(check) = &i.check {
+            check(&claims).map_err(Refusal::Custom)?;
+        }
+        let Registered {
+            sub,
+            jti,
+            fam,
+            exp,
+            roles,
+            permissions,
+            scopes,
+            ..
+        } = registered;
+        let identity = Identity::new(sub.unwrap_or_default(), scheme)
+            .with_roles(roles)
+            .with_permissions(permissions)
+            .with_scopes(scopes);
+        Ok(Verified {
+            claims,
+            identity,
+            jti,
+            fam,
+            exp,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        (self.inner.clock)()
+    }
+
+    fn cookie_token(&self, headers: &HeaderMap, name: &str) -> Result<Option<Secret>, AuthError> {
+        let mut found = None;
+        for value in headers.get_all(COOKIE) {
+            let text = visible_ascii(value, &COOKIE, 64 * 1024)?;
+            for pair in text.split(';') {
+                let (k, v) = pair.trim().split_once('=').unwrap_or((pair.trim(), ""));
+                if k != name {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(AuthError::invalid_request(format!(
+                        "the {name} cookie is repeated"
+                    )));
+                }
+                let v = v.trim_matches('"');
+                if v.len() > self.inner.max_len {
+                    return Err(JwtError::TooLong.into());
+                }
+                found = Some(Secret::new(v));
+            }
+        }
+        Ok(found.filter(|t| !t.is_empty()))
+    }
+}
+
+/// A verified token's parts.
+pub(crate) struct Verified<C> {
+    pub(crate) claims: C,
+    pub(crate) identity: Identity,
+    pub(crate) jti: Option<String>,
+    pub(crate) fam: Option<String>,
+    pub(crate) exp: Option<i64>,
+}
+
+/// Why a token was refused: a standard reason or the custom check's error.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Jwt(JwtError),
+    Custom(AuthError),
+}
+
+impl From<JwtError> for Refusal {
+    fn from(e: JwtError) -> Self {
+        Refusal::Jwt(e)
+    }
+}
+
+impl From<Refusal> for AuthError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Jwt(e) => e.into(),
+            Refusal::Custom(e) => e,
+        }
+    }
+}
+
+/// The future of [`JwtAuthenticator`]: ready at once unless the revocation
+/// store has to be asked over the network.
+pub struct JwtFuture<C> {
+    state: FutureState<C>,
+}
+
+enum FutureState<C> {
+    Ready(Option<Result<Authenticated<C>, AuthError>>),
+    Waiting(BoxAuthFuture<C>),
+}
+
+impl<C> fmt::Debug for JwtFuture<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtFuture").finish_non_exhaustive()
+    }
+}
+
+// Neither state is pinned structurally: the result is moved out, the
+// boxed future is pinned on the heap.
+impl<C> Unpin for JwtFuture<C> {}
+
+impl<C> Future for JwtFuture<C> {
+    type Output = Result<Authenticated<C>, AuthError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().state {
+            FutureState::Ready(r) => {
+                Poll::Ready(r.take().unwrap_or_else(|| {
+                    Err(AuthError::invalid_credentials("token already checked"))
+                }))
+            }
+            FutureState::Waiting(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+fn ready<C>(r: Result<Authenticated<C>, AuthError>) -> JwtFuture<C> {
+    JwtFuture {
+        state: FutureState::Ready(Some(r)),
+    }
+}
+
+impl<C> JwtAuthenticator<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Runs the revocation check for a verified token.
+    fn finish(
+        &self,
+        claims: C,
+        identity: Identity,
+        jti: Option<&str>,
+        fam: Option<&str>,
+    ) -> JwtFuture<C> {
+        let Some(store) = &self.inner.revocation else {
+            return ready(Ok(Authenticated::new(claims, identity)));
+        };
+        let mut sync_answer = Some(false);
+        for what in jti
+            .map(revocation::Revocable::Token)
+            .into_iter()
+            .chain(fam.map(revocation::Revocable::Family))
+        {
+            match store.is_revoked_now_dyn(what) {
+                Some(Ok(true)) => return ready(Err(JwtError::Revoked.into())),
+                Some(Ok(false)) => {}
+                Some(Err(e)) => return ready(Err(AuthError::unavailable(e))),
+                None => sync_answer = None,
+            }
+        }
+        if sync_answer.is_some() {
+            return ready(Ok(Authenticated::new(claims, identity)));
+        }
+        let store = Arc::clone(store);
+        let (jti, fam) = (jti.map(str::to_owned), fam.map(str::to_owned));
+        JwtFuture {
+            state: FutureState::Waiting(Box::pin(async move {
+                match revocation::check(store, jti, fam).await {
+                    Ok(false) => Ok(Authenticated::new(claims, identity)),
+                    Ok(true) => Err(JwtError::Revoked.into()),
+                    Err(e) => Err(AuthError::unavailable(e)),
+                }
+            })),
+        }
+    }
+}
+
+impl<C> Authenticator for JwtAuthenticator<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Credentials = JwtCredentials;
+    type Principal = C;
+    type Future = JwtFuture<C>;
+
+    fn extract(&self, request: &Parts) -> Result<Option<JwtCredentials>, AuthError> {
+        let i = &*self.inner;
+        let header = if i.header {
+            credentials::bearer_token_in(&request.headers, i.max_len + "Bearer ".len())?
+        } else {
+            None
+        };
+        let query = match &i.query {
+            Some(name) => credentials::query_param(&request.uri, name, i.max_len)?,
+            None => None,
+        };
+        if header.is_some() && query.is_some() {
+            return Err(AuthError::invalid_request(
+                "a token was sent in both the header and the query",
+            ));
+        }
+        if let Some(token) = header {
+            return Ok(Some(JwtCredentials {
+                token: Token::Header(token),
+                scheme: Scheme::Bearer,
+            }));
+        }
+        if let Some(name) = &i.cookie {
+            if let Some(token) = self.cookie_token(&request.headers, name)? {
+                return Ok(Some(JwtCredentials {
+                    token: Token::Owned(token),
+                    scheme: Scheme::Cookie,
+                }));
+            }
+        }
+        Ok(query.map(|token| JwtCredentials {
+            token: Token::Owned(token),
+            scheme: Scheme::Bearer,
+        }))
+    }
+
+    fn authenticate(&self, credentials: JwtCredentials) -> Self::Future {
+        let token = credentials.token();
+        let scheme = credentials.scheme.clone();
+        let Some(cache) = &self.inner.cache else {
+            return match self.verify_parts(token, scheme) {
+                Ok(v) => self.finish(v.claims, v.identity, v.jti.as_deref(), v.fam.as_deref()),
+                Err(e) => ready(Err(e.into())),
+            };
+        };
+        let now = self.now();
+        let fingerprint = cache.fingerprint(token);
+        if let Some(hit) = cache.get(fingerprint, now, self.inner.rules.leeway) {
+            let identity = if *hit.identity.scheme() == scheme {
+                hit.identity.clone()
+            } else {
+                hit.identity.clone().with_scheme(scheme)
+            };
+            return self.finish(
+                hit.claims.clone(),
+                identity,
+                hit.jti.as_deref(),
+                hit.fam.as_deref(),
+            );
+        }
+        match self.verify_parts(token, scheme) {
+            Ok(v) => {
+                let future = self.finish(
+                    v.claims.clone(),
+                    v.identity.clone(),
+                    v.jti.as_deref(),
+                    v.fam.as_deref(),
+                );
+                cache.insert(
+                    fingerprint,
+                    Entry {
+                        claims: v.claims,
+                        identity: v.identity,
+                        jti: v.jti,
+                        fam: v.fam,
+                        exp: v.exp,
+                        deadline: 0,
+                    },
+                    now,
+                );
+                future
+            }
+            Err(e) => ready(Err(e.into())),
+        }
+    }
+
+    fn challenges(&self) -> Vec<Challenge> {
+        vec![Challenge::bearer().realm(self.inner.realm.as_ref())]
+    }
+}

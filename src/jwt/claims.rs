@@ -1,0 +1,552 @@
+//! One-pass extraction of the registered and identity claims, and the
+//! validation rules applied to them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::jws::JwtError;
+
+/// Names of the claims that feed the [`Identity`](crate::Identity).
+#[derive(Clone, Debug)]
+pub(crate) struct ClaimNames {
+    pub(crate) subject: Box<str>,
+    pub(crate) roles: Vec<Box<str>>,
+    pub(crate) permissions: Vec<Box<str>>,
+    pub(crate) scopes: Vec<Box<str>>,
+    pub(crate) token_type: Box<str>,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        ClaimNames {
+            subject: "sub".into(),
+            roles: vec!["roles".into(), "role".into()],
+            permissions: vec!["permissions".into()],
+            scopes: vec!["scope".into(), "scp".into()],
+            token_type: "typ".into(),
+        }
+    }
+}
+
+/// A claim the one pass reads.
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Sub,
+    Typ,
+    Role,
+    Permission,
+    Scope,
+    Iss,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    Fam,
+}
+
+impl ClaimNames {
+    /// The field `key` names and a distinct bit for duplicate detection.
+    fn field(&self, key: &str) -> Option<(Field, u32)> {
+        if key == &*self.subject {
+            return Some((Field::Sub, 0));
+        }
+        if key == &*self.token_type {
+            return Some((Field::Typ, 1));
+        }
+        let fixed = match key {
+            "iss" => Some((Field::Iss, 2)),
+            "aud" => Some((Field::Aud, 3)),
+            "exp" => Some((Field::Exp, 4)),
+            "nbf" => Some((Field::Nbf, 5)),
+            "iat" => Some((Field::Iat, 6)),
+            "jti" => Some((Field::Jti, 7)),
+            FAMILY_CLAIM => Some((Field::Fam, 8)),
+            _ => None,
+        };
+        if fixed.is_some() {
+            return fixed;
+        }
+        let mut bit = 9u32;
+        for (names, field) in [
+            (&self.roles, Field::Role),
+            (&self.permissions, Field::Permission),
+            (&self.scopes, Field::Scope),
+        ] {
+            if let Some(i) = names.iter().position(|n| **n == *key) {
+                return Some((field, bit + i as u32));
+            }
+            bit += names.len() as u32;
+        }
+        None
+    }
+}
+
+/// The claim of this crate's issuer naming a refresh family.
+pub(crate) const FAMILY_CLAIM: &str = "fam";
+
+/// Validation rules for the registered claims.
+#[derive(Clone, Debug)]
+pub(crate) struct Rules {
+    pub(crate) leeway: u64,
+    pub(crate) require_exp: bool,
+    pub(crate) issuers: Option<Vec<Box<str>>>,
+    pub(crate) audiences: Option<Vec<Box<str>>>,
+    /// The expected token type (`"access"` by default).
+    pub(crate) token_type: Option<Box<str>>,
+    /// Whether the token type claim must be present.
+    pub(crate) require_token_type: bool,
+    pub(crate) required: Vec<Box<str>>,
+    pub(crate) names: ClaimNames,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            leeway: 30,
+            require_exp: true,
+            issuers: None,
+            audiences: None,
+            token_type: Some("access".into()),
+            require_token_type: false,
+            required: Vec::new(),
+            names: ClaimNames::default(),
+        }
+    }
+}
+
+/// What the one pass over the payload found.
+#[derive(Debug, Default)]
+pub(crate) struct Registered {
+    pub(crate) sub: Option<String>,
+    pub(crate) iss: Option<String>,
+    pub(crate) aud: Option<Vec<String>>,
+    pub(crate) exp: Option<i64>,
+    pub(crate) nbf: Option<i64>,
+    pub(crate) iat: Option<i64>,
+    pub(crate) jti: Option<String>,
+    pub(crate) typ: Option<String>,
+    pub(crate) fam: Option<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) permissions: Vec<String>,
+    pub(crate) scopes: Vec<String>,
+    required_seen: u64,
+}
+
+impl Registered {
+    /// Parses the claims `rules` care about from a JSON payload.
+    pub(crate) fn parse(payload: &[u8], rules: &Rules) -> Result<Self, JwtError> {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let registered = ClaimsSeed { rules }
+            .deserialize(&mut de)
+            .map_err(|_| JwtError::InvalidClaim)?;
+        de.end().map_err(|_| JwtError::InvalidClaim)?;
+        Ok(registered)
+    }
+
+    /// Applies `rules` at time `now` (seconds since the epoch).
+    pub(crate) fn validate(&self, rules: &Rules, now: u64) -> Result<(), JwtError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(rules.leeway).unwrap_or(i64::MAX);
+        if let Some(expected) = &rules.token_type {
+            match &self.typ {
+                Some(t) if **t != **expected => return Err(JwtError::TokenType),
+                None if rules.require_token_type => return Err(JwtError::TokenType),
+                _ => {}
+            }
+        }
+        match self.exp {
+            Some(exp) if now >= exp.saturating_add(leeway) => return Err(JwtError::Expired),
+            None if rules.require_exp => return Err(JwtError::MissingClaim),
+            _ => {}
+        }
+        if self.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(JwtError::NotYetValid);
+        }
+        if self.iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+            return Err(JwtError::IssuedInFuture);
+        }
+        if let Some(issuers) = &rules.issuers {
+            match &self.iss {
+                Some(iss) if issuers.iter().any(|i| **i == **iss) => {}
+                _ => return Err(JwtError::Issuer),
+            }
+        }
+        match (&rules.audiences, &self.aud) {
+            (Some(expected), Some(aud)) => {
+                if !aud.iter().any(|a| expected.iter().any(|e| **e == **a)) {
+                    return Err(JwtError::Audience);
+                }
+            }
+            (Some(_), None) => return Err(JwtError::Audience),
+            // RFC 7519 §4.1.3: a token naming audiences must be refused by a
+            // verifier that does not identify itself with one of them.
+            (None, Some(_)) => return Err(JwtError::Audience),
+            (None, None) => {}
+        }
+        let all_required = if rules.required.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << rules.required.len()) - 1
+        };
+        if self.required_seen & all_required != all_required {
+            return Err(JwtError::MissingClaim);
+        }
+        if self.sub.is_none() {
+            return Err(JwtError::MissingClaim);
+        }
+        Ok(())
+    }
+}
+
+struct ClaimsSeed<'r> {
+    rules: &'r Rules,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = Registered;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Registered, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = Registered;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims set (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered, A::Error> {
+        let rules = self.rules;
+        let names = &rules.names;
+        let mut r = Registered::default();
+        // Claims read twice would let the typed claims and these disagree
+        // (serde keeps the last value or errors): refuse duplicates.
+        let mut seen = 0u64;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let key = &*key;
+            if let Some(i) = rules.required.iter().position(|n| **n == *key) {
+                r.required_seen |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
+            let Some((field, bit)) = names.field(key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let mask = 1u64.checked_shl(bit).unwrap_or(0);
+            if seen & mask != 0 {
+                return Err(de::Error::custom("duplicate claim"));
+            }
+            seen |= mask;
+            match field {
+                Field::Sub => r.sub = Some(map.next_value::<SubjectValue>()?.0),
+                Field::Typ => r.typ = Some(map.next_value()?),
+                Field::Role => r
+                    .roles
+                    .extend(map.next_value_seed(Strings { split: false })?),
+                Field::Permission => r
+                    .permissions
+                    .extend(map.next_value_seed(Strings { split: true })?),
+                Field::Scope => r
+                    .scopes
+                    .extend(map.next_value_seed(Strings { split: true })?),
+                Field::Iss => r.iss = Some(map.next_value()?),
+                Field::Aud => r.aud = Some(map.next_value_seed(Strings { split: false })?),
+                Field::Exp => r.exp = Some(map.next_value::<NumericDate>()?.0),
+                Field::Nbf => r.nbf = Some(map.next_value::<NumericDate>()?.0),
+                Field::Iat => r.iat = Some(map.next_value::<NumericDate>()?.0),
+                Field::Jti => r.jti = Some(map.next_value()?),
+                Field::Fam => r.fam = Some(map.next_value()?),
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// A subject: a string, or an integer (some issuers put numeric user ids
+/// in `sub`).
+struct SubjectValue(String);
+
+impl<'de> de::Deserialize<'de> for SubjectValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SubjectValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or integer subject")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<SubjectValue, E> {
+                Ok(SubjectValue(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<SubjectValue, E> {
+                Ok(SubjectValue(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<SubjectValue, E> {
+                Ok(SubjectValue(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<SubjectValue, E> {
+                Ok(SubjectValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An RFC 7519 NumericDate: an integer or a fractional number of seconds
+/// (truncated).
+struct NumericDate(i64);
+
+impl<'de> de::Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                i64::try_from(v)
+                    .map(NumericDate)
+                    .map_err(|_| E::custom("date out of range"))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() && v.abs() < 9.0e15 {
+                    Ok(NumericDate(v.trunc() as i64))
+                } else {
+                    Err(E::custom("date out of range"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string or an array of strings; strings are split on whitespace when
+/// `split` (OAuth `scope` is space-separated).
+struct Strings {
+    split: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Strings {
+    type Value = Vec<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strings {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Vec<String>, E> {
+        Ok(if self.split {
+            v.split_ascii_whitespace().map(str::to_owned).collect()
+        } else {
+            vec![v.to_owned()]
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(s) = seq.next_element::<String>()? {
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Registered, JwtError> {
+        Registered::parse(json.as_bytes(), &Rules::default())
+    }
+
+    #[test]
+    fn extracts_registered_and_identity_claims() {
+        let r = parse(
+            r#"{"sub":"u1","iss":"me","aud":["a","b"],"exp":100,"nbf":1.9,"iat":2,
+                "jti":"j","typ":"access","fam":"f","roles":["admin"],"role":"user",
+                "permissions":"posts:read posts:write","scope":"read write","scp":["x"],
+                "other":{"nested":[1,2,{"a":null}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.sub.as_deref(), Some("u1"));
+        assert_eq!(r.aud, Some(vec!["a".into(), "b".into()]));
+        assert_eq!((r.exp, r.nbf, r.iat), (Some(100), Some(1), Some(2)));
+        assert_eq!(r.roles, ["admin", "user"]);
+        assert_eq!(r.permissions, ["posts:read", "posts:write"]);
+        assert_eq!(r.scopes, ["read", "write", "x"]);
+        assert_eq!(r.fam.as_deref(), Some("f"));
+    }
+
+    #[test]
+    fn numeric_subjects_and_string_audience() {
+        let r = parse(r#"{"sub":42,"aud":"api"}"#).unwrap();
+        assert_eq!(r.sub.as_deref(), Some("42"));
+        assert_eq!(r.aud, Some(vec!["api".into()]));
+    }
+
+    #[test]
+    fn wrong_claim_types_are_invalid() {
+        for json in [
+            r#"{"exp":"tomorrow"}"#,
+            r#"{"sub":true}"#,
+            r#"{"aud":[1]}"#,
+            r#"{"exp":1e300}"#,
+            r#"[1,2]"#,
+            r#"{"sub":"a"} trailing"#,
+            r#"{"sub":"a","exp":1,"exp":99999999999}"#,
+            r#"{"sub":"a","sub":"admin"}"#,
+            "not json",
+        ] {
+            assert_eq!(parse(json).unwrap_err(), JwtError::InvalidClaim, "{json}");
+        }
+    }
+
+    #[test]
+    fn escaped_claim_names_are_matched() {
+        let r = parse(r#"{"s\u0075b":"u1"}"#).unwrap();
+        assert_eq!(r.sub.as_deref(), Some("u1"));
+    }
+
+    fn validate(json: &str, rules: &Rules, now: u64) -> Result<(), JwtError> {
+        Registered::parse(json.as_bytes(), rules)?.validate(rules, now)
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        let rules = Rules {
+            leeway: 10,
+            ..Rules::default()
+        };
+        assert_eq!(validate(r#"{"sub":"a","exp":100}"#, &rules, 105), Ok(()));
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":100}"#, &rules, 110),
+            Err(JwtError::Expired)
+        );
+        assert_eq!(
+            validate(r#"{"sub":"a"}"#, &rules, 0),
+            Err(JwtError::MissingClaim)
+        );
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":1000,"nbf":200}"#, &rules, 100),
+            Err(JwtError::NotYetValid)
+        );
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":1000,"iat":200}"#, &rules, 100),
+            Err(JwtError::IssuedInFuture)
+        );
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":1000,"iat":105}"#, &rules, 100),
+            Ok(())
+        );
+        let lax = Rules {
+            require_exp: false,
+            ..Rules::default()
+        };
+        assert_eq!(validate(r#"{"sub":"a"}"#, &lax, 0), Ok(()));
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let rules = Rules {
+            issuers: Some(vec!["https://idp".into()]),
+            audiences: Some(vec!["api".into(), "other".into()]),
+            ..Rules::default()
+        };
+        let ok = r#"{"sub":"a","exp":10,"iss":"https://idp","aud":["x","other"]}"#;
+        assert_eq!(validate(ok, &rules, 0), Ok(()));
+        let bad_iss = r#"{"sub":"a","exp":10,"iss":"https://evil","aud":"api"}"#;
+        assert_eq!(validate(bad_iss, &rules, 0), Err(JwtError::Issuer));
+        let no_iss = r#"{"sub":"a","exp":10,"aud":"api"}"#;
+        assert_eq!(validate(no_iss, &rules, 0), Err(JwtError::Issuer));
+        let bad_aud = r#"{"sub":"a","exp":10,"iss":"https://idp","aud":["x"]}"#;
+        assert_eq!(validate(bad_aud, &rules, 0), Err(JwtError::Audience));
+        let no_aud = r#"{"sub":"a","exp":10,"iss":"https://idp"}"#;
+        assert_eq!(validate(no_aud, &rules, 0), Err(JwtError::Audience));
+        let unexpected = r#"{"sub":"a","exp":10,"aud":"api"}"#;
+        assert_eq!(
+            validate(unexpected, &Rules::default(), 0),
+            Err(JwtError::Audience)
+        );
+    }
+
+    #[test]
+    fn token_type() {
+        let rules = Rules::default();
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":10,"typ":"refresh"}"#, &rules, 0),
+            Err(JwtError::TokenType)
+        );
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":10,"typ":"access"}"#, &rules, 0),
+            Ok(())
+        );
+        assert_eq!(validate(r#"{"sub":"a","exp":10}"#, &rules, 0), Ok(()));
+        let strict = Rules {
+            require_token_type: true,
+            ..Rules::default()
+        };
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":10}"#, &strict, 0),
+            Err(JwtError::TokenType)
+        );
+    }
+
+    #[test]
+    fn required_claims_and_subject() {
+        let rules = Rules {
+            required: vec!["jti".into(), "tenant".into()],
+            ..Rules::default()
+        };
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":10,"jti":"x"}"#, &rules, 0),
+            Err(JwtError::MissingClaim)
+        );
+        assert_eq!(
+            validate(r#"{"sub":"a","exp":10,"jti":"x","tenant":null}"#, &rules, 0),
+            Ok(())
+        );
+        assert_eq!(
+            validate(r#"{"exp":10}"#, &Rules::default(), 0),
+            Err(JwtError::MissingClaim)
+        );
+    }
+}

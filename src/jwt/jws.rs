@@ -1,0 +1,276 @@
+//! Compact JWS parsing and signature verification (RFC 7515).
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use super::keys::KeySet;
+use crate::error::AuthError;
+
+/// Longest `kid` accepted.
+const MAX_KID_LEN: usize = 256;
+
+/// Why a token was refused. The `Display` texts are the client-visible
+/// messages: fixed, and never containing the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// Not three base64url parts, bad base64, bad JSON, oversized.
+    #[error("malformed token")]
+    Malformed,
+    /// The token is longer than the configured limit.
+    #[error("token too long")]
+    TooLong,
+    /// `alg` is `none`, unknown, or not allowed.
+    #[error("token algorithm not accepted")]
+    Algorithm,
+    /// No key for the header's `kid`, or a key of another family.
+    #[error("unknown token signing key")]
+    UnknownKey,
+    /// The header has a `crit` parameter this verifier does not understand.
+    #[error("unsupported critical token header")]
+    Critical,
+    /// The signature does not verify.
+    #[error("invalid token signature")]
+    Signature,
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// A required claim is missing.
+    #[error("token lacks a required claim")]
+    MissingClaim,
+    /// A claim has the wrong type (e.g. a string `exp`).
+    #[error("token has an invalid claim")]
+    InvalidClaim,
+    /// `iss` is not accepted.
+    #[error("token issuer not accepted")]
+    Issuer,
+    /// `aud` is not accepted.
+    #[error("token audience not accepted")]
+    Audience,
+    /// The token type is not an access token (e.g. a refresh token).
+    #[error("token type not accepted")]
+    TokenType,
+    /// The token (or its family) was revoked.
+    #[error("token revoked")]
+    Revoked,
+    /// A refresh token was used twice: its family is now revoked.
+    #[error("refresh token reuse detected")]
+    RefreshReuse,
+}
+
+impl From<JwtError> for AuthError {
+    fn from(e: JwtError) -> Self {
+        match e {
+            JwtError::Malformed | JwtError::TooLong => AuthError::invalid_request(e.to_string()),
+            _ => AuthError::invalid_credentials(e.to_string()),
+        }
+    }
+}
+
+/// The parts of a JOSE header this verifier reads. Other members (`jwk`,
+/// `jku`, `x5u`, `x5c`, ...) are ignored: keys come from the [`KeySet`]
+/// only.
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// A verified compact JWS.
+#[derive(Debug)]
+pub struct VerifiedJws {
+    /// The algorithm of the signature.
+    pub alg: Algorithm,
+    /// The header's `kid`.
+    pub kid: Option<String>,
+    /// The header's `typ`.
+    pub typ: Option<String>,
+    /// The decoded payload.
+    pub payload: Vec<u8>,
+}
+
+/// Splits `token` into exactly three non-empty-signature parts.
+fn split(token: &str) -> Result<(&str, &str, &str), JwtError> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !s.is_empty() => Ok((h, p, s)),
+        (Some(_), Some(_), Some(""), None) => Err(JwtError::Signature),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, JwtError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwtError::Malformed)
+}
+
+/// Verifies a compact JWS against `keys`, accepting only `algorithms`.
+///
+/// The header is decoded and checked before any key is touched: `alg`
+/// must be one of `algorithms` (so `none`, in any casing, never is), `crit`
+/// must be absent, and the key chosen by `kid` must belong to the family of
+/// `alg` (and be bound to `alg` when it is bound to one algorithm).
+pub(crate) fn verify(
+    token: &str,
+    keys: &KeySet,
+    algorithms: &[Algorithm],
+    max_len: usize,
+) -> Result<VerifiedJws, JwtError> {
+    if token.len() > max_len {
+        return Err(JwtError::TooLong);
+    }
+    let (header_b64, payload_b64, signature_b64) = split(token)?;
+    let header_json = b64(header_b64)?;
+    let header: RawHeader<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+    let alg = Algorithm::from_str(&header.alg).map_err(|_| JwtError::Algorithm)?;
+    if !algorithms.contains(&alg) {
+        return Err(JwtError::Algorithm);
+    }
+    if header.crit.is_some() {
+        return Err(JwtError::Critical);
+    }
+    let kid = header.kid.as_deref();
+    if kid.is_some_and(|k| k.len() > MAX_KID_LEN) {
+        return Err(JwtError::Malformed);
+    }
+    let key = keys.select(kid).ok_or(JwtError::UnknownKey)?;
+    if !key.accepts(alg) {
+        return Err(JwtError::UnknownKey);
+    }
+    let message_len = header_b64.len() + 1 + payload_b64.len();
+    let message = &token.as_bytes()[..message_len];
+    match jsonwebtoken::crypto::verify(signature_b64, message, key.decoding_key(), alg) {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return Err(JwtError::Signature),
+    }
+    Ok(VerifiedJws {
+        alg,
+        kid: header.kid.map(Cow::into_owned),
+        typ: header.typ.map(Cow::into_owned),
+        payload: b64(payload_b64)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::keys::JwtKey;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn keys() -> KeySet {
+        KeySet::single(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
+    }
+
+    fn sign(header: &str, payload: &str) -> String {
+        let h = URL_SAFE_NO_PAD.encode(header);
+        let p = URL_SAFE_NO_PAD.encode(payload);
+        let msg = format!("{h}.{p}");
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+        let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{msg}.{sig}")
+    }
+
+    fn check(token: &str) -> Result<VerifiedJws, JwtError> {
+        verify(token, &keys(), &[Algorithm::HS256], 8192)
+    }
+
+    #[test]
+    fn accepts_a_valid_token() {
+        let t = sign(r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"sub":"1"}"#);
+        let v = check(&t).unwrap();
+        assert_eq!(v.alg, Algorithm::HS256);
+        assert_eq!(v.payload, br#"{"sub":"1"}"#);
+        assert_eq!(v.typ.as_deref(), Some("JWT"));
+    }
+
+    #[test]
+    fn structural_errors() {
+        let t = sign(r#"{"alg":"HS256"}"#, "{}");
+        assert_eq!(check("a.b").unwrap_err(), JwtError::Malformed);
+        assert_eq!(check("a.b.c.d").unwrap_err(), JwtError::Malformed);
+        assert_eq!(check(".b.c").unwrap_err(), JwtError::Malformed);
+        assert_eq!(check("!!!.b.c").unwrap_err(), JwtError::Malformed);
+        // signature stripped
+        let stripped = format!("{}.", t.rsplit_once('.').unwrap().0);
+        assert_eq!(check(&stripped).unwrap_err(), JwtError::Signature);
+        // padded base64 is not base64url without padding
+        let (h, rest) = t.split_once('.').unwrap();
+        assert_eq!(
+            check(&format!("{h}=.{rest}")).unwrap_err(),
+            JwtError::Malformed
+        );
+        assert_eq!(
+            verify(&t, &keys(), &[Algorithm::HS256], 10).unwrap_err(),
+            JwtError::TooLong
+        );
+    }
+
+    #[test]
+    fn none_in_any_casing_is_refused() {
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#));
+            let p = URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#);
+            for token in [format!("{h}.{p}."), format!("{h}.{p}.c2ln")] {
+                assert!(check(&token).is_err(), "{alg}");
+            }
+        }
+    }
+
+    #[test]
+    fn algorithms_outside_the_allow_list_are_refused() {
+        let t = sign(r#"{"alg":"HS256"}"#, "{}");
+        assert_eq!(
+            verify(&t, &keys(), &[Algorithm::RS256], 8192).unwrap_err(),
+            JwtError::Algorithm
+        );
+        let t = sign(r#"{"alg":"hs256"}"#, "{}");
+        assert_eq!(check(&t).unwrap_err(), JwtError::Algorithm);
+    }
+
+    #[test]
+    fn crit_is_refused() {
+        let t = sign(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, "{}");
+        assert_eq!(check(&t).unwrap_err(), JwtError::Critical);
+    }
+
+    #[test]
+    fn duplicate_header_members_are_malformed() {
+        let t = sign(r#"{"alg":"HS256","alg":"none"}"#, "{}");
+        assert_eq!(check(&t).unwrap_err(), JwtError::Malformed);
+    }
+
+    #[test]
+    fn tampering_breaks_the_signature() {
+        let t = sign(r#"{"alg":"HS256"}"#, r#"{"sub":"user"}"#);
+        let (h, rest) = t.split_once('.').unwrap();
+        let (_, s) = rest.split_once('.').unwrap();
+        let forged = format!("{h}.{}.{s}", URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#));
+        assert_eq!(check(&forged).unwrap_err(), JwtError::Signature);
+        let mut sig = s.to_owned();
+        sig.replace_range(0..1, if s.starts_with('A') { "B" } else { "A" });
+        assert_eq!(
+            check(&format!("{h}.{}.{sig}", rest.split_once('.').unwrap().0)).unwrap_err(),
+            JwtError::Signature
+        );
+    }
+}

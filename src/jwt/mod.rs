@@ -1,0 +1,115 @@
+//! JSON Web Tokens: validation as an [`Authenticator`](crate::Authenticator),
+//! key sets, issuing with refresh rotation and revocation, and a
+//! verified-token cache.
+//!
+//! Built on [`jsonwebtoken`] (with its `aws_lc_rs` backend) for keys,
+//! signatures and signing; the header, claims and their validation are
+//! checked here, strictly:
+//!
+//! * **Algorithms**: an allow-list (by default, the algorithms of the
+//!   configured keys). `none` is never accepted, in any casing. Each
+//!   [`JwtKey`] is bound to its family (and usually to one algorithm), so an
+//!   RSA public key can never serve as an HMAC secret (RS256 → HS256
+//!   confusion).
+//! * **Keys** come only from the [`KeySet`], chosen by `kid`; an unknown
+//!   `kid` is refused, and `jwk` / `jku` / `x5u` / `x5c` headers are
+//!   ignored. A `crit` header is refused. Duplicate header or claim members
+//!   are refused.
+//! * **Claims**: `exp` required (by default) with a leeway (30 s), `nbf`,
+//!   `iat` not in the future, `iss` allow-list, `aud` (string or array,
+//!   any of; a token naming an audience is refused unless one is
+//!   configured, RFC 7519 §4.1.3), token type (`typ`: a refresh token never
+//!   passes as an access token), required claims, a custom check, and the
+//!   subject.
+//! * **Identity**: subject from `sub`, roles from `roles` / `role`,
+//!   permissions from `permissions`, scopes from `scope` (space-separated)
+//!   and `scp` (array); every claim name is configurable.
+//! * **Sources**: `Authorization: Bearer` (default), a cookie, a query
+//!   parameter (opt-in, for browser WebSockets). Tokens over 8 KiB are
+//!   refused.
+//!
+//! **Crypto backend**: `jsonwebtoken` is built with `aws_lc_rs` (AWS-LC:
+//! constant-time, FIPS-validated builds available, and the fastest RSA and
+//! ECDSA verification of the two backends). The alternative `rust_crypto`
+//! backend pulls the pure-Rust `rsa` crate, whose private-key operations
+//! carry an unfixed timing side channel (RUSTSEC-2023-0071), which matters
+//! to a token issuer signing RS256.
+//!
+//! **Speed**: the header is decoded once (raw `jsonwebtoken::decode` decodes
+//! it twice), claims are read in one pass for validation and the
+//! [`Identity`](crate::Identity), and a token in the `Authorization` header
+//! is never copied. With [`JwtAuthenticator::cache`], a repeated token skips
+//! signature verification; use `Arc<YourClaims>` as the claims type so a
+//! cache hit clones a pointer (serde deserializes `Arc<T>`). See the
+//! README's performance section for figures.
+//!
+//! [`TokenIssuer`] issues access + refresh pairs (`jti`, `iat`, `exp`,
+//! `typ`), rotates refresh tokens with reuse detection, and logs out by
+//! revoking the refresh family and deny-listing the access token until it
+//! expires, in a [`RevocationStore`] ([`MemoryRevocationStore`] bounds its
+//! memory).
+//!
+//! # Example
+//!
+//! ```
+//! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::convert::Infallible;
+//! use http::{header, Request, Response, StatusCode};
+//! use serde::{Deserialize, Serialize};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_auth::jwt::TokenIssuer;
+//! use tower_auth::{AuthLayer, Identity};
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize)]
+//! struct Claims { sub: String, roles: Vec<String> }
+//!
+//! let issuer = TokenIssuer::hs256(b"an example secret of at least 32 bytes!")?
+//!     .issuer("https://api.example.com");
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(issuer.authenticator::<Claims>()))
+//!     .service_fn(|req: Request<()>| async move {
+//!         let id = req.extensions().get::<Identity>().unwrap();
+//!         Ok::<_, Infallible>(Response::new(format!("hello {}", id.subject())))
+//!     });
+//!
+//! #[derive(Serialize)]
+//! struct Extra { roles: [&'static str; 1] }
+//! let pair = issuer.issue("alice", &Extra { roles: ["admin"] })?;
+//!
+//! let req = Request::get("/")
+//!     .header(header::AUTHORIZATION, format!("Bearer {}", pair.access_token))
+//!     .body(())?;
+//! assert_eq!(svc.clone().oneshot(req).await?.status(), StatusCode::OK);
+//!
+//! // A refresh token is not an access token.
+//! let req = Request::get("/")
+//!     .header(header::AUTHORIZATION, format!("Bearer {}", pair.refresh_token))
+//!     .body(())?;
+//! assert_eq!(svc.clone().oneshot(req).await?.status(), StatusCode::UNAUTHORIZED);
+//!
+//! // Rotation: each refresh token works once.
+//! let grant = issuer.redeem(&pair.refresh_token).await?;
+//! let rotated = issuer.issue_rotated(&grant, &Extra { roles: ["admin"] })?;
+//! assert!(issuer.redeem(&pair.refresh_token).await.is_err()); // reuse: family revoked
+//! assert!(issuer.redeem(&rotated.refresh_token).await.is_err());
+//! # Ok(()) }
+//! ```
+
+mod authenticator;
+mod cache;
+mod claims;
+mod issue;
+mod jws;
+mod keys;
+mod revocation;
+
+pub use authenticator::{JwtAuthenticator, JwtCredentials, JwtFuture};
+pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
+pub use jws::{JwtError, VerifiedJws};
+pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
+pub use revocation::{MemoryRevocationStore, MemoryStoreError, Revocable, RevocationStore};
+
+pub use jsonwebtoken::{Algorithm, EncodingKey};
+
+pub(crate) use authenticator::unix_now;

@@ -1,0 +1,386 @@
+//! Revocation: a deny-list of token ids (`jti`) and refresh families, and
+//! the one-time use of refresh tokens.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::BoxError;
+
+/// What is revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Revocable<'a> {
+    /// One token, by its `jti`.
+    Token(&'a str),
+    /// Every token of a refresh family (a login session): the refresh tokens
+    /// rotated from one sign-in and the access tokens issued with them.
+    Family(&'a str),
+}
+
+/// Where revocations live: [`MemoryRevocationStore`], or Redis / a database
+/// for several server instances.
+///
+/// Every entry carries the time (seconds since the epoch) after which it is
+/// useless, because the tokens it concerns have expired; stores drop
+/// entries after that time, which bounds their size.
+pub trait RevocationStore: Send + Sync + 'static {
+    /// Revokes `what` until `until`.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure. Callers fail closed: a logout that could not be
+    /// recorded is an error, never a silent success.
+    fn revoke(
+        &self,
+        what: Revocable<'_>,
+        until: u64,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Whether `what` is revoked.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure; the request is refused with `503`.
+    fn is_revoked(
+        &self,
+        what: Revocable<'_>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
+    /// Marks refresh token `jti` used, atomically: `true` the first time,
+    /// `false` on every later call (a reuse).
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    fn consume(&self, jti: &str, until: u64)
+        -> impl Future<Output = Result<bool, BoxError>> + Send;
+
+    /// Answers [`is_revoked`](RevocationStore::is_revoked) without awaiting,
+    /// when the store can (an in-memory store can; a network store cannot and
+    /// returns `None`, the default). Lets the authenticator skip allocating a
+    /// future on the hot path.
+    fn is_revoked_now(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
+        let _ = what;
+        None
+    }
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 'a>>;
+
+/// Object-safe view of a [`RevocationStore`], so authenticators need no
+/// type parameter for it.
+pub(crate) trait DynRevocationStore: Send + Sync + 'static {
+    fn revoke_dyn<'a>(&'a self, what: Revocable<'a>, until: u64) -> BoxFut<'a, ()>;
+    fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool>;
+    fn consume_dyn<'a>(&'a self, jti: &'a str, until: u64) -> BoxFut<'a, bool>;
+    fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>>;
+}
+
+impl<S: RevocationStore> DynRevocationStore for S {
+    fn revoke_dyn<'a>(&'a self, what: Revocable<'a>, until: u64) -> BoxFut<'a, ()> {
+        Box::pin(self.revoke(what, until))
+    }
+    fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool> {
+        Box::pin(self.is_revoked(what))
+    }
+    fn consume_dyn<'a>(&'a self, jti: &'a str, until: u64) -> BoxFut<'a, bool> {
+        Box::pin(self.consume(jti, until))
+    }
+    fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
+        self.is_revoked_now(what)
+    }
+}
+
+pub(crate) type SharedStore = Arc<dyn DynRevocationStore>;
+
+/// Checks the token and its family against `store`: synchronously when the
+/// store can answer at once, else with one boxed future.
+pub(crate) async fn check(
+    store: SharedStore,
+    jti: Option<String>,
+    fam: Option<String>,
+) -> Result<bool, BoxError> {
+    for what in jti
+        .as_deref()
+        .map(Revocable::Token)
+        .into_iter()
+        .chain(fam.as_deref().map(Revocable::Family))
+    {
+        let revoked = match store.is_revoked_now_dyn(what) {
+            Some(r) => r?,
+            None => store.is_revoked_dyn(what).await?,
+        };
+        if revoked {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Errors of [`MemoryRevocationStore`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryStoreError {
+    /// The store holds its maximum number of live entries.
+    #[error("the revocation store is full ({0} live entries)")]
+    Full(usize),
+}
+
+/// An in-memory [`RevocationStore`] for one server instance.
+///
+/// Memory is bounded: entries are dropped once the tokens they concern have
+/// expired (checked on every write once the store reaches half its
+/// capacity), and a store full of live entries refuses new ones with an
+/// error rather than forgetting a revocation: a logout then fails (`503`)
+/// instead of silently leaving a token valid. The default capacity is one
+/// million entries (about 100 MB at worst).
+///
+/// Cloning shares the same entries.
+#[derive(Clone)]
+pub struct MemoryRevocationStore {
+    inner: Arc<Mutex<Entries>>,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+/// Revoked tokens, revoked families and used refresh tokens, each mapped to
+/// the time after which the entry is useless.
+struct Entries {
+    maps: [HashMap<Box<str>, u64>; 3],
+    capacity: usize,
+    /// Writes since the last purge.
+    writes: usize,
+}
+
+const TOKENS: usize = 0;
+const FAMILIES: usize = 1;
+const USED: usize = 2;
+
+fn slot(what: Revocable<'_>) -> (usize, &str) {
+    match what {
+        Revocable::Token(jti) => (TOKENS, jti),
+        Revocable::Family(fam) => (FAMILIES, fam),
+    }
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.maps.iter().map(HashMap::len).sum()
+    }
+
+    fn purge(&mut self, now: u64) {
+        for map in &mut self.maps {
+            map.retain(|_, until| *until > now);
+        }
+        self.writes = 0;
+    }
+}
+
+impl Default for MemoryRevocationStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryRevocationStore {
+    /// A store with room for one million live entries.
+    pub fn new() -> Self {
+        Self::with_capacity(1_000_000)
+    }
+
+    /// A store with room for `capacity` live entries.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemoryRevocationStore {
+            inner: Arc::new(Mutex::new(Entries {
+                maps: Default::default(),
+                capacity: capacity.max(1),
+                writes: 0,
+            })),
+            clock: Arc::new(super::unix_now),
+        }
+    }
+
+    /// Uses `clock` (seconds since the epoch) instead of the system clock.
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of entries, expired ones included until the next purge.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops expired entries and returns how many were dropped.
+    pub fn purge_expired(&self) -> usize {
+        let now = (self.clock)();
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.purge(now);
+        before - entries.len()
+    }
+
+    fn insert(
+        &self,
+        map: usize,
+        key: &str,
+        until: u64,
+        only_if_new: bool,
+    ) -> Result<bool, MemoryStoreError> {
+        let now = (self.clock)();
+        let mut entries = self.lock();
+        if let Some(existing) = entries.maps[map].get_mut(key) {
+            if *existing > now {
+                if only_if_new {
+                    return Ok(false);
+                }
+                *existing = until.max(*existing);
+                return Ok(true);
+            }
+        }
+        entries.writes += 1;
+        let capacity = entries.capacity;
+        // Purge when the store is large and enough writes happened since the
+        // last purge to pay for the scan (amortized O(1) per write).
+        if entries.len() >= capacity / 2 && entries.writes >= capacity / 4 {
+            entries.purge(now);
+        }
+        if entries.len() >= capacity {
+            entries.purge(now);
+            if entries.len() >= capacity {
+                return Err(MemoryStoreError::Full(capacity));
+            }
+        }
+        entries.maps[map].insert(key.into(), until);
+        Ok(true)
+    }
+
+    fn revoked(&self, what: Revocable<'_>) -> bool {
+        let now = (self.clock)();
+        let (map, key) = slot(what);
+        self.lock().maps[map]
+            .get(key)
+            .is_some_and(|until| *until > now)
+    }
+}
+
+impl fmt::Debug for MemoryRevocationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryRevocationStore")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RevocationStore for MemoryRevocationStore {
+    fn revoke(
+        &self,
+        what: Revocable<'_>,
+        until: u64,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let (map, key) = slot(what);
+        let r = self
+            .insert(map, key, until, false)
+            .map(|_| ())
+            .map_err(Into::into);
+        std::future::ready(r)
+    }
+
+    fn is_revoked(
+        &self,
+        what: Revocable<'_>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        std::future::ready(Ok(self.revoked(what)))
+    }
+
+    fn consume(
+        &self,
+        jti: &str,
+        until: u64,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        std::future::ready(self.insert(USED, jti, until, true).map_err(Into::into))
+    }
+
+    fn is_revoked_now(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
+        Some(Ok(self.revoked(what)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    fn clocked(capacity: usize) -> (MemoryRevocationStore, Arc<AtomicU64>) {
+        let now = Arc::new(AtomicU64::new(1000));
+        let n = now.clone();
+        let store = MemoryRevocationStore::with_capacity(capacity)
+            .with_clock(move || n.load(Ordering::SeqCst));
+        (store, now)
+    }
+
+    #[tokio::test]
+    async fn revoke_until_expiry() {
+        let (store, now) = clocked(10);
+        store.revoke(Revocable::Token("a"), 1100).await.unwrap();
+        assert!(store.is_revoked(Revocable::Token("a")).await.unwrap());
+        assert!(!store.is_revoked(Revocable::Family("a")).await.unwrap());
+        now.store(1100, Ordering::SeqCst);
+        assert!(!store.is_revoked(Revocable::Token("a")).await.unwrap());
+        assert_eq!(store.purge_expired(), 1);
+    }
+
+    #[tokio::test]
+    async fn consume_is_one_time() {
+        let (store, _) = clocked(10);
+        assert!(store.consume("r1", 2000).await.unwrap());
+        assert!(!store.consume("r1", 2000).await.unwrap());
+        assert!(store.consume("r2", 2000).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn full_store_fails_closed_and_recovers_after_expiry() {
+        let (store, now) = clocked(4);
+        for i in 0..4 {
+            store
+                .revoke(Revocable::Token(&i.to_string()), 1010)
+                .await
+                .unwrap();
+        }
+        assert!(store.revoke(Revocable::Token("x"), 1010).await.is_err());
+        // every earlier revocation still holds
+        for i in 0..4 {
+            assert!(store
+                .is_revoked(Revocable::Token(&i.to_string()))
+                .await
+                .unwrap());
+        }
+        now.store(1011, Ordering::SeqCst);
+        store.revoke(Revocable::Token("x"), 2000).await.unwrap();
+        assert!(store.len() <= 4);
+    }
+
+    #[tokio::test]
+    async fn memory_stays_bounded_under_a_flood() {
+        let (store, now) = clocked(1000);
+        for i in 0..100_000u64 {
+            now.store(1000 + i, Ordering::SeqCst);
+            store
+                .revoke(Revocable::Token(&i.to_string()), 1000 + i + 10)
+                .await
+                .unwrap();
+            assert!(store.len() <= 1000);
+        }
+    }
+}

@@ -1,0 +1,1145 @@
+//! JWT validation through `AuthLayer`: every algorithm, every rejection
+//! path, RFC 7515 / 7520 example tokens, token sources, issuing, refresh
+//! rotation, logout and the verified-token cache.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_auth::jwt::{
+    JwtAuthenticator, JwtKey, KeySet, MemoryRevocationStore, Revocable, RevocationStore,
+    TokenIssuer,
+};
+use tower_auth::{AuthError, AuthLayer, Identity};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa_private.pem");
+const RSA_PUBLIC: &[u8] = include_bytes!("keys/rsa_public.pem");
+const EC256_PRIVATE: &[u8] = include_bytes!("keys/ec256_private.pem");
+const EC256_PUBLIC: &[u8] = include_bytes!("keys/ec256_public.pem");
+const EC384_PRIVATE: &[u8] = include_bytes!("keys/ec384_private.pem");
+const EC384_PUBLIC: &[u8] = include_bytes!("keys/ec384_public.pem");
+const ED_PRIVATE: &[u8] = include_bytes!("keys/ed25519_private.pem");
+const ED_PUBLIC: &[u8] = include_bytes!("keys/ed25519_public.pem");
+
+#[derive(Clone, Debug, Deserialize)]
+struct Claims {
+    #[allow(dead_code)]
+    sub: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({"sub": "user-1", "name": "Alice", "exp": now() + 600, "iat": now()})
+}
+
+fn encoding_key(alg: Algorithm) -> EncodingKey {
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => EncodingKey::from_secret(SECRET),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
+        Algorithm::ES384 => EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(ED_PRIVATE).unwrap(),
+        _ => EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+    }
+}
+
+fn verification_key(alg: Algorithm) -> JwtKey {
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            JwtKey::hmac(alg, SECRET).unwrap()
+        }
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let pem = if alg == Algorithm::ES256 {
+                EC256_PUBLIC
+            } else {
+                EC384_PUBLIC
+            };
+            JwtKey::ec_pem(alg, pem).unwrap()
+        }
+        Algorithm::EdDSA => JwtKey::ed_pem(ED_PUBLIC).unwrap(),
+        _ => JwtKey::rsa_pem(alg, RSA_PUBLIC).unwrap(),
+    }
+}
+
+fn sign(alg: Algorithm, claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &encoding_key(alg)).unwrap()
+}
+
+/// Builds a token from raw header and payload JSON, signed with HS256 and
+/// `SECRET`.
+fn raw_hs256(header: &str, payload: &str) -> String {
+    let msg = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let sig = jsonwebtoken::crypto::sign(
+        msg.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{msg}.{sig}")
+}
+
+fn hs256() -> JwtAuthenticator<Claims> {
+    JwtAuthenticator::new(KeySet::single(
+        JwtKey::hmac(Algorithm::HS256, SECRET).unwrap(),
+    ))
+    .realm("api")
+}
+
+struct Reply {
+    status: StatusCode,
+    www: Option<String>,
+    body: Value,
+}
+
+async fn call<C>(auth: JwtAuthenticator<C>, req: Request<()>) -> Reply
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let svc = ServiceBuilder::new()
+        .layer(AuthLayer::new(auth))
+        .service_fn(|req: Request<()>| async move {
+            let id = req.extensions().get::<Identity>().unwrap();
+            let body = json!({
+                "subject": id.subject(),
+                "scheme": id.scheme().to_string(),
+                "roles": id.roles().collect::<Vec<_>>(),
+                "permissions": id.permissions().collect::<Vec<_>>(),
+                "scopes": id.scopes().collect::<Vec<_>>(),
+            });
+            Ok::<_, Infallible>(Response::new(body.to_string()))
+        });
+    let res = svc.oneshot(req).await.unwrap();
+    let status = res.status();
+    let www = res
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes: Bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        www,
+        body: serde_json::from_slice(&bytes).unwrap(),
+    }
+}
+
+fn bearer(token: &str) -> Request<()> {
+    Request::get("/")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+}
+
+async fn expect_refused<C>(
+    auth: JwtAuthenticator<C>,
+    token: &str,
+    status: StatusCode,
+    message: &str,
+) where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let r = call(auth, bearer(token)).await;
+    assert_eq!(r.status, status, "{message}: {}", r.body);
+    assert_eq!(r.body["message"], message);
+    let www = r.www.unwrap();
+    let code = if status == StatusCode::BAD_REQUEST {
+        "invalid_request"
+    } else {
+        "invalid_token"
+    };
+    assert!(www.contains(&format!("error=\"{code}\"")), "{www}");
+    assert!(www.starts_with("Bearer realm=\"api\""), "{www}");
+    assert!(!r.body.to_string().contains(token), "token echoed");
+}
+
+#[tokio::test]
+async fn every_supported_algorithm_verifies() {
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::HS384,
+        Algorithm::HS512,
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ] {
+        let auth = JwtAuthenticator::<Claims>::new(KeySet::single(verification_key(alg)));
+        let r = call(auth.clone(), bearer(&sign(alg, &claims()))).await;
+        assert_eq!(r.status, StatusCode::OK, "{alg:?}: {}", r.body);
+        assert_eq!(r.body["subject"], "user-1");
+        assert_eq!(
+            auth.verify(&sign(alg, &claims()))
+                .unwrap()
+                .principal
+                .name
+                .as_deref(),
+            Some("Alice")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_only_verifies_its_own_algorithm() {
+    // An RS256 key does not verify PS256 or RS512 tokens made with the same
+    // RSA key pair, and an ES256 key does not verify ES384.
+    let rs256 = JwtAuthenticator::<Claims>::new(KeySet::single(verification_key(Algorithm::RS256)))
+        .realm("api");
+    for alg in [Algorithm::PS256, Algorithm::RS512] {
+        expect_refused(
+            rs256.clone(),
+            &sign(alg, &claims()),
+            StatusCode::UNAUTHORIZED,
+            "token algorithm not accepted",
+        )
+        .await;
+    }
+    // Even with a wide allow-list, the key's binding holds.
+    let wide = rs256
+        .clone()
+        .algorithms([Algorithm::RS256, Algorithm::PS256, Algorithm::HS256]);
+    expect_refused(
+        wide,
+        &sign(Algorithm::PS256, &claims()),
+        StatusCode::UNAUTHORIZED,
+        "unknown token signing key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn alg_none_is_refused_in_any_casing() {
+    let auth = hs256();
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+        let p = URL_SAFE_NO_PAD.encode(claims().to_string());
+        expect_refused(
+            auth.clone(),
+            &format!("{h}.{p}.c2lnbmF0dXJl"),
+            StatusCode::UNAUTHORIZED,
+            "token algorithm not accepted",
+        )
+        .await;
+        // Unsecured JWS form (empty signature).
+        expect_refused(
+            auth.clone(),
+            &format!("{h}.{p}."),
+            StatusCode::UNAUTHORIZED,
+            "invalid token signature",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn hs_rs_confusion_with_the_public_key_as_hmac_secret() {
+    // The attacker signs HS256 with the server's RSA public key (PEM bytes)
+    // as the HMAC secret.
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(RSA_PUBLIC),
+    )
+    .unwrap();
+    let rsa = KeySet::single(verification_key(Algorithm::RS256));
+    let auth = JwtAuthenticator::<Claims>::new(rsa.clone()).realm("api");
+    expect_refused(
+        auth,
+        &forged,
+        StatusCode::UNAUTHORIZED,
+        "token algorithm not accepted",
+    )
+    .await;
+    // Allowing HS256 explicitly changes nothing: the RSA key is not an HMAC key.
+    let auth = JwtAuthenticator::<Claims>::new(rsa)
+        .algorithms([Algorithm::RS256, Algorithm::HS256])
+        .realm("api");
+    expect_refused(
+        auth,
+        &forged,
+        StatusCode::UNAUTHORIZED,
+        "unknown token signing key",
+    )
+    .await;
+    // Also from a JWK without "alg" (bound to the RSA family only).
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &encoding_key(Algorithm::RS256),
+        Algorithm::RS256,
+    )
+    .unwrap();
+    let mut jwk_json = serde_json::to_value(&jwk).unwrap();
+    jwk_json.as_object_mut().unwrap().remove("alg");
+    let set = KeySet::from_jwks_json(&json!({"keys": [jwk_json]}).to_string()).unwrap();
+    let auth = JwtAuthenticator::<Claims>::new(set)
+        .algorithms([Algorithm::RS256, Algorithm::HS256])
+        .realm("api");
+    expect_refused(
+        auth.clone(),
+        &forged,
+        StatusCode::UNAUTHORIZED,
+        "unknown token signing key",
+    )
+    .await;
+    assert_eq!(
+        call(auth, bearer(&sign(Algorithm::RS256, &claims())))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn kid_selects_the_key_and_unknown_kids_are_refused() {
+    let a = JwtKey::hmac(Algorithm::HS256, SECRET)
+        .unwrap()
+        .with_kid("key-a");
+    let b = JwtKey::hmac(Algorithm::HS256, &[7u8; 32])
+        .unwrap()
+        .with_kid("key-b");
+    let auth = JwtAuthenticator::<Claims>::new(KeySet::from_keys([a, b]).unwrap()).realm("api");
+    let with_kid = |kid: &str| {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&h, &claims(), &EncodingKey::from_secret(SECRET)).unwrap()
+    };
+    assert_eq!(
+        call(auth.clone(), bearer(&with_kid("key-a"))).await.status,
+        StatusCode::OK
+    );
+    // Signed with a's secret but naming b.
+    expect_refused(
+        auth.clone(),
+        &with_kid("key-b"),
+        StatusCode::UNAUTHORIZED,
+        "invalid token signature",
+    )
+    .await;
+    for kid in [
+        "nope",
+        "../../../../etc/passwd",
+        "/dev/null",
+        "key-a/../key-a",
+        "http://evil/jwks.json",
+    ] {
+        expect_refused(
+            auth.clone(),
+            &with_kid(kid),
+            StatusCode::UNAUTHORIZED,
+            "unknown token signing key",
+        )
+        .await;
+    }
+    // Two keys and no kid: ambiguous, refused.
+    expect_refused(
+        auth,
+        &sign(Algorithm::HS256, &claims()),
+        StatusCode::UNAUTHORIZED,
+        "unknown token signing key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn embedded_and_remote_keys_in_the_header_are_ignored() {
+    // The attacker signs with their own key and ships it in the header.
+    let attacker = &[9u8; 32];
+    let attacker_k = URL_SAFE_NO_PAD.encode(attacker);
+    for extra in [
+        format!(r#""jwk":{{"kty":"oct","k":"{attacker_k}"}}"#),
+        r#""jku":"https://evil.example/jwks.json""#.to_owned(),
+        r#""x5u":"https://evil.example/cert.pem""#.to_owned(),
+        r#""x5c":["MIIBIjANBgkq"]"#.to_owned(),
+    ] {
+        let header = format!(r#"{{"alg":"HS256",{extra}}}"#);
+        let msg = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode(claims().to_string())
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            msg.as_bytes(),
+            &EncodingKey::from_secret(attacker),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        expect_refused(
+            hs256(),
+            &format!("{msg}.{sig}"),
+            StatusCode::UNAUTHORIZED,
+            "invalid token signature",
+        )
+        .await;
+        // The same header is harmless when the token is really ours.
+        let ours = raw_hs256(&header, &claims().to_string());
+        assert_eq!(call(hs256(), bearer(&ours)).await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn unknown_crit_header_is_refused() {
+    let token = raw_hs256(
+        r#"{"alg":"HS256","crit":["http://example.invalid/ext"],"http://example.invalid/ext":true}"#,
+        &claims().to_string(),
+    );
+    expect_refused(
+        hs256(),
+        &token,
+        StatusCode::UNAUTHORIZED,
+        "unsupported critical token header",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tampering_is_detected() {
+    let token = sign(Algorithm::HS256, &claims());
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    // Payload swapped for an admin one, signature kept.
+    parts[1] = URL_SAFE_NO_PAD.encode(json!({"sub": "admin", "exp": now() + 600}).to_string());
+    expect_refused(
+        hs256(),
+        &parts.join("."),
+        StatusCode::UNAUTHORIZED,
+        "invalid token signature",
+    )
+    .await;
+    // One signature character changed.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let c = if parts[2].starts_with('A') { "B" } else { "A" };
+    parts[2].replace_range(0..1, c);
+    expect_refused(
+        hs256(),
+        &parts.join("."),
+        StatusCode::UNAUTHORIZED,
+        "invalid token signature",
+    )
+    .await;
+    // Signature stripped.
+    let (msg, _) = token.rsplit_once('.').unwrap();
+    expect_refused(
+        hs256(),
+        &format!("{msg}."),
+        StatusCode::UNAUTHORIZED,
+        "invalid token signature",
+    )
+    .await;
+    expect_refused(hs256(), msg, StatusCode::BAD_REQUEST, "malformed token").await;
+    // Signature in the token68 charset but not base64url.
+    expect_refused(
+        hs256(),
+        &format!("{msg}.ab+/cd"),
+        StatusCode::UNAUTHORIZED,
+        "invalid token signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn time_claims() {
+    let n = now();
+    let cases = [
+        (json!({"sub": "u", "exp": n - 120}), "token expired"),
+        (json!({"sub": "u"}), "token lacks a required claim"),
+        (
+            json!({"sub": "u", "exp": n + 600, "nbf": n + 300}),
+            "token not yet valid",
+        ),
+        (
+            json!({"sub": "u", "exp": n + 600, "iat": n + 300}),
+            "token issued in the future",
+        ),
+        (
+            json!({"sub": "u", "exp": "tomorrow"}),
+            "token has an invalid claim",
+        ),
+    ];
+    for (c, message) in cases {
+        expect_refused(
+            hs256(),
+            &sign(Algorithm::HS256, &c),
+            StatusCode::UNAUTHORIZED,
+            message,
+        )
+        .await;
+    }
+    // Within the leeway.
+    let ok = json!({"sub": "u", "exp": n - 5, "nbf": n + 5, "iat": n + 5});
+    assert_eq!(
+        call(hs256(), bearer(&sign(Algorithm::HS256, &ok)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let strict = hs256().leeway(Duration::ZERO);
+    expect_refused(
+        strict,
+        &sign(Algorithm::HS256, &ok),
+        StatusCode::UNAUTHORIZED,
+        "token expired",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn issuer_and_audience() {
+    let auth = hs256()
+        .issuers(["https://idp.example"])
+        .audiences(["api", "admin-api"]);
+    let base =
+        |iss: &str, aud: Value| json!({"sub": "u", "exp": now() + 60, "iss": iss, "aud": aud});
+    let ok = sign(
+        Algorithm::HS256,
+        &base("https://idp.example", json!(["other", "api"])),
+    );
+    assert_eq!(call(auth.clone(), bearer(&ok)).await.status, StatusCode::OK);
+    let ok = sign(
+        Algorithm::HS256,
+        &base("https://idp.example", json!("admin-api")),
+    );
+    assert_eq!(call(auth.clone(), bearer(&ok)).await.status, StatusCode::OK);
+    let bad_iss = sign(
+        Algorithm::HS256,
+        &base("https://evil.example", json!("api")),
+    );
+    expect_refused(
+        auth.clone(),
+        &bad_iss,
+        StatusCode::UNAUTHORIZED,
+        "token issuer not accepted",
+    )
+    .await;
+    let bad_aud = sign(
+        Algorithm::HS256,
+        &base("https://idp.example", json!(["web"])),
+    );
+    expect_refused(
+        auth.clone(),
+        &bad_aud,
+        StatusCode::UNAUTHORIZED,
+        "token audience not accepted",
+    )
+    .await;
+    // A token for some audience is refused by a verifier that names none.
+    expect_refused(
+        hs256(),
+        &ok,
+        StatusCode::UNAUTHORIZED,
+        "token audience not accepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_never_pass_as_access_tokens() {
+    let issuer = TokenIssuer::hs256(SECRET).unwrap();
+    let pair = issuer.issue("u1", &()).unwrap();
+    let auth = issuer.authenticator::<Claims>().realm("api");
+    assert_eq!(
+        call(auth.clone(), bearer(&pair.access_token)).await.status,
+        StatusCode::OK
+    );
+    expect_refused(
+        auth,
+        &pair.refresh_token,
+        StatusCode::UNAUTHORIZED,
+        "token type not accepted",
+    )
+    .await;
+    // Also with a plain authenticator on the same key (default type rule).
+    let plain = JwtAuthenticator::<Claims>::new(KeySet::single(
+        JwtKey::hmac(Algorithm::HS256, SECRET).unwrap(),
+    ))
+    .realm("api");
+    expect_refused(
+        plain,
+        &pair.refresh_token,
+        StatusCode::UNAUTHORIZED,
+        "token type not accepted",
+    )
+    .await;
+    // The seeds' "type" claim.
+    let seeds = hs256().token_type_claim("type");
+    let refresh = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u", "exp": now() + 60, "type": "refresh"}),
+    );
+    expect_refused(
+        seeds,
+        &refresh,
+        StatusCode::UNAUTHORIZED,
+        "token type not accepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_tokens_are_400() {
+    let good = sign(Algorithm::HS256, &claims());
+    let (h, rest) = good.split_once('.').unwrap();
+    let (_, s) = rest.split_once('.').unwrap();
+    let cases = [
+        "abc".to_owned(),
+        "a.b".to_owned(),
+        "a.b.c.d".to_owned(),
+        format!("{h}.{}", rest.split_once('.').unwrap().0),
+        // header not base64url / not JSON / not an object
+        format!("abcde.{rest}"),
+        format!("{}.{rest}", URL_SAFE_NO_PAD.encode("not json")),
+        format!("{}.{rest}", URL_SAFE_NO_PAD.encode("[1,2]")),
+        format!(
+            "{}.{rest}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","alg":"HS256"}"#)
+        ),
+        format!("{h}.{rest}.{s}"),
+    ];
+    for token in cases {
+        expect_refused(hs256(), &token, StatusCode::BAD_REQUEST, "malformed token").await;
+    }
+    // Outside the token68 charset: refused by the header parser.
+    for token in [format!("{h}=.{rest}"), format!("%%%.{rest}")] {
+        let r = call(hs256(), bearer(&token)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            r.body["message"],
+            "the bearer token contains invalid characters"
+        );
+    }
+    // Payload that is not JSON, correctly signed.
+    let not_json = raw_hs256(r#"{"alg":"HS256"}"#, "not json");
+    expect_refused(
+        hs256(),
+        &not_json,
+        StatusCode::UNAUTHORIZED,
+        "token has an invalid claim",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_tokens_are_refused_before_parsing() {
+    let big = json!({"sub": "u", "exp": now() + 60, "pad": "x".repeat(20_000)});
+    let token = sign(Algorithm::HS256, &big);
+    let r = call(hs256(), bearer(&token)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"], "invalid_request");
+    // A raised limit accepts it.
+    let r = call(hs256().max_len(64 * 1024), bearer(&token)).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn identity_mapping_and_custom_claim_names() {
+    let token = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u1", "exp": now() + 60, "roles": ["admin", "user"],
+                "permissions": "posts:read posts:delete", "scope": "read write", "scp": ["admin"]}),
+    );
+    let r = call(hs256(), bearer(&token)).await;
+    assert_eq!(r.body["roles"], json!(["admin", "user"]));
+    assert_eq!(r.body["permissions"], json!(["posts:delete", "posts:read"]));
+    assert_eq!(r.body["scopes"], json!(["admin", "read", "write"]));
+    assert_eq!(r.body["scheme"], "Bearer");
+
+    // The seeds' claims: user_id, role, type.
+    #[derive(Clone, Deserialize)]
+    struct SeedClaims {
+        user_id: String,
+        email: String,
+    }
+    let token = sign(
+        Algorithm::HS256,
+        &json!({"user_id": "1", "email": "alice@example.com", "role": "admin", "type": "access", "exp": now() + 60}),
+    );
+    let auth = JwtAuthenticator::<SeedClaims>::new(KeySet::single(
+        JwtKey::hmac(Algorithm::HS256, SECRET).unwrap(),
+    ))
+    .subject_claim("user_id")
+    .token_type_claim("type")
+    .check(|c: &SeedClaims| {
+        if c.email.ends_with("@example.com") {
+            Ok(())
+        } else {
+            Err(AuthError::forbidden("this API is for example.com accounts"))
+        }
+    });
+    let r = call(auth.clone(), bearer(&token)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["subject"], "1");
+    assert_eq!(r.body["roles"], json!(["admin"]));
+    assert_eq!(auth.verify(&token).unwrap().principal.user_id, "1");
+    let outsider = sign(
+        Algorithm::HS256,
+        &json!({"user_id": "2", "email": "eve@evil.example", "exp": now() + 60}),
+    );
+    let r = call(auth, bearer(&outsider)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body["message"], "this API is for example.com accounts");
+}
+
+#[tokio::test]
+async fn required_claims() {
+    let auth = hs256().required_claims(["jti", "tenant"]);
+    let without = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u", "exp": now() + 60, "jti": "x"}),
+    );
+    let r = call(auth.clone(), bearer(&without)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["message"], "token lacks a required claim");
+    let with = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u", "exp": now() + 60, "jti": "x", "tenant": "t"}),
+    );
+    assert_eq!(call(auth, bearer(&with)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cookie_and_query_sources() {
+    let token = sign(Algorithm::HS256, &claims());
+    let auth = hs256().cookie("access_token").query_param("access_token");
+    let cookie = |v: &str| {
+        Request::get("/")
+            .header(header::COOKIE, v)
+            .body(())
+            .unwrap()
+    };
+    let r = call(
+        auth.clone(),
+        cookie(&format!("theme=dark; access_token={token}; lang=en")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["scheme"], "Cookie");
+    let r = call(
+        auth.clone(),
+        cookie(&format!("access_token={token}; access_token={token}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = call(
+        auth.clone(),
+        Request::get(format!("/ws?access_token={token}"))
+            .body(())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["scheme"], "Bearer");
+    let mut both = bearer(&token);
+    *both.uri_mut() = format!("/ws?access_token={token}").parse().unwrap();
+    assert_eq!(
+        call(auth.clone(), both).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // Without opting in, neither cookie nor query is read.
+    let r = call(
+        hs256(),
+        Request::get(format!("/ws?access_token={token}"))
+            .body(())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["error"], "unauthorized");
+    // The header wins over the cookie.
+    let mut req = bearer(&token);
+    req.headers_mut()
+        .insert(header::COOKIE, "access_token=garbage".parse().unwrap());
+    assert_eq!(call(auth, req).await.status, StatusCode::OK);
+}
+
+fn fake_clock(
+    start: u64,
+) -> (
+    Arc<AtomicU64>,
+    impl Fn() -> u64 + Send + Sync + Clone + 'static,
+) {
+    let t = Arc::new(AtomicU64::new(start));
+    let c = t.clone();
+    (t, move || c.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn refresh_rotation_and_reuse_detection() {
+    let (_, clock) = fake_clock(now());
+    let store = MemoryRevocationStore::new().with_clock(clock.clone());
+    let issuer = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issuer("https://api.example")
+        .audience("api")
+        .revocation_store(store)
+        .clock(clock);
+    let auth = issuer.authenticator::<Claims>();
+    let first = issuer.issue("u1", &json!({"name": "Alice"})).unwrap();
+    assert_eq!(
+        call(auth.clone(), bearer(&first.access_token)).await.status,
+        StatusCode::OK
+    );
+
+    let grant = issuer.redeem(&first.refresh_token).await.unwrap();
+    assert_eq!(grant.subject(), "u1");
+    let second = issuer
+        .issue_rotated(&grant, &json!({"name": "Alice"}))
+        .unwrap();
+    assert_eq!(
+        call(auth.clone(), bearer(&second.access_token))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // The first refresh token is replayed: reuse, the family is revoked.
+    let err = issuer.redeem(&first.refresh_token).await.unwrap_err();
+    assert_eq!(err.message(), "refresh token reuse detected");
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    // The rotated refresh token and every access token of the family die.
+    assert_eq!(
+        issuer
+            .redeem(&second.refresh_token)
+            .await
+            .unwrap_err()
+            .message(),
+        "token revoked"
+    );
+    let r = call(auth.clone(), bearer(&second.access_token)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["message"], "token revoked");
+    assert_eq!(
+        call(auth.clone(), bearer(&first.access_token)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Another sign-in is unaffected.
+    let other = issuer.issue("u1", &()).unwrap();
+    assert_eq!(
+        call(auth, bearer(&other.access_token)).await.status,
+        StatusCode::OK
+    );
+    // Access tokens cannot be redeemed.
+    assert_eq!(
+        issuer
+            .redeem(&other.access_token)
+            .await
+            .unwrap_err()
+            .message(),
+        "token type not accepted"
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family_and_the_access_token() {
+    let issuer = TokenIssuer::hs256(SECRET).unwrap();
+    let auth = issuer.authenticator::<Claims>();
+    let pair = issuer.issue("u1", &()).unwrap();
+    let other_session = issuer.issue("u1", &()).unwrap();
+    issuer
+        .logout(Some(&pair.access_token), Some(&pair.refresh_token))
+        .await
+        .unwrap();
+    let r = call(auth.clone(), bearer(&pair.access_token)).await;
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token revoked"))
+    );
+    assert!(issuer.redeem(&pair.refresh_token).await.is_err());
+    assert_eq!(
+        call(auth, bearer(&other_session.access_token)).await.status,
+        StatusCode::OK
+    );
+    // Logging out with a forged token is refused.
+    let forged = raw_hs256(r#"{"alg":"HS256"}"#, "{}").replace('.', ".x");
+    assert!(issuer.logout(None, Some(&forged)).await.is_err());
+}
+
+#[tokio::test]
+async fn issued_claims_and_reserved_names() {
+    let issuer = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issuer("me")
+        .access_ttl(Duration::from_secs(60));
+    let pair = issuer.issue("u1", &json!({"roles": ["admin"]})).unwrap();
+    assert_eq!(pair.token_type, "bearer");
+    assert_eq!(pair.expires_in, 60);
+    assert!(!format!("{pair:?}").contains(&pair.access_token));
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(pair.access_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    for claim in ["sub", "iat", "exp", "jti", "typ", "fam", "iss", "roles"] {
+        assert!(payload.get(claim).is_some(), "{claim} missing");
+    }
+    assert_eq!(
+        payload["exp"].as_u64().unwrap() - payload["iat"].as_u64().unwrap(),
+        60
+    );
+    assert!(issuer.issue("u1", &json!({"exp": 1})).is_err());
+    assert!(issuer.issue("u1", &json!([1])).is_err());
+    let a = issuer.issue("u1", &()).unwrap();
+    assert_ne!(a.access_token, pair.access_token, "jti is random");
+}
+
+#[tokio::test]
+async fn cached_tokens_still_expire_and_can_be_revoked() {
+    let (time, clock) = fake_clock(now());
+    let store = MemoryRevocationStore::new().with_clock(clock.clone());
+    let auth = hs256()
+        .leeway(Duration::ZERO)
+        .clock(clock.clone())
+        .cache(1000, Duration::from_secs(3600))
+        .revocation(store.clone());
+    let t0 = time.load(Ordering::SeqCst);
+    let token = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u", "exp": t0 + 100, "jti": "j1"}),
+    );
+    assert_eq!(
+        call(auth.clone(), bearer(&token)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(auth.clone(), bearer(&token)).await.status,
+        StatusCode::OK
+    ); // hit
+    store
+        .revoke(Revocable::Token("j1"), t0 + 100)
+        .await
+        .unwrap();
+    let r = call(auth.clone(), bearer(&token)).await;
+    assert_eq!(r.body["message"], "token revoked");
+
+    let token = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u", "exp": t0 + 100, "jti": "j2"}),
+    );
+    assert_eq!(
+        call(auth.clone(), bearer(&token)).await.status,
+        StatusCode::OK
+    );
+    time.store(t0 + 100, Ordering::SeqCst);
+    let r = call(auth.clone(), bearer(&token)).await;
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token expired"))
+    );
+    // A forged variant of a cached token is not a hit.
+    let (msg, _) = token.rsplit_once('.').unwrap();
+    let r = call(auth, bearer(&format!("{msg}.AAAA"))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn revocation_store_failure_fails_closed() {
+    struct Down;
+    impl RevocationStore for Down {
+        async fn revoke(&self, _: Revocable<'_>, _: u64) -> Result<(), tower_auth::BoxError> {
+            Err("down".into())
+        }
+        async fn is_revoked(&self, _: Revocable<'_>) -> Result<bool, tower_auth::BoxError> {
+            Err("down".into())
+        }
+        async fn consume(&self, _: &str, _: u64) -> Result<bool, tower_auth::BoxError> {
+            Err("down".into())
+        }
+    }
+    let auth = hs256().revocation(Down);
+    let token = sign(
+        Algorithm::HS256,
+        &json!({"sub": "u", "exp": now() + 60, "jti": "j"}),
+    );
+    let r = call(auth, bearer(&token)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let issuer = TokenIssuer::hs256(SECRET).unwrap().revocation_store(Down);
+    let pair = issuer.issue("u", &()).unwrap();
+    assert_eq!(
+        issuer
+            .redeem(&pair.refresh_token)
+            .await
+            .unwrap_err()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(issuer.logout(Some(&pair.access_token), None).await.is_err());
+}
+
+#[tokio::test]
+async fn jwks_file_with_kids() {
+    let rsa = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &encoding_key(Algorithm::RS256),
+        Algorithm::RS256,
+    )
+    .unwrap();
+    let mut rsa = serde_json::to_value(rsa).unwrap();
+    rsa["kid"] = json!("rsa-1");
+    let ec = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &encoding_key(Algorithm::ES256),
+        Algorithm::ES256,
+    )
+    .unwrap();
+    let mut ec = serde_json::to_value(ec).unwrap();
+    ec["kid"] = json!("ec-1");
+    let dir = std::env::temp_dir().join(format!("tower-auth-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, json!({"keys": [rsa, ec]}).to_string()).unwrap();
+    let auth = JwtAuthenticator::<Claims>::new(KeySet::from_jwks_file(&path).unwrap());
+    for (alg, kid) in [(Algorithm::RS256, "rsa-1"), (Algorithm::ES256, "ec-1")] {
+        let mut h = Header::new(alg);
+        h.kid = Some(kid.into());
+        let token = jsonwebtoken::encode(&h, &claims(), &encoding_key(alg)).unwrap();
+        assert_eq!(
+            call(auth.clone(), bearer(&token)).await.status,
+            StatusCode::OK,
+            "{kid}"
+        );
+        // The right key under the wrong kid.
+        h.kid = Some(if kid == "rsa-1" { "ec-1" } else { "rsa-1" }.into());
+        let token = jsonwebtoken::encode(&h, &claims(), &encoding_key(alg)).unwrap();
+        assert_eq!(
+            call(auth.clone(), bearer(&token)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// RFC 7515 Appendix A: the example JWTs (their `exp` is in 2011, so the
+/// verifier's clock is set before it). They have no `sub`; `iss` stands in.
+mod rfc7515 {
+    use super::*;
+
+    const PAYLOAD: &str = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+
+    #[derive(Clone, Debug, Deserialize)]
+    struct Example {
+        iss: String,
+        exp: u64,
+        #[serde(rename = "http://example.com/is_root")]
+        is_root: bool,
+    }
+
+    fn auth(keys: KeySet) -> JwtAuthenticator<Example> {
+        JwtAuthenticator::new(keys)
+            .subject_claim("iss")
+            .clock(|| 1_300_819_000)
+    }
+
+    fn accepted(auth: &JwtAuthenticator<Example>, token: &str) {
+        let a = auth.verify(token).unwrap();
+        assert_eq!(a.identity.subject(), "joe");
+        assert_eq!(a.principal.iss, "joe");
+        assert_eq!(a.principal.exp, 1_300_819_380);
+        assert!(a.principal.is_root);
+    }
+
+    #[test]
+    fn a1_hs256() {
+        let keys = KeySet::from_jwks_json(
+            r#"{"keys":[{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}]}"#,
+        )
+        .unwrap();
+        let token = format!("eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.{PAYLOAD}.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+        accepted(&auth(keys.clone()), &token);
+        // With the real clock the 2011 token is expired.
+        let now = JwtAuthenticator::<Example>::new(keys).subject_claim("iss");
+        assert_eq!(now.verify(&token).unwrap_err().message(), "token expired");
+    }
+
+    #[test]
+    fn a2_rs256() {
+        let keys = KeySet::from_jwks_json(&json!({"keys": [{"kty": "RSA", "e": "AQAB",
+            "n": "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"}]}).to_string()).unwrap();
+        let token = format!("eyJhbGciOiJSUzI1NiJ9.{PAYLOAD}.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw");
+        // A JWK without "alg" accepts the RSA family.
+        accepted(&auth(keys.clone()), &token);
+        // Not when only ES256 is allowed.
+        assert_eq!(
+            auth(keys)
+                .algorithms([Algorithm::ES256])
+                .verify(&token)
+                .unwrap_err()
+                .message(),
+            "token algorithm not accepted"
+        );
+    }
+
+    #[test]
+    fn a3_es256() {
+        let keys = KeySet::from_jwks_json(r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#).unwrap();
+        let token = format!("eyJhbGciOiJFUzI1NiJ9.{PAYLOAD}.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q");
+        accepted(&auth(keys), &token);
+    }
+
+    #[test]
+    fn a5_unsecured_is_refused() {
+        let keys = KeySet::single(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap());
+        let token = format!("eyJhbGciOiJub25lIn0.{PAYLOAD}.");
+        assert!(auth(keys).verify(&token).is_err());
+    }
+}
+
+/// RFC 7520 §4: JWS examples over a non-JSON payload, verified at the JWS
+/// level (`KeySet::verify_jws`).
+mod rfc7520 {
+    use super::*;
+
+    const PAYLOAD: &str = "SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4";
+    const TEXT: &str = "It\u{2019}s a dangerous business, Frodo, going out your door. You step onto the road, and if you don't keep your feet, there\u{2019}s no knowing where you might be swept off to.";
+
+    fn rsa() -> KeySet {
+        KeySet::from_jwks_json(&json!({"keys": [{"kty": "RSA", "kid": "bilbo.baggins@hobbiton.example", "use": "sig", "e": "AQAB",
+            "n": "n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrKb2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lFHpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kRhuaxwUkRz5iaiQkqgc5gHdrNP5zw"}]}).to_string()).unwrap()
+    }
+
+    fn check(keys: &KeySet, token: &str, alg: Algorithm) {
+        let v = keys.verify_jws(token, &[alg]).unwrap();
+        assert_eq!(v.alg, alg);
+        assert_eq!(String::from_utf8(v.payload).unwrap(), TEXT);
+    }
+
+    #[test]
+    fn s4_1_rs256() {
+        let token = format!("eyJhbGciOiJSUzI1NiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9.{PAYLOAD}.MRjdkly7_-oTPTS3AXP41iQIGKa80A0ZmTuV5MEaHoxnW2e5CZ5NlKtainoFmKZopdHM1O2U4mwzJdQx996ivp83xuglII7PNDi84wnB-BDkoBwA78185hX-Es4JIwmDLJK3lfWRa-XtL0RnltuYv746iYTh_qHRD68BNt1uSNCrUCTJDt5aAE6x8wW1Kt9eRo4QPocSadnHXFxnt8Is9UzpERV0ePPQdLuW3IS_de3xyIrDaLGdjluPxUAhb6L2aXic1U12podGU0KLUQSE_oI-ZnmKJ3F4uOZDnd6QZWJushZ41Axf_fcIe8u9ipH84ogoree7vjbU5y18kDquDg");
+        check(&rsa(), &token, Algorithm::RS256);
+    }
+
+    #[test]
+    fn s4_2_ps384() {
+        let token = format!("eyJhbGciOiJQUzM4NCIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9.{PAYLOAD}.cu22eBqkYDKgIlTpzDXGvaFfz6WGoz7fUDcfT0kkOy42miAh2qyBzk1xEsnk2IpN6-tPid6VrklHkqsGqDqHCdP6O8TTB5dDDItllVo6_1OLPpcbUrhiUSMxbbXUvdvWXzg-UD8biiReQFlfz28zGWVsdiNAUf8ZnyPEgVFn442ZdNqiVJRmBqrYRXe8P_ijQ7p8Vdz0TTrxUeT3lm8d9shnr2lfJT8ImUjvAA2Xez2Mlp8cBE5awDzT0qI0n6uiP1aCN_2_jLAeQTlqRHtfa64QQSUmFAAjVKPbByi7xho0uTOcbH510a6GYmJUAfmWjwZ6oD4ifKo8DYM-X72Eaw");
+        check(&rsa(), &token, Algorithm::PS384);
+        // Not when only RS256 is allowed.
+        assert!(rsa().verify_jws(&token, &[Algorithm::RS256]).is_err());
+    }
+
+    #[test]
+    fn s4_4_hs256() {
+        let keys = KeySet::from_jwks_json(r#"{"keys":[{"kty":"oct","kid":"018c0ae5-4d9b-471b-bfd6-eef314bc7037","use":"sig","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}]}"#).unwrap();
+        let token = format!("eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9.{PAYLOAD}.s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0");
+        check(&keys, &token, Algorithm::HS256);
+    }
+}
