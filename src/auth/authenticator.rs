@@ -109,6 +109,20 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
     /// are missing.
     fn challenges(&self) -> Vec<Challenge>;
 
+    /// Runs both steps outside a layer: `Ok(None)` when the request carries
+    /// none of this authenticator's credentials. Useful where the decision
+    /// depends on the request body, e.g. per-method security in a JSON-RPC
+    /// endpoint, or on a WebSocket upgrade.
+    fn authenticate_request(&self, request: &Parts) -> AuthenticateRequest<Self::Future> {
+        match self.extract(request) {
+            Ok(Some(credentials)) => AuthenticateRequest::Pending {
+                fut: self.authenticate(credentials),
+            },
+            Ok(None) => AuthenticateRequest::Done { error: None },
+            Err(e) => AuthenticateRequest::Done { error: Some(e) },
+        }
+    }
+
     /// Tries `self`, and `other` when `self` finds no credentials of its own:
     /// the first authenticator whose credentials are present decides, so an
     /// invalid API key is a `401` even when a session cookie is present too.
@@ -163,6 +177,42 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
         AndThen {
             inner: self,
             f: Arc::new(f),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Authenticator::authenticate_request`].
+    #[project = AuthenticateRequestProj]
+    #[allow(missing_docs)] // fields of variants: the future, the error
+    pub enum AuthenticateRequest<F> {
+        /// Waiting for the authenticator.
+        Pending { #[pin] fut: F },
+        /// No credentials (`error: None`), or malformed ones.
+        Done { error: Option<AuthError> },
+    }
+}
+
+impl<F> fmt::Debug for AuthenticateRequest<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthenticateRequest")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, P> Future for AuthenticateRequest<F>
+where
+    F: Future<Output = Result<Authenticated<P>, AuthError>>,
+{
+    type Output = Result<Option<Authenticated<P>>, AuthError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AuthenticateRequestProj::Pending { fut } => fut.poll(cx).map(|r| r.map(Some)),
+            AuthenticateRequestProj::Done { error } => Poll::Ready(match error.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            }),
         }
     }
 }

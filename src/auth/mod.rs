@@ -81,8 +81,8 @@ mod service;
 use std::sync::Arc;
 
 pub use authenticator::{
-    AndThen, Authenticated, Authenticator, BoxAuthFuture, Either, Map, MapFuture, MapPrincipal,
-    MapPrincipalFuture, Or, OrFuture,
+    AndThen, AuthenticateRequest, Authenticated, Authenticator, BoxAuthFuture, Either, Map,
+    MapFuture, MapPrincipal, MapPrincipalFuture, Or, OrFuture,
 };
 pub use future::ResponseFuture;
 pub use layer::AuthLayer;
@@ -319,6 +319,32 @@ mod tests {
             });
         let res = svc.oneshot(req(Some("good"))).await.unwrap();
         assert_eq!(body_string(res.into_body()).await, "24");
+    }
+
+    #[tokio::test]
+    async fn authenticate_request_outside_a_layer() {
+        let auth = Header("x-token");
+        let parts = |r: Request<()>| r.into_parts().0;
+        let ok = auth.authenticate_request(&parts(req(Some("good")))).await;
+        assert_eq!(ok.unwrap().unwrap().principal, "x-token-user");
+        assert!(auth
+            .authenticate_request(&parts(req(None)))
+            .await
+            .unwrap()
+            .is_none());
+        let bad = auth.authenticate_request(&parts(req(Some("bad")))).await;
+        assert_eq!(
+            bad.unwrap_err().kind(),
+            crate::AuthErrorKind::InvalidCredentials
+        );
+        let mut r = req(None);
+        r.headers_mut()
+            .insert("x-token", http::HeaderValue::from_bytes(b"\xff").unwrap());
+        let malformed = auth.authenticate_request(&parts(r)).await;
+        assert_eq!(
+            malformed.unwrap_err().kind(),
+            crate::AuthErrorKind::InvalidRequest
+        );
     }
 
     #[tokio::test]

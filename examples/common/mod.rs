@@ -1,0 +1,462 @@
+//! Pieces shared by the example servers: the SQLite database (users, posts,
+//! API keys), password hashing, the JWT secret and the listen address.
+//!
+//! Not an example itself: examples include it with
+//! `#[path = "common/mod.rs"] mod common;`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use tower_auth::api_key::{ApiKeyRecord, ApiKeyStore, GeneratedApiKey, KeyDigest};
+use tower_auth::{BoxError, Identity, Scheme, Secret};
+
+/// A user as the examples see it. The password hash never leaves the
+/// database module.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct User {
+    pub(crate) id: i64,
+    pub(crate) username: String,
+    pub(crate) role: String,
+}
+
+impl User {
+    /// The identity of this user for `scheme`: subject = user id, one role.
+    pub(crate) fn identity(&self, scheme: Scheme) -> Identity {
+        Identity::new(self.id.to_string(), scheme).with_roles([self.role.clone()])
+    }
+}
+
+/// A blog post.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Post {
+    pub(crate) id: i64,
+    pub(crate) author_id: i64,
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) published: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    #[error("username already taken")]
+    Conflict,
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("password hashing failed")]
+    Hash,
+    #[error("background task failed")]
+    Join,
+}
+
+/// The SQLite database. Cloning shares the connection; every call runs on
+/// the blocking thread pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Db {
+    conn: Arc<Mutex<Connection>>,
+    /// A user created with this name is an admin (the first user always is).
+    admin_username: Option<Arc<str>>,
+}
+
+/// A hash to verify against when the user does not exist, so that a wrong
+/// username takes as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"not a real password")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).ok().is_some_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+impl Db {
+    /// Opens (and creates on first use) the database at `path`; `:memory:`
+    /// for a private in-memory database.
+    pub(crate) fn open(
+        path: impl AsRef<Path>,
+        admin_username: Option<String>,
+    ) -> Result<Self, DbError> {
+        let conn = if path.as_ref() == Path::new(":memory:") {
+            Connection::open_in_memory()?
+        } else {
+            Connection::open(path)?
+        };
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS users (
+                 id INTEGER PRIMARY KEY,
+                 username TEXT NOT NULL UNIQUE,
+                 password_hash TEXT NOT NULL,
+                 role TEXT NOT NULL DEFAULT 'user'
+             );
+             CREATE TABLE IF NOT EXISTS posts (
+                 id INTEGER PRIMARY KEY,
+                 author_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                 title TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 published INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE TABLE IF NOT EXISTS api_keys (
+                 key_id TEXT PRIMARY KEY,
+                 digest TEXT NOT NULL,
+                 user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                 name TEXT NOT NULL,
+                 expires_at INTEGER,
+                 revoked INTEGER NOT NULL DEFAULT 0
+             );",
+        )?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            admin_username: admin_username.map(Into::into),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&conn)
+        })
+        .await
+        .map_err(|_| DbError::Join)?
+    }
+
+    /// Creates a user with an argon2id password hash. The first user, or
+    /// the configured admin username, gets the `admin` role.
+    pub(crate) async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<User, DbError> {
+        let password = Secret::new(password);
+        let hash = tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|_| DbError::Hash)
+        })
+        .await
+        .map_err(|_| DbError::Join)??;
+        let username = username.to_owned();
+        let admin = self.admin_username.clone();
+        self.run(move |c| {
+            let count: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+            let role = if count == 0 || admin.as_deref() == Some(username.as_str()) {
+                "admin"
+            } else {
+                "user"
+            };
+            match c.execute(
+                "INSERT INTO users (username, password_hash, role) VALUES (?1, ?2, ?3)",
+                params![username, hash, role],
+            ) {
+                Ok(_) => Ok(User {
+                    id: c.last_insert_rowid(),
+                    username,
+                    role: role.to_owned(),
+                }),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(DbError::Conflict)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// The user with `username` if `password` is theirs. Takes the same
+    /// time whether or not the user exists.
+    pub(crate) async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<User>, DbError> {
+        let username = username.to_owned();
+        let row = self
+            .run(move |c| {
+                Ok(c.query_row(
+                    "SELECT id, username, role, password_hash FROM users WHERE username = ?1",
+                    params![username],
+                    |r| {
+                        Ok((
+                            User {
+                                id: r.get(0)?,
+                                username: r.get(1)?,
+                                role: r.get(2)?,
+                            },
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+                .optional()?)
+            })
+            .await?;
+        let password = Secret::new(password);
+        tokio::task::spawn_blocking(move || match row {
+            Some((user, hash)) => Ok(verify_password(password.expose(), &hash).then_some(user)),
+            None => {
+                verify_password(password.expose(), dummy_hash());
+                Ok(None)
+            }
+        })
+        .await
+        .map_err(|_| DbError::Join)?
+    }
+
+    fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+        Ok(User {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            role: r.get(2)?,
+        })
+    }
+
+    pub(crate) async fn user(&self, id: i64) -> Result<Option<User>, DbError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT id, username, role FROM users WHERE id = ?1",
+                params![id],
+                Self::user_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn user_by_name(&self, username: &str) -> Result<Option<User>, DbError> {
+        let username = username.to_owned();
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT id, username, role FROM users WHERE username = ?1",
+                params![username],
+                Self::user_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn users(&self) -> Result<Vec<User>, DbError> {
+        self.run(|c| {
+            let mut stmt = c.prepare("SELECT id, username, role FROM users ORDER BY id")?;
+            let rows = stmt.query_map([], Self::user_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    fn post_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
+        Ok(Post {
+            id: r.get(0)?,
+            author_id: r.get(1)?,
+            title: r.get(2)?,
+            body: r.get(3)?,
+            published: r.get(4)?,
+        })
+    }
+
+    pub(crate) async fn create_post(
+        &self,
+        author_id: i64,
+        title: String,
+        body: String,
+        published: bool,
+    ) -> Result<Post, DbError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO posts (author_id, title, body, published) VALUES (?1, ?2, ?3, ?4)",
+                params![author_id, title, body, published],
+            )?;
+            Ok(Post {
+                id: c.last_insert_rowid(),
+                author_id,
+                title,
+                body,
+                published,
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn post(&self, id: i64) -> Result<Option<Post>, DbError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT id, author_id, title, body, published FROM posts WHERE id = ?1",
+                params![id],
+                Self::post_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn posts(&self) -> Result<Vec<Post>, DbError> {
+        self.run(|c| {
+            let mut stmt =
+                c.prepare("SELECT id, author_id, title, body, published FROM posts ORDER BY id")?;
+            let rows = stmt.query_map([], Self::post_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn update_post(
+        &self,
+        id: i64,
+        title: Option<String>,
+        body: Option<String>,
+        published: Option<bool>,
+    ) -> Result<Option<Post>, DbError> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE posts SET title = COALESCE(?2, title), body = COALESCE(?3, body),
+                 published = COALESCE(?4, published) WHERE id = ?1",
+                params![id, title, body, published],
+            )?;
+            Ok(c.query_row(
+                "SELECT id, author_id, title, body, published FROM posts WHERE id = ?1",
+                params![id],
+                Self::post_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_post(&self, id: i64) -> Result<bool, DbError> {
+        self.run(move |c| Ok(c.execute("DELETE FROM posts WHERE id = ?1", params![id])? > 0))
+            .await
+    }
+
+    /// Generates an API key for `user_id` and stores its digest; returns the
+    /// key (shown once) and its id.
+    pub(crate) async fn create_api_key(
+        &self,
+        user_id: i64,
+        name: String,
+    ) -> Result<(Secret, String), DbError> {
+        let generated = GeneratedApiKey::generate("tak").map_err(|_| DbError::Hash)?;
+        let key_id = generated.key_id().to_owned();
+        let digest = generated.digest().to_hex();
+        let id = key_id.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (key_id, digest, user_id, name) VALUES (?1, ?2, ?3, ?4)",
+                params![id, digest, user_id, name],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok((generated.key().clone(), key_id))
+    }
+}
+
+/// The database is the API key store: keys are looked up by id, and the
+/// authenticator compares the SHA-256 digests in constant time.
+impl ApiKeyStore for Db {
+    type Principal = User;
+
+    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord<User>>, BoxError> {
+        let key_id = key_id.to_owned();
+        let row = self
+            .run(move |c| {
+                Ok(c.query_row(
+                    "SELECT k.key_id, k.digest, k.expires_at, k.revoked, u.id, u.username, u.role
+                     FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_id = ?1",
+                    params![key_id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, bool>(3)?,
+                            User {
+                                id: r.get(4)?,
+                                username: r.get(5)?,
+                                role: r.get(6)?,
+                            },
+                        ))
+                    },
+                )
+                .optional()?)
+            })
+            .await
+            .map_err(|e| Box::new(e) as BoxError)?;
+        let Some((key_id, digest, expires_at, revoked, user)) = row else {
+            return Ok(None);
+        };
+        let digest = KeyDigest::from_hex(&digest).ok_or("corrupt API key digest")?;
+        let identity = user.identity(Scheme::ApiKey);
+        let mut record = ApiKeyRecord::new(key_id, digest, user, identity);
+        record.revoked = revoked;
+        if let Some(at) = expires_at.and_then(|s| u64::try_from(s).ok()) {
+            record = record.expires_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at));
+        }
+        Ok(Some(record))
+    }
+}
+
+/// The JWT secret: `JWT_SECRET` (at least 32 bytes), or a random one with a
+/// warning (tokens then die with the process).
+pub(crate) fn jwt_secret() -> Vec<u8> {
+    match std::env::var("JWT_SECRET") {
+        Ok(s) if s.len() >= 32 => s.into_bytes(),
+        Ok(_) => {
+            eprintln!(
+                "warning: JWT_SECRET is shorter than 32 bytes; using a random secret instead"
+            );
+            random_secret()
+        }
+        Err(_) => {
+            eprintln!("warning: JWT_SECRET is not set; using a random secret (tokens will not survive a restart)");
+            random_secret()
+        }
+    }
+}
+
+fn random_secret() -> Vec<u8> {
+    let key = GeneratedApiKey::generate("jwt").expect("the OS random number generator works");
+    key.key().expose().as_bytes().to_vec()
+}
+
+/// The address to listen on: `--addr <ip:port>`, else `127.0.0.1:$PORT`,
+/// else `127.0.0.1:8080`.
+pub(crate) fn listen_addr() -> SocketAddr {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--addr" {
+            match args.next().and_then(|a| a.parse().ok()) {
+                Some(addr) => return addr,
+                None => eprintln!("warning: --addr expects ip:port; ignoring it"),
+            }
+        }
+    }
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

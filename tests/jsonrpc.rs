@@ -1,0 +1,312 @@
+//! The JSON-RPC example end to end: over HTTP with reqwest, over WebSocket
+//! with tokio-tungstenite, and (ignored by default; run by `.ci/run`) the
+//! seeds' Python client, unchanged, against port 8080.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/jsonrpc.rs"]
+mod jsonrpc;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &[u8] = b"a test secret that is long enough!!";
+
+async fn serve(addr: &str) -> std::net::SocketAddr {
+    let db = jsonrpc::common::Db::open(":memory:", None).unwrap();
+    let app = jsonrpc::App::new(db, SECRET);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, jsonrpc::router(app)).await.unwrap() });
+    addr
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Client {
+    async fn raw(&self, body: String, token: Option<&str>) -> (u16, Option<Value>) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).ok())
+    }
+
+    async fn call(&self, method: &str, params: Value, token: Option<&str>) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+        let (status, answer) = self.raw(body.to_string(), token).await;
+        assert_eq!(status, 200);
+        let answer = answer.unwrap();
+        assert_eq!(answer["jsonrpc"], "2.0");
+        assert_eq!(answer["id"], 7);
+        answer
+    }
+}
+
+async fn client() -> Client {
+    let addr = serve("127.0.0.1:0").await;
+    Client {
+        http: reqwest::Client::new(),
+        url: format!("http://{addr}/api/v1"),
+    }
+}
+
+#[tokio::test]
+async fn sign_up_sign_in_and_require_token() {
+    let c = client().await;
+    let up = c
+        .call("sign_up", json!(["email@test.com", "password"]), None)
+        .await;
+    assert_eq!(up["result"], json!({"username": "email@test.com"}));
+    assert!(
+        !up.to_string().contains("argon2"),
+        "no password hash in results"
+    );
+
+    let signed = c
+        .call("sign_in", json!(["email@test.com", "password"]), None)
+        .await;
+    assert_eq!(signed["result"]["token_type"], "bearer");
+    let token = signed["result"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let me = c.call("require_token", json!([]), Some(&token)).await;
+    assert_eq!(me["result"], json!({"username": "email@test.com"}));
+    // Named parameters and the trailing slash work too.
+    let c2 = Client {
+        http: c.http.clone(),
+        url: format!("{}/", c.url),
+    };
+    let named = c2
+        .call(
+            "sign_in",
+            json!({"username": "email@test.com", "password": "password"}),
+            None,
+        )
+        .await;
+    assert!(named["result"]["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn per_method_security() {
+    let c = client().await;
+    let missing = c.call("require_token", json!([]), None).await;
+    assert_eq!(missing["error"]["code"], -32001);
+    assert_eq!(missing["error"]["message"], "authentication required");
+
+    let forged = c
+        .call(
+            "require_token",
+            json!([]),
+            Some("eyJhbGciOiJIUzI1NiJ9.e30.c2ln"),
+        )
+        .await;
+    assert_eq!(forged["error"]["code"], -32001);
+    assert_eq!(forged["error"]["message"], "invalid token signature");
+
+    // A bad token does not break methods that need none.
+    c.call("sign_up", json!(["bob", "password1"]), None).await;
+    let ok = c
+        .call(
+            "sign_in",
+            json!(["bob", "password1"]),
+            Some("garbage.token.here"),
+        )
+        .await;
+    assert!(ok["result"]["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn sign_in_and_sign_up_failures() {
+    let c = client().await;
+    c.call("sign_up", json!(["alice", "correct horse"]), None)
+        .await;
+    let dup = c
+        .call("sign_up", json!(["alice", "another one"]), None)
+        .await;
+    assert_eq!(dup["error"]["message"], "username already taken");
+    let wrong = c
+        .call("sign_in", json!(["alice", "wrong password"]), None)
+        .await;
+    let unknown = c
+        .call("sign_in", json!(["nobody", "wrong password"]), None)
+        .await;
+    assert_eq!(wrong["error"], unknown["error"], "no user enumeration");
+    assert_eq!(wrong["error"]["code"], -32002);
+    let short = c.call("sign_up", json!(["carol", "short"]), None).await;
+    assert_eq!(short["error"]["code"], -32602);
+}
+
+#[tokio::test]
+async fn protocol_errors() {
+    let c = client().await;
+    let (status, parse) = c.raw("{not json".into(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(parse.unwrap()["error"]["code"], -32700);
+    let (_, invalid) = c
+        .raw(
+            r#"{"jsonrpc":"1.0","id":1,"method":"sign_in"}"#.into(),
+            None,
+        )
+        .await;
+    assert_eq!(invalid.unwrap()["error"]["code"], -32600);
+    let unknown = c.call("drop_tables", json!([]), None).await;
+    assert_eq!(unknown["error"]["code"], -32601);
+    let params = c.call("sign_in", json!(["only-one"]), None).await;
+    assert_eq!(params["error"]["code"], -32602);
+    let params = c
+        .call(
+            "sign_in",
+            json!({"username": "a", "password": "b", "extra": 1}),
+            None,
+        )
+        .await;
+    assert_eq!(params["error"]["code"], -32602);
+    // Notification: no answer.
+    let (status, body) = c
+        .raw(
+            r#"{"jsonrpc":"2.0","method":"sign_up","params":["n","notified1"]}"#.into(),
+            None,
+        )
+        .await;
+    assert_eq!((status, body), (204, None));
+    // Batch.
+    let (_, batch) = c
+        .raw(
+            json!([
+                {"jsonrpc": "2.0", "id": 1, "method": "sign_in", "params": ["n", "notified1"]},
+                {"jsonrpc": "2.0", "id": 2, "method": "nope"},
+                {"jsonrpc": "2.0", "method": "nope"}
+            ])
+            .to_string(),
+            None,
+        )
+        .await;
+    let batch = batch.unwrap();
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    assert!(batch[0]["result"]["access_token"].is_string());
+    assert_eq!(batch[1]["error"]["code"], -32601);
+    let (_, empty) = c.raw("[]".into(), None).await;
+    assert_eq!(empty.unwrap()["error"]["code"], -32600);
+}
+
+async fn ws_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    messages: &[Value],
+) -> Vec<Value> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(t) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut answers = Vec::new();
+    for m in messages {
+        ws.send(Message::Text(m.to_string().into())).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        answers.push(serde_json::from_str(reply.to_text().unwrap()).unwrap());
+    }
+    ws.close(None).await.ok();
+    answers
+}
+
+#[tokio::test]
+async fn websocket_with_header_or_query_token() {
+    let addr = serve("127.0.0.1:0").await;
+    let rpc = |id: u64, method: &str, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let answers = ws_call(
+        addr,
+        "/api/v1/",
+        None,
+        &[
+            rpc(1, "sign_up", json!(["ws-user", "password"])),
+            rpc(2, "sign_in", json!(["ws-user", "password"])),
+            rpc(3, "require_token", json!([])),
+        ],
+    )
+    .await;
+    assert_eq!(answers[0]["result"]["username"], "ws-user");
+    let token = answers[1]["result"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The socket was opened without a token.
+    assert_eq!(answers[2]["error"]["code"], -32001);
+
+    let answers = ws_call(
+        addr,
+        "/api/v1",
+        Some(&token),
+        &[rpc(4, "require_token", json!([]))],
+    )
+    .await;
+    assert_eq!(answers[0]["result"]["username"], "ws-user");
+    let answers = ws_call(
+        addr,
+        &format!("/api/v1?access_token={token}"),
+        None,
+        &[rpc(5, "require_token", json!([]))],
+    )
+    .await;
+    assert_eq!(answers[0]["result"]["username"], "ws-user");
+    let answers = ws_call(
+        addr,
+        "/api/v1",
+        Some("bad.token.value"),
+        &[rpc(6, "require_token", json!([]))],
+    )
+    .await;
+    assert_eq!(answers[0]["error"]["code"], -32001);
+}
+
+/// The client of `shared/seeds/000_ea2162d4c9ede4ff.txt`, run unchanged
+/// with python3 and httpx against `localhost:8080`.
+#[tokio::test]
+#[ignore = "needs port 8080, python3 and httpx; run by .ci/run"]
+async fn seed_python_client_unchanged() {
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/seeds/000_ea2162d4c9ede4ff.txt"
+    );
+    let text = std::fs::read_to_string(seed).expect("../shared/seeds beside the repository");
+    let client = text
+        .split("```python\n")
+        .last()
+        .and_then(|b| b.split("```").next())
+        .expect("the seed's last python block");
+    assert!(client.contains("httpx.post") && client.contains("require_token"));
+    let dir = std::env::temp_dir().join(format!("tower-auth-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("client.py");
+    std::fs::write(&path, client).unwrap();
+
+    serve("127.0.0.1:8080").await;
+    let out = tokio::process::Command::new("python3")
+        .arg(&path)
+        .output()
+        .await
+        .expect("python3");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "client failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
