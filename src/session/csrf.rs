@@ -416,3 +416,273 @@ impl<F> fmt::Debug for CsrfFuture<F> {
         f.debug_struct("CsrfFuture").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::StatusCode;
+    use http_body_util::BodyExt;
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+
+    async fn ok(_: Request<()>) -> Result<Response<String>, Infallible> {
+        Ok(Response::new("ok".to_owned()))
+    }
+
+    async fn call(layer: &CsrfLayer, req: Request<()>) -> (StatusCode, String) {
+        let res = layer.layer(service_fn(ok)).oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn post(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::post("/transfer").header(HOST, "bank.example");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn layer() -> CsrfLayer {
+        CsrfLayer::new()
+            .allow_origin("https://app.bank.example")
+            .unwrap()
+    }
+
+    async fn assert_refused(layer: &CsrfLayer, req: Request<()>, message: &str) {
+        let (status, body) = call(layer, req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "csrf_rejected");
+        assert_eq!(json["message"], message);
+    }
+
+    #[tokio::test]
+    async fn safe_methods_and_cookieless_requests_pass() {
+        let l = layer();
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+            let req = Request::builder()
+                .method(m)
+                .header(COOKIE, "session=x")
+                .header("sec-fetch-site", "cross-site")
+                .body(())
+                .unwrap();
+            assert_eq!(call(&l, req).await.0, StatusCode::OK);
+        }
+        // a bearer-token client calling cross-origin: no cookie, no check
+        let req = post(&[
+            ("authorization", "Bearer t"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert_eq!(call(&l, req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn fetch_metadata_decides_for_cookie_requests() {
+        let l = layer();
+        for site in ["same-origin", "none"] {
+            let req = post(&[(COOKIE.as_str(), "session=x"), ("sec-fetch-site", site)]);
+            assert_eq!(call(&l, req).await.0, StatusCode::OK, "{site}");
+        }
+        for site in ["cross-site", "same-site", "bogus"] {
+            for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+                let mut req = post(&[
+                    (COOKIE.as_str(), "session=x"),
+                    ("sec-fetch-site", site),
+                    ("origin", "https://evil.example"),
+                ]);
+                *req.method_mut() = method;
+                assert_refused(&l, req, "cross-site request refused").await;
+            }
+        }
+        // an allowed origin may send cross-site requests
+        let req = post(&[
+            (COOKIE.as_str(), "session=x"),
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://app.bank.example"),
+        ]);
+        assert_eq!(call(&l, req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn origin_is_checked_when_fetch_metadata_is_missing() {
+        let l = layer();
+        let cases = [
+            (Some("https://bank.example"), true),
+            (Some("http://BANK.example"), true),
+            (Some("https://app.bank.example"), true),
+            (Some("https://evil.example"), false),
+            (Some("https://bank.example.evil.example"), false),
+            (Some("null"), false),
+            (None, true),
+        ];
+        for (origin, pass) in cases {
+            let mut headers = vec![(COOKIE.as_str(), "session=x")];
+            if let Some(o) = origin {
+                headers.push(("origin", o));
+            }
+            if pass {
+                assert_eq!(
+                    call(&l, post(&headers)).await.0,
+                    StatusCode::OK,
+                    "{origin:?}"
+                );
+            } else {
+                assert_refused(&l, post(&headers), "cross-origin request refused").await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_headers_are_refused() {
+        let l = layer();
+        let req = post(&[
+            (COOKIE.as_str(), "session=x"),
+            ("origin", "https://bank.example"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert_refused(&l, req, "repeated Origin or Sec-Fetch-Site header").await;
+        let req = post(&[
+            (COOKIE.as_str(), "session=x"),
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
+        assert_refused(&l, req, "repeated Origin or Sec-Fetch-Site header").await;
+    }
+
+    #[tokio::test]
+    async fn login_csrf_is_stopped_when_cookieless_requests_are_checked() {
+        let l = layer().check_without_cookies(true);
+        let req = post(&[("sec-fetch-site", "cross-site")]);
+        assert_refused(&l, req, "cross-site request refused").await;
+        let req = post(&[("sec-fetch-site", "same-origin")]);
+        assert_eq!(call(&l, req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_checked_against_the_session() {
+        let l = layer().require_token(true);
+        let session = Session::default();
+        let token = csrf_token(&session).unwrap();
+        assert_eq!(token.len(), 43);
+        assert_eq!(csrf_token(&session).unwrap(), token, "stable per session");
+
+        let with = |value: Option<&str>| {
+            let mut req = post(&[
+                (COOKIE.as_str(), "session=x"),
+                ("sec-fetch-site", "same-origin"),
+            ]);
+            if let Some(v) = value {
+                req.headers_mut()
+                    .insert(CSRF_TOKEN_HEADER, HeaderValue::from_str(v).unwrap());
+            }
+            req.extensions_mut().insert(session.clone());
+            req
+        };
+        assert_eq!(call(&l, with(Some(&token))).await.0, StatusCode::OK);
+        assert_refused(&l, with(None), "missing CSRF token").await;
+        assert_refused(&l, with(Some("wrong")), "invalid CSRF token").await;
+        let mut flipped = token.clone().into_bytes();
+        flipped[0] ^= 1;
+        let flipped = String::from_utf8(flipped).unwrap();
+        assert_refused(&l, with(Some(&flipped)), "invalid CSRF token").await;
+        // the origin check still runs first
+        let mut req = with(Some(&token));
+        req.headers_mut()
+            .insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert_refused(&l, req, "cross-site request refused").await;
+        // a session without a token
+        let mut req = with(Some(&token));
+        req.extensions_mut().insert(Session::default());
+        assert_refused(&l, req, "invalid CSRF token").await;
+    }
+
+    #[tokio::test]
+    async fn token_mode_without_session_layer_is_a_500() {
+        let l = layer().require_token(true);
+        let req = post(&[
+            (COOKIE.as_str(), "session=x"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        let (status, body) = call(&l, req).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("missing SessionLayer"));
+    }
+
+    #[tokio::test]
+    async fn grpc_requests_get_permission_denied() {
+        let l = layer();
+        let req = post(&[
+            (COOKIE.as_str(), "session=x"),
+            ("sec-fetch-site", "cross-site"),
+            ("content-type", "application/grpc"),
+        ]);
+        let res = l.layer(service_fn(ok)).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "7");
+    }
+
+    #[tokio::test]
+    async fn custom_rejection_handler() {
+        let l = layer().on_rejection(|r: Rejection| {
+            Response::builder()
+                .status(r.status())
+                .body(Bytes::from_static(b"nope"))
+                .unwrap()
+        });
+        let req = post(&[
+            (COOKIE.as_str(), "session=x"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
+        assert_eq!(
+            call(&l, req).await,
+            (StatusCode::FORBIDDEN, "nope".to_owned())
+        );
+    }
+
+    #[test]
+    fn allowed_origins_are_validated_and_normalized() {
+        for good in [
+            "https://a.example",
+            "http://localhost:8080",
+            "HTTPS://A.Example:443",
+        ] {
+            assert!(CsrfLayer::new().allow_origin(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "a.example",
+            "https://a.example/",
+            "https://a.example/path",
+            "https://a.example?q",
+            "ftp://a.example",
+            "https://user@a.example",
+            "",
+        ] {
+            assert_eq!(
+                CsrfLayer::new().allow_origin(bad).unwrap_err(),
+                InvalidOrigin,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            normalize_origin("HTTPS://A.Example:443").as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            normalize_origin("http://a.example:8080").as_deref(),
+            Some("http://a.example:8080")
+        );
+    }
+
+    #[test]
+    fn verify_is_false_without_a_token() {
+        let s = Session::default();
+        assert!(!verify_csrf_token(&s, ""));
+        s.insert(CSRF_TOKEN_KEY, 42).unwrap();
+        assert!(!verify_csrf_token(&s, "42"));
+    }
+}

@@ -891,3 +891,283 @@ async fn the_ready_service_is_the_one_called() {
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
+
+mod authenticator {
+    use super::*;
+    use crate::{AuthLayer, Authenticator, Identity, Scheme};
+
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct User {
+        id: u32,
+        name: String,
+    }
+
+    fn session_auth() -> SessionAuthenticator<User> {
+        SessionAuthenticator::new("user", |u: &User| {
+            Identity::new(u.id.to_string(), Scheme::Bearer).with_roles(["member"])
+        })
+    }
+
+    async fn me(req: Request<()>) -> Result<Response<String>, Infallible> {
+        let user = req.extensions().get::<User>().cloned();
+        let id = req.extensions().get::<Identity>().cloned();
+        Ok(Response::new(format!(
+            "{}|{}",
+            user.map(|u| u.name).unwrap_or_default(),
+            id.map(|i| format!("{}:{}:{}", i.subject(), i.scheme(), i.has_role("member")))
+                .unwrap_or_default()
+        )))
+    }
+
+    /// Logs in when the path is /login, otherwise answers `me`.
+    async fn app(req: Request<()>) -> Result<Response<String>, Infallible> {
+        if req.uri().path() == "/login" {
+            let session = req.extensions().get::<Session>().unwrap();
+            csrf_token(session).unwrap();
+            let user = User {
+                id: 7,
+                name: "alice".into(),
+            };
+            session_auth().login(session, &user).unwrap();
+            assert!(
+                !session.contains_key(CSRF_TOKEN_KEY),
+                "login drops the CSRF token"
+            );
+            return Ok(Response::new(String::new()));
+        }
+        if req.uri().path() == "/logout" {
+            session_auth().logout(req.extensions().get::<Session>().unwrap());
+            return Ok(Response::new(String::new()));
+        }
+        me(req).await
+    }
+
+    async fn get<A: Authenticator<Principal = User>>(
+        session: &SessionLayer,
+        auth: AuthLayer<A>,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let svc = tower::ServiceBuilder::new()
+            .layer(session.clone())
+            .layer(auth)
+            .service_fn(me);
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = svc.oneshot(req.body(()).unwrap()).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn logged_in(layer: &SessionLayer) -> String {
+        let res = layer
+            .layer(service_fn(app))
+            .oneshot(Request::get("/login").body(()).unwrap())
+            .await
+            .unwrap();
+        let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+        format!("{}={}", c.name(), c.value())
+    }
+
+    #[tokio::test]
+    async fn the_sessions_user_is_the_principal_with_cookie_scheme() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = logged_in(&layer).await;
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "alice|7:Cookie:true");
+    }
+
+    #[tokio::test]
+    async fn no_user_is_no_credentials() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let r = get(&layer, AuthLayer::new(session_auth()), "/me", &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let r = get(&layer, AuthLayer::optional(session_auth()), "/me", &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "|");
+        // a session without a user (a cart) is no credentials either
+        let cookie = send(&layer, "/set?cart", None).await.cookie_header();
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn expired_forged_and_logged_out_sessions_are_refused() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = logged_in(&layer).await;
+        let forged = format!("{}x", &cookie[..cookie.len() - 1]);
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &forged)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        // the 401 also clears the bad cookie
+        assert_eq!(
+            r.set_cookie().unwrap().max_age(),
+            Some(::cookie::time::Duration::ZERO)
+        );
+
+        let res = layer
+            .layer(service_fn(app))
+            .oneshot(
+                Request::get("/logout")
+                    .header(COOKIE, &cookie)
+                    .body(())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(res.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        let cookie = logged_in(&layer).await;
+        f.clock.advance(Duration::from_secs(3 * 60 * 60));
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn a_user_that_does_not_deserialize_is_invalid() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let svc = layer.layer(service_fn(|req: Request<()>| async move {
+            let s = req.extensions().get::<Session>().unwrap();
+            s.insert("user", "not a user object").unwrap();
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+        let cookie = format!("session={}", c.value());
+        let r = get(
+            &layer,
+            AuthLayer::optional(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["message"], "invalid session");
+    }
+
+    #[tokio::test]
+    async fn without_session_layer_it_is_a_500() {
+        let svc = tower::ServiceBuilder::new()
+            .layer(AuthLayer::optional(session_auth()))
+            .service_fn(me);
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "internal_error");
+        assert!(body["message"].as_str().unwrap().contains("SessionLayer"));
+    }
+
+    #[cfg(feature = "bearer")]
+    #[tokio::test]
+    async fn bearer_or_session() {
+        use crate::bearer::{BearerAuthenticator, BearerToken};
+        use crate::{AuthError, Authenticated};
+
+        let bearer = BearerAuthenticator::new(|t: BearerToken| async move {
+            if t.expose() == "token-of-bob" {
+                let user = User {
+                    id: 2,
+                    name: "bob".into(),
+                };
+                Ok(Authenticated::new(user, Identity::new("2", Scheme::Bearer)))
+            } else {
+                Err(AuthError::invalid_credentials("invalid token"))
+            }
+        });
+        let auth = || AuthLayer::new(bearer.clone().or(session_auth()));
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = logged_in(&layer).await;
+
+        let r = get(
+            &layer,
+            auth(),
+            "/me",
+            &[("authorization", "Bearer token-of-bob")],
+        )
+        .await;
+        assert_eq!(r.body, "bob|2:Bearer:false");
+        let r = get(&layer, auth(), "/me", &[("cookie", &cookie)]).await;
+        assert_eq!(r.body, "alice|7:Cookie:true");
+        // the first present decides: a bad token is a 401 even with a cookie
+        let r = get(
+            &layer,
+            auth(),
+            "/me",
+            &[("authorization", "Bearer nope"), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        // neither: 401 with the bearer challenge
+        let r = get(&layer, auth(), "/me", &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+    }
+
+    #[test]
+    fn helpers() {
+        let auth = session_auth().challenge(crate::rejection::Challenge::new("Cookie"));
+        assert_eq!(auth.key(), "user");
+        assert_eq!(auth.challenges().len(), 1);
+        let s = Session::default();
+        assert_eq!(auth.user(&s).unwrap(), None);
+        let u = User {
+            id: 1,
+            name: "x".into(),
+        };
+        auth.login(&s, &u).unwrap();
+        assert_eq!(auth.user(&s).unwrap(), Some(u));
+        assert!(s.lock().rotate);
+        auth.logout(&s);
+        assert!(s.is_empty());
+    }
+}
