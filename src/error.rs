@@ -199,6 +199,10 @@ mod tests {
             AuthError::unavailable("db down").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+        assert_eq!(
+            AuthError::misconfigured("missing layer").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -93,9 +93,8 @@ impl Ctx {
     }
 
     /// Takes the store's answer for the cookie's id.
-    fn loaded(&mut self, id: SessionId, record: Option<SessionRecord>) {
+    fn loaded(&mut self, id: SessionId, key: StoreKey, record: Option<SessionRecord>) {
         let now = self.config().clock.now();
-        let key = id.store_key();
         match record {
             Some(r) if !is_expired(self.config(), &r, now) => {
                 self.session = Session::with_data(r.data);
@@ -295,7 +294,7 @@ pin_project! {
     enum State<S, F, R, ReqBody> {
         Loading {
             load: BoxStoreFuture<Option<SessionRecord>>,
-            request: Option<(Parts, ReqBody, SessionId)>,
+            request: Option<(Parts, ReqBody, SessionId, StoreKey)>,
             inner: Option<S>,
         },
         Calling {
@@ -320,12 +319,13 @@ where
         body: ReqBody,
         inner: S,
         id: SessionId,
+        key: StoreKey,
         ctx: Ctx,
     ) -> Self {
         ResponseFuture {
             state: State::Loading {
                 load,
-                request: Some((parts, body, id)),
+                request: Some((parts, body, id, key)),
                 inner: Some(inner),
             },
             ctx,
@@ -357,14 +357,14 @@ where
                     inner,
                 } => {
                     let result = ready!(load.as_mut().poll(cx));
-                    let (Some((mut parts, body, id)), Some(mut svc)) =
+                    let (Some((mut parts, body, id, key)), Some(mut svc)) =
                         (request.take(), inner.take())
                     else {
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
                     match result {
-                        Ok(record) => ctx.loaded(id, record),
+                        Ok(record) => ctx.loaded(id, key, record),
                         Err(e) => {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(ctx.unavailable(&e)));

@@ -74,8 +74,9 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ctx.reissue = reissue;
-                let load = Arc::clone(&self.shared.store).load(id.store_key());
-                ResponseFuture::loading(load, parts, body, inner, id, ctx)
+                let key = id.store_key();
+                let load = Arc::clone(&self.shared.store).load(key);
+                ResponseFuture::loading(load, parts, body, inner, id, key, ctx)
             }
             incoming => {
                 match incoming {
