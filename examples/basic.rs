@@ -13,7 +13,8 @@
 //!
 //! Listens on 127.0.0.1:8080, or on `PORT`, or on `--addr <ip:port>`.
 
-use std::net::SocketAddr;
+#[path = "util/addr.rs"]
+mod util;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -113,25 +114,9 @@ fn app() -> Router {
         )
 }
 
-fn listen_addr() -> SocketAddr {
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--addr" {
-            if let Some(addr) = args.next().and_then(|a| a.parse().ok()) {
-                return addr;
-            }
-        }
-    }
-    let port = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8080);
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = listen_addr();
+    let addr = util::listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app()).await

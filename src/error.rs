@@ -28,6 +28,9 @@ pub enum AuthErrorKind {
     /// A backend (store, key set, database) could not answer: `503`. The
     /// request fails closed.
     Unavailable,
+    /// The stack is misconfigured, e.g. an authenticator that needs a layer
+    /// which did not run: `500`. The request fails closed.
+    Misconfigured,
 }
 
 impl AuthErrorKind {
@@ -38,6 +41,7 @@ impl AuthErrorKind {
             AuthErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             AuthErrorKind::Forbidden => StatusCode::FORBIDDEN,
             AuthErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthErrorKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -50,6 +54,7 @@ impl fmt::Display for AuthErrorKind {
             AuthErrorKind::InvalidCredentials => "invalid credentials",
             AuthErrorKind::Forbidden => "forbidden",
             AuthErrorKind::Unavailable => "authentication backend unavailable",
+            AuthErrorKind::Misconfigured => "authentication misconfigured",
         })
     }
 }
@@ -123,6 +128,13 @@ impl AuthError {
         }
     }
 
+    /// The stack is misconfigured (`500 Internal Server Error`), e.g. an
+    /// authenticator whose layer is missing. `what` names the missing piece
+    /// and is shown to the client, so it must not hold secrets.
+    pub fn misconfigured(what: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::Misconfigured, what)
+    }
+
     /// Attaches a challenge of the scheme that failed, so that the
     /// `WWW-Authenticate` header of the response names it rather than every
     /// scheme of the layer. [`Or`](crate::auth::Or) attaches the challenges
@@ -186,6 +198,10 @@ mod tests {
         assert_eq!(
             AuthError::unavailable("db down").status(),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            AuthError::misconfigured("missing layer").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
         );
     }
 

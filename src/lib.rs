@@ -22,6 +22,7 @@
 //! | `api-key` | [`api_key`]: API keys, stores, key generation         |
 //! | `bearer`  | [`bearer`]: opaque bearer tokens                      |
 //! | `jwt`     | [`jwt`]: JWT validation, key sets, issuing, revocation |
+//! | `session` | [`session`]: cookie sessions, stores, CSRF defence    |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above and every later module               |
 //!
@@ -48,6 +49,8 @@ pub mod bearer;
 pub mod extract;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "session")]
+pub mod session;
 
 pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
 pub use error::{AuthError, AuthErrorKind, BoxError};

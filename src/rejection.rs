@@ -255,6 +255,7 @@ impl Rejection {
             AuthErrorKind::InvalidCredentials => RejectionKind::InvalidCredentials,
             AuthErrorKind::Forbidden => RejectionKind::Forbidden,
             AuthErrorKind::Unavailable => RejectionKind::Unavailable,
+            AuthErrorKind::Misconfigured => RejectionKind::Internal,
         };
         let mut r = Self::new(kind, message);
         let code = match kind {

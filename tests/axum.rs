@@ -127,10 +127,12 @@ async fn no_credentials_is_401_with_both_challenges() {
     );
 }
 
+/// Request headers, expected status, expected error code.
+type Case<'a> = (Vec<(&'a str, &'a [u8])>, StatusCode, &'a str);
+
 #[tokio::test]
 async fn hostile_inputs_get_clear_errors() {
     let huge = format!("Bearer {}", "a".repeat(20_000));
-    type Case<'a> = (Vec<(&'a str, &'a [u8])>, StatusCode, &'a str);
     let cases: Vec<Case<'_>> = vec![
         (
             vec![

@@ -5,7 +5,6 @@
 //! `#[path = "common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -442,21 +441,6 @@ fn random_secret() -> Vec<u8> {
     key.key().expose().as_bytes().to_vec()
 }
 
-/// The address to listen on: `--addr <ip:port>`, else `127.0.0.1:$PORT`,
-/// else `127.0.0.1:8080`.
-pub(crate) fn listen_addr() -> SocketAddr {
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--addr" {
-            match args.next().and_then(|a| a.parse().ok()) {
-                Some(addr) => return addr,
-                None => eprintln!("warning: --addr expects ip:port; ignoring it"),
-            }
-        }
-    }
-    let port = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8080);
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+#[path = "../util/addr.rs"]
+mod addr;
+pub(crate) use addr::listen_addr;

@@ -1,0 +1,169 @@
+//! [`SessionAuthenticator`]: the user stored in the session becomes the
+//! principal of an [`AuthLayer`](crate::AuthLayer).
+
+use std::fmt;
+use std::future::{ready, Ready};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::csrf::CSRF_TOKEN_KEY;
+use super::handle::{Session, SessionError};
+use crate::auth::{Authenticated, Authenticator};
+use crate::error::AuthError;
+use crate::identity::{Identity, Scheme};
+use crate::rejection::Challenge;
+
+type IdentityFn<U> = dyn Fn(&U) -> Identity + Send + Sync;
+
+/// Authenticates requests by the user stored in their [`Session`] under a
+/// key. Put [`SessionLayer`](super::SessionLayer) outside (before) the
+/// [`AuthLayer`](crate::AuthLayer).
+///
+/// | request                                       | result                              |
+/// |-----------------------------------------------|-------------------------------------|
+/// | session holds a user under the key            | the user is the principal, [`Scheme::Cookie`] |
+/// | no session cookie, or no user in the session  | no credentials: `401`, or the next authenticator of an [`or`](Authenticator::or) |
+/// | the stored user does not deserialize          | `401 invalid_token`                 |
+/// | no [`SessionLayer`](super::SessionLayer) ran  | `500`, naming the missing layer     |
+///
+/// So `bearer.or(session)` authenticates API clients by token and browsers
+/// by cookie. [`login`](SessionAuthenticator::login) and
+/// [`logout`](SessionAuthenticator::logout) write and clear the user.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use tower_auth::session::SessionAuthenticator;
+/// use tower_auth::{AuthLayer, Identity, Scheme};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize)]
+/// struct User { id: u64, admin: bool }
+///
+/// let session = SessionAuthenticator::new("user", |u: &User| {
+///     let roles: &[&str] = if u.admin { &["admin"] } else { &[] };
+///     Identity::new(u.id.to_string(), Scheme::Cookie).with_roles(roles.iter().copied())
+/// });
+/// let layer = AuthLayer::new(session);
+/// # let _ = layer;
+/// ```
+pub struct SessionAuthenticator<U> {
+    key: Arc<str>,
+    identity: Arc<IdentityFn<U>>,
+    challenges: Arc<[Challenge]>,
+    _user: PhantomData<fn() -> U>,
+}
+
+impl<U> SessionAuthenticator<U>
+where
+    U: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Reads the user stored under `key`; `identity` derives its
+    /// [`Identity`] (its scheme is set to [`Scheme::Cookie`]).
+    pub fn new(
+        key: impl Into<Arc<str>>,
+        identity: impl Fn(&U) -> Identity + Send + Sync + 'static,
+    ) -> Self {
+        SessionAuthenticator {
+            key: key.into(),
+            identity: Arc::new(identity),
+            challenges: Arc::new([]),
+            _user: PhantomData,
+        }
+    }
+
+    /// Sends `challenge` in the `WWW-Authenticate` header of `401`s when no
+    /// user is logged in (default none: there is no standard challenge for
+    /// cookies).
+    pub fn challenge(mut self, challenge: Challenge) -> Self {
+        self.challenges = Arc::new([challenge]);
+        self
+    }
+
+    /// The session key the user is stored under.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Logs `user` in: stores it, gives the session a new id (against
+    /// session fixation) and drops any CSRF token issued before login.
+    ///
+    /// # Errors
+    ///
+    /// The user does not serialize.
+    pub fn login(&self, session: &Session, user: &U) -> Result<(), SessionError> {
+        session.insert(&self.key, user)?;
+        session.remove_value(CSRF_TOKEN_KEY);
+        session.cycle_id();
+        Ok(())
+    }
+
+    /// Logs out: destroys the whole session (record and cookie).
+    pub fn logout(&self, session: &Session) {
+        session.destroy();
+    }
+
+    /// The logged-in user of `session`, if any.
+    ///
+    /// # Errors
+    ///
+    /// The stored value does not deserialize into `U`.
+    pub fn user(&self, session: &Session) -> Result<Option<U>, SessionError> {
+        session.get(&self.key)
+    }
+}
+
+impl<U> Clone for SessionAuthenticator<U> {
+    fn clone(&self) -> Self {
+        SessionAuthenticator {
+            key: Arc::clone(&self.key),
+            identity: Arc::clone(&self.identity),
+            challenges: Arc::clone(&self.challenges),
+            _user: PhantomData,
+        }
+    }
+}
+
+impl<U> fmt::Debug for SessionAuthenticator<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionAuthenticator")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<U> Authenticator for SessionAuthenticator<U>
+where
+    U: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Credentials = U;
+    type Principal = U;
+    type Future = Ready<Result<Authenticated<U>, AuthError>>;
+
+    fn extract(&self, request: &Parts) -> Result<Option<U>, AuthError> {
+        let Some(session) = request.extensions.get::<Session>() else {
+            tracing::error!(
+                "SessionAuthenticator found no Session in the request extensions: \
+                 add SessionLayer outside (before) the AuthLayer"
+            );
+            return Err(AuthError::misconfigured(
+                "session authentication is not configured for this route (missing SessionLayer)",
+            ));
+        };
+        session.get::<U>(&self.key).map_err(|e| {
+            tracing::warn!(key = %self.key, error = %e, "the session's user does not deserialize");
+            AuthError::invalid_credentials("invalid session")
+        })
+    }
+
+    fn authenticate(&self, user: U) -> Self::Future {
+        let identity = (self.identity)(&user).with_scheme(Scheme::Cookie);
+        ready(Ok(Authenticated::new(user, identity)))
+    }
+
+    fn challenges(&self) -> Vec<Challenge> {
+        self.challenges.to_vec()
+    }
+}

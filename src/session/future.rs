@@ -1,0 +1,433 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use http::header::SET_COOKIE;
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::config::{Config, MaxAge};
+use super::cookie;
+use super::handle::Session;
+use super::id::{SessionId, StoreKey};
+use super::layer::{BoxStoreFuture, Ops, Shared};
+use super::store::SessionRecord;
+use crate::body::{self, ResponseBody};
+use crate::error::BoxError;
+use crate::rejection::{Rejection, RejectionKind};
+
+/// `t + d`, saturating far in the future instead of overflowing.
+fn add(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(t)
+}
+
+/// Whether `record` is past one of its deadlines at `now`, by the store's
+/// `expires_at` or by the layer's current timeouts.
+pub(crate) fn is_expired(config: &Config, record: &SessionRecord, now: SystemTime) -> bool {
+    record.is_expired(now)
+        || add(record.created_at, config.absolute_timeout) <= now
+        || config
+            .idle_timeout
+            .is_some_and(|idle| add(record.last_active, idle) <= now)
+}
+
+/// Why a request is refused; rendered by the layer's [`Rejections`](crate::rejection::Rejections).
+pub(crate) struct Refusal(RejectionKind, &'static str);
+
+/// A live session loaded from the store.
+struct Loaded {
+    id: SessionId,
+    key: StoreKey,
+    created_at: SystemTime,
+    last_active: SystemTime,
+}
+
+/// What the response says to the client's cookie.
+enum CookieOut {
+    Keep,
+    Set {
+        id: SessionId,
+        expires_at: SystemTime,
+    },
+    Remove,
+}
+
+/// What a request learned about its session before the inner service ran.
+pub(crate) struct Ctx {
+    shared: Arc<Shared>,
+    pub(crate) session: Session,
+    loaded: Option<Loaded>,
+    /// The request sent a cookie of ours that names no live session.
+    pub(crate) stale: bool,
+    /// An expired record to delete.
+    expired: Option<StoreKey>,
+    /// The cookie was sealed with a previous key.
+    pub(crate) reissue: bool,
+    grpc: bool,
+    out: CookieOut,
+}
+
+impl Ctx {
+    pub(crate) fn new(shared: Arc<Shared>, grpc: bool) -> Self {
+        Ctx {
+            shared,
+            session: Session::default(),
+            loaded: None,
+            stale: false,
+            expired: None,
+            reissue: false,
+            grpc,
+            out: CookieOut::Keep,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Takes the store's answer for the cookie's id.
+    fn loaded(&mut self, id: SessionId, key: StoreKey, record: Option<SessionRecord>) {
+        let now = self.config().clock.now();
+        match record {
+            Some(r) if !is_expired(self.config(), &r, now) => {
+                self.session = Session::with_data(r.data);
+                self.loaded = Some(Loaded {
+                    id,
+                    key,
+                    created_at: r.created_at,
+                    last_active: r.last_active,
+                });
+            }
+            Some(_) => {
+                tracing::debug!("session expired; removed");
+                self.expired = Some(key);
+                self.stale = true;
+            }
+            None => {
+                tracing::debug!("session cookie names no stored session; ignored");
+                self.stale = true;
+            }
+        }
+    }
+
+    fn render<B>(&self, refusal: Refusal) -> Response<ResponseBody<B>> {
+        let rejection = Rejection::new(refusal.0, refusal.1).with_grpc(self.grpc);
+        body::rejection(self.config().rejections.respond(rejection))
+    }
+
+    fn unavailable<B>(&self, error: &BoxError) -> Response<ResponseBody<B>> {
+        tracing::warn!(error = %error, "session store failed");
+        self.render(Refusal(
+            RejectionKind::Unavailable,
+            "the session store is temporarily unavailable",
+        ))
+    }
+
+    fn new_record(&self, data: super::handle::SessionData, now: SystemTime) -> SessionRecord {
+        let config = self.config();
+        let absolute = add(now, config.absolute_timeout);
+        let expires_at = config
+            .idle_timeout
+            .map_or(absolute, |idle| add(now, idle).min(absolute));
+        SessionRecord {
+            data,
+            created_at: now,
+            last_active: now,
+            expires_at,
+        }
+    }
+
+    fn updated_record(
+        &self,
+        loaded: &Loaded,
+        data: super::handle::SessionData,
+        now: SystemTime,
+    ) -> SessionRecord {
+        let config = self.config();
+        let absolute = add(loaded.created_at, config.absolute_timeout);
+        let expires_at = config
+            .idle_timeout
+            .map_or(absolute, |idle| add(now, idle).min(absolute));
+        SessionRecord {
+            data,
+            created_at: loaded.created_at,
+            last_active: now,
+            expires_at,
+        }
+    }
+
+    /// A new id and record for the session's current data.
+    fn new_session(&self, now: SystemTime) -> Result<(SessionId, SessionRecord), Refusal> {
+        let id = SessionId::generate().map_err(|e| {
+            tracing::error!(error = %e, "the random number generator failed");
+            Refusal(
+                RejectionKind::Unavailable,
+                "a session could not be created, retry later",
+            )
+        })?;
+        let record = self.new_record(self.session.data(), now);
+        Ok((id, record))
+    }
+
+    /// Decides the store writes and the cookie once the handler answered.
+    fn plan(&mut self) -> Result<Option<Ops>, Refusal> {
+        let now = self.config().clock.now();
+        let mut delete = self.expired.take();
+        let had = self.loaded.take();
+        let (changed, rotate, empty) = {
+            let state = self.session.lock();
+            (state.changed, state.rotate, state.data.is_empty())
+        };
+        let mut write = None;
+
+        if rotate || (changed && empty) {
+            // Cycled, destroyed or emptied: the old record goes.
+            if let Some(l) = &had {
+                delete = Some(l.key);
+            }
+            if !empty {
+                write = Some(self.create(now)?);
+            } else if had.is_some() || self.stale {
+                self.out = CookieOut::Remove;
+            }
+        } else if changed {
+            match had {
+                Some(l) => {
+                    let record = self.updated_record(&l, self.session.data(), now);
+                    self.update(l, record, &mut write);
+                }
+                // Never adopt an id the client chose: new data, new id.
+                None => write = Some(self.create(now)?),
+            }
+        } else if let Some(l) = had {
+            let due = self.config().idle_timeout.is_some()
+                && add(l.last_active, self.config().refresh_after) <= now;
+            if due || self.reissue {
+                let record = self.updated_record(&l, self.session.data(), now);
+                self.update(l, record, &mut write);
+            }
+        } else if self.stale {
+            self.out = CookieOut::Remove;
+        }
+
+        if delete.is_none() && write.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Ops { delete, write }))
+    }
+
+    /// Plans a new session with a new id, and its cookie.
+    fn create(&mut self, now: SystemTime) -> Result<(StoreKey, SessionRecord, bool), Refusal> {
+        let (id, record) = self.new_session(now)?;
+        let key = id.store_key();
+        self.out = CookieOut::Set {
+            expires_at: record.expires_at,
+            id,
+        };
+        Ok((key, record, true))
+    }
+
+    /// Plans an update of an existing session, which keeps its id; the
+    /// cookie is sent again when its `Max-Age` follows the expiry that moved,
+    /// or when it must be sealed with the current key.
+    fn update(
+        &mut self,
+        loaded: Loaded,
+        record: SessionRecord,
+        write: &mut Option<(StoreKey, SessionRecord, bool)>,
+    ) {
+        let follows_expiry = self.config().cookie.max_age == MaxAge::UntilExpiry
+            && self.config().idle_timeout.is_some();
+        if follows_expiry || self.reissue {
+            self.out = CookieOut::Set {
+                id: loaded.id,
+                expires_at: record.expires_at,
+            };
+        }
+        *write = Some((loaded.key, record, false));
+    }
+
+    /// Adds the planned `Set-Cookie` to `response`.
+    fn finish<B>(&mut self, mut response: Response<B>) -> Response<ResponseBody<B>> {
+        let value = match std::mem::replace(&mut self.out, CookieOut::Keep) {
+            CookieOut::Keep => return body::wrap(response),
+            CookieOut::Remove => Some(self.config().removal.clone()),
+            CookieOut::Set { id, expires_at } => {
+                let now = self.config().clock.now();
+                let left = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
+                cookie::set_cookie(self.config(), &id, left)
+            }
+        };
+        let Some(value) = value else {
+            tracing::error!("the session cookie could not be rendered");
+            return self.render(Refusal(
+                RejectionKind::Internal,
+                "the session cookie could not be rendered",
+            ));
+        };
+        response.headers_mut().append(SET_COOKIE, value);
+        body::wrap(response)
+    }
+}
+
+pin_project! {
+    /// The response future of [`SessionService`](super::SessionService).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, S::Future, S::Response, ReqBody>,
+        ctx: Ctx,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, F, R, ReqBody> {
+        Loading {
+            load: BoxStoreFuture<Option<SessionRecord>>,
+            request: Option<(Parts, ReqBody, SessionId, StoreKey)>,
+            inner: Option<S>,
+        },
+        Calling {
+            #[pin]
+            fut: F,
+        },
+        Saving {
+            save: BoxStoreFuture<bool>,
+            response: Option<R>,
+        },
+        Done,
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn loading(
+        load: BoxStoreFuture<Option<SessionRecord>>,
+        parts: Parts,
+        body: ReqBody,
+        inner: S,
+        id: SessionId,
+        key: StoreKey,
+        ctx: Ctx,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Loading {
+                load,
+                request: Some((parts, body, id, key)),
+                inner: Some(inner),
+            },
+            ctx,
+        }
+    }
+
+    pub(crate) fn calling(fut: S::Future, ctx: Ctx) -> Self {
+        ResponseFuture {
+            state: State::Calling { fut },
+            ctx,
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let ctx: &mut Ctx = this.ctx;
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Loading {
+                    load,
+                    request,
+                    inner,
+                } => {
+                    let result = ready!(load.as_mut().poll(cx));
+                    let (Some((mut parts, body, id, key)), Some(mut svc)) =
+                        (request.take(), inner.take())
+                    else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(polled_after_completion()));
+                    };
+                    match result {
+                        Ok(record) => ctx.loaded(id, key, record),
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(ctx.unavailable(&e)));
+                        }
+                    }
+                    parts.extensions.insert(ctx.session.clone());
+                    let fut = svc.call(Request::from_parts(parts, body));
+                    this.state.set(State::Calling { fut });
+                }
+                StateProj::Calling { fut } => {
+                    let response = ready!(fut.poll(cx))?;
+                    match ctx.plan() {
+                        Ok(None) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(ctx.finish(response)));
+                        }
+                        Ok(Some(ops)) => {
+                            let save = Arc::clone(&ctx.shared.store).write(ops);
+                            this.state.set(State::Saving {
+                                save,
+                                response: Some(response),
+                            });
+                        }
+                        Err(refusal) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(ctx.render(refusal)));
+                        }
+                    }
+                }
+                StateProj::Saving { save, response } => {
+                    let result = ready!(save.as_mut().poll(cx));
+                    let Some(response) = response.take() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(polled_after_completion()));
+                    };
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(match result {
+                        Ok(true) => ctx.finish(response),
+                        Ok(false) => {
+                            // Destroyed meanwhile (logout elsewhere): do not
+                            // bring it back, clear the cookie.
+                            tracing::debug!("session vanished during the request; cookie removed");
+                            ctx.out = CookieOut::Remove;
+                            ctx.finish(response)
+                        }
+                        Err(e) => ctx.unavailable(&e),
+                    }));
+                }
+                StateProj::Done => return Poll::Ready(Ok(polled_after_completion())),
+            }
+        }
+    }
+}
+
+fn polled_after_completion<B>() -> Response<ResponseBody<B>> {
+    body::rejection(Rejection::internal("session future polled after completion").into_response())
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,195 @@
+//! Middleware that keeps cookie sessions: [`SessionLayer`], session stores,
+//! signed or encrypted cookies, session authentication and CSRF defence.
+//!
+//! [`SessionLayer`] reads the session cookie, loads the session from a
+//! [`SessionStore`], and puts a [`Session`] handle into the request
+//! extensions (an axum extractor too, with feature `axum`). Handlers read
+//! and change it with typed `get` / `insert` / `remove` (serde). After the
+//! inner service answered, the layer saves the session and sets the cookie,
+//! only when something changed.
+//!
+//! ```text
+//! request -> SessionLayer -> CsrfLayer -> AuthLayer<jwt.or(session)> -> handler
+//!            loads session   403 cross-site  401 / principal
+//! ```
+//!
+//! # Ids, keys and the store
+//!
+//! * A session id is 256 bits from the operating system's CSPRNG, created
+//!   only when a session first holds data: requests that store nothing cost
+//!   no write and set no cookie.
+//! * The cookie holds the id signed with HMAC-SHA256 (default) or encrypted
+//!   with AES-256-GCM ([`private`](SessionLayerBuilder::private)), under a
+//!   [`SessionKey`] you supply. A tampered or forged cookie fails
+//!   verification before any store lookup.
+//! * Stores file sessions under a [`StoreKey`], the SHA-256 of the id, and
+//!   never see the id itself: a leaked store or backup cannot be replayed as
+//!   cookies.
+//! * An id the client sent is never adopted: if it names no live session,
+//!   data stored in that request gets a new id.
+//!
+//! # Cookies
+//!
+//! | attribute  | default                      | setting |
+//! |------------|------------------------------|---------|
+//! | name       | `session`                    | [`cookie_name`](SessionLayerBuilder::cookie_name), [`host_prefix`](SessionLayerBuilder::host_prefix) (`__Host-session`) |
+//! | `HttpOnly` | on                           | [`http_only`](SessionLayerBuilder::http_only) |
+//! | `Secure`   | on                           | [`secure`](SessionLayerBuilder::secure): switch off explicitly for plain-http development |
+//! | `SameSite` | `Lax`                        | [`same_site`](SessionLayerBuilder::same_site) |
+//! | `Path`     | `/`                          | [`path`](SessionLayerBuilder::path) |
+//! | `Domain`   | none (this host only)        | [`domain`](SessionLayerBuilder::domain) |
+//! | `Max-Age`  | time left until expiry       | [`max_age`](SessionLayerBuilder::max_age) |
+//!
+//! Settings browsers would refuse (a `__Host-` cookie that is not `Secure`,
+//! `SameSite=None` without `Secure`, ...) are errors of
+//! [`build`](SessionLayerBuilder::build).
+//!
+//! What the response does to the cookie:
+//!
+//! | request / handler                                         | store                    | `Set-Cookie` |
+//! |-----------------------------------------------------------|--------------------------|--------------|
+//! | no cookie, nothing stored                                 | -                        | none         |
+//! | no cookie, data stored                                    | new record               | new id       |
+//! | live session, only read                                   | -                        | none         |
+//! | live session, read after [`refresh_after`](SessionLayerBuilder::refresh_after) | expiry pushed back | same id, new `Max-Age` |
+//! | live session, data changed                                | record updated           | same id, new `Max-Age` |
+//! | [`Session::cycle_id`] (login)                             | old deleted, new record  | new id       |
+//! | [`Session::destroy`] (logout), or data emptied            | deleted                  | removal (`Max-Age=0`) |
+//! | cookie tampered, forged, unknown or expired               | expired record deleted   | removal (`Max-Age=0`) |
+//! | several valid cookies naming different sessions           | -                        | none (all ignored) |
+//! | store error                                               | -                        | `503`, fail closed |
+//!
+//! A cookie that fails verification gets a removal cookie too: it is useless,
+//! and clearing it stops the browser from sending it again. (Several cookies
+//! with the session's name, as planted by a sibling subdomain, are all
+//! ignored and none removed, since the removal would hit the real one; the
+//! `__Host-` prefix prevents this.)
+//!
+//! # Timeouts
+//!
+//! A session ends [`idle_timeout`](SessionLayerBuilder::idle_timeout) (2
+//! hours) after its last save and [`absolute_timeout`](SessionLayerBuilder::absolute_timeout)
+//! (24 hours) after its id was created, whichever comes first. The layer
+//! checks both on every load with its [`Clock`], whatever the store does; an
+//! expired session is refused, deleted and its cookie removed. To keep store
+//! writes rare, a session that is only read is saved again (pushing its idle
+//! deadline back and re-sending the cookie) once a tenth of the idle timeout
+//! has passed since its last save. [`MemorySessionStore`] drops expired
+//! records on lookup and sweeps all of them as writes go.
+//!
+//! # Authentication
+//!
+//! [`SessionAuthenticator`] plugs sessions into [`AuthLayer`](crate::AuthLayer):
+//! the user stored in the session is the principal, so `jwt.or(session)`
+//! serves API clients and browsers alike. Its
+//! [`login`](SessionAuthenticator::login) stores the user and cycles the id;
+//! [`logout`](SessionAuthenticator::logout) destroys the session.
+//!
+//! # CSRF
+//!
+//! Browsers attach cookies to cross-site requests, so a cookie-authenticated
+//! `POST` needs a CSRF defence. [`CsrfLayer`] refuses unsafe requests that
+//! carry cookies unless `Sec-Fetch-Site` says `same-origin` / `none` or
+//! `Origin` matches the host or an allowed origin, with `403`
+//! `{"error":"csrf_rejected", ...}`; it can also require a synchronizer
+//! token ([`csrf_token`]) in a header. `SameSite=Lax` already keeps the
+//! cookie off cross-site `POST`s in current browsers; this covers sibling
+//! subdomains (`same-site`), older browsers and `SameSite=None`.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::convert::Infallible;
+//! use http::{header, Request, Response, StatusCode};
+//! use serde::{Deserialize, Serialize};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_auth::session::{
+//!     CsrfLayer, MemorySessionStore, Session, SessionAuthenticator, SessionKey, SessionLayer,
+//! };
+//! use tower_auth::{AuthLayer, Identity, Scheme};
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize)]
+//! struct User { id: u64, name: String }
+//!
+//! let users = SessionAuthenticator::new("user", |u: &User| {
+//!     Identity::new(u.id.to_string(), Scheme::Cookie)
+//! });
+//! // In production: SessionKey::from_base64(&std::env::var("SESSION_KEY")?)
+//! let sessions = SessionLayer::new(MemorySessionStore::new(), SessionKey::generate().unwrap());
+//!
+//! // POST /login: check the password (not shown), then log in.
+//! let login = ServiceBuilder::new()
+//!     .layer(sessions.clone())
+//!     .layer(CsrfLayer::new())
+//!     .service_fn({
+//!         let users = users.clone();
+//!         move |req: Request<()>| {
+//!             let users = users.clone();
+//!             async move {
+//!                 let session = req.extensions().get::<Session>().unwrap();
+//!                 users.login(session, &User { id: 1, name: "alice".into() }).unwrap();
+//!                 Ok::<_, Infallible>(Response::new(String::new()))
+//!             }
+//!         }
+//!     });
+//! let res = login.oneshot(Request::post("/login").body(()).unwrap()).await.unwrap();
+//! let set_cookie = res.headers()[header::SET_COOKIE].to_str().unwrap();
+//! assert!(set_cookie.contains("HttpOnly; SameSite=Lax; Secure; Path=/"));
+//! let cookie = set_cookie.split(';').next().unwrap().to_owned();
+//!
+//! // GET /me: the session's user is the principal.
+//! let me = ServiceBuilder::new()
+//!     .layer(sessions)
+//!     .layer(AuthLayer::new(users))
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         let user = req.extensions().get::<User>().unwrap();
+//!         Ok::<_, Infallible>(Response::new(format!("hello {}", user.name)))
+//!     }));
+//! let req = Request::get("/me").header(header::COOKIE, &cookie).body(()).unwrap();
+//! let res = me.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! let res = me.oneshot(Request::get("/me").body(()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
+
+mod config;
+mod cookie;
+mod future;
+mod handle;
+mod id;
+mod key;
+mod layer;
+mod service;
+mod store;
+
+pub use config::{
+    MaxAge, SameSite, SessionConfigError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_COOKIE_NAME,
+    DEFAULT_IDLE_TIMEOUT,
+};
+pub use future::ResponseFuture;
+pub use handle::{Session, SessionData, SessionError};
+pub use id::StoreKey;
+pub use key::{KeyError, SessionKey, KEY_LEN};
+pub use layer::{SessionLayer, SessionLayerBuilder};
+pub use service::SessionService;
+pub use store::{Clock, MemorySessionStore, SessionRecord, SessionStore, StoreFull, SystemClock};
+
+mod authenticator;
+mod csrf;
+#[cfg(feature = "axum")]
+mod extract;
+
+pub use authenticator::SessionAuthenticator;
+pub use csrf::{
+    csrf_token, verify_csrf_token, CsrfFuture, CsrfLayer, CsrfService, InvalidOrigin,
+    CSRF_TOKEN_HEADER, CSRF_TOKEN_KEY,
+};
+#[cfg(feature = "axum")]
+pub use extract::MissingSessionLayer;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1173 @@
+//! Unit tests of the session layer, driven with `oneshot`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ::cookie::Cookie;
+use bytes::Bytes;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tower::{service_fn, ServiceExt};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::*;
+use crate::error::BoxError;
+
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<SystemTime>>);
+
+impl TestClock {
+    fn new() -> Self {
+        TestClock(Arc::new(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        )))
+    }
+    fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+    fn clock(&self) -> impl Clock {
+        let t = Arc::clone(&self.0);
+        move || *t.lock().unwrap()
+    }
+}
+
+/// A store that counts calls and can be switched to fail.
+#[derive(Clone, Default)]
+struct Spy {
+    inner: MemorySessionStore,
+    loads: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Spy {
+    fn check(&self) -> Result<(), BoxError> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err("redis://admin:hunter2@10.0.0.1 refused".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl SessionStore for Spy {
+    fn load(
+        &self,
+        key: &StoreKey,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, BoxError>> + Send {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let r = self.check();
+        let key = *key;
+        let inner = self.inner.clone();
+        async move {
+            r?;
+            inner.load(&key).await
+        }
+    }
+    fn save(
+        &self,
+        key: &StoreKey,
+        record: &SessionRecord,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let r = self.check().and_then(|()| {
+            futures_util::FutureExt::now_or_never(self.inner.save(key, record)).unwrap_or(Ok(()))
+        });
+        std::future::ready(r)
+    }
+    fn update(
+        &self,
+        key: &StoreKey,
+        record: &SessionRecord,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let r = self.check().and_then(|()| {
+            futures_util::FutureExt::now_or_never(self.inner.update(key, record))
+                .unwrap_or(Ok(false))
+        });
+        std::future::ready(r)
+    }
+    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let r = self.check().and_then(|()| {
+            futures_util::FutureExt::now_or_never(self.inner.delete(key)).unwrap_or(Ok(()))
+        });
+        std::future::ready(r)
+    }
+}
+
+struct Fixture {
+    clock: TestClock,
+    store: Spy,
+    key: SessionKey,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let clock = TestClock::new();
+        let store = Spy {
+            inner: MemorySessionStore::new().clock(clock.clock()),
+            ..Spy::default()
+        };
+        Fixture {
+            clock,
+            store,
+            key: SessionKey::generate().unwrap(),
+        }
+    }
+
+    fn builder(&self) -> SessionLayerBuilder {
+        SessionLayer::builder(self.store.clone(), self.key.clone()).clock(self.clock.clock())
+    }
+
+    fn layer(&self) -> SessionLayer {
+        self.builder().build().unwrap()
+    }
+}
+
+/// The handler: the path says what to do with the session.
+async fn handler(req: Request<()>) -> Result<Response<String>, Infallible> {
+    let session = req.extensions().get::<Session>().unwrap().clone();
+    let body = match req.uri().path() {
+        "/login" => {
+            session.insert("user", "alice").unwrap();
+            session.cycle_id();
+            "logged in".to_owned()
+        }
+        "/set" => {
+            let v = req.uri().query().unwrap_or("x").to_owned();
+            session.insert("n", v).unwrap();
+            "set".to_owned()
+        }
+        "/logout" => {
+            session.destroy();
+            "bye".to_owned()
+        }
+        "/clear" => {
+            session.clear();
+            "cleared".to_owned()
+        }
+        _ => format!(
+            "{:?}|{:?}",
+            session.get::<String>("user").unwrap(),
+            session.get::<String>("n").unwrap()
+        ),
+    };
+    Ok(Response::new(body))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn set_cookies(&self) -> Vec<Cookie<'static>> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| Cookie::parse(v.to_str().unwrap().to_owned()).unwrap())
+            .collect()
+    }
+
+    fn set_cookie(&self) -> Option<Cookie<'static>> {
+        let mut all = self.set_cookies();
+        assert!(all.len() <= 1, "more than one Set-Cookie");
+        all.pop()
+    }
+
+    /// `name=value` to send back.
+    fn cookie_header(&self) -> String {
+        let c = self.set_cookie().expect("a Set-Cookie");
+        format!("{}={}", c.name(), c.value())
+    }
+}
+
+async fn send(layer: &SessionLayer, path: &str, cookie: Option<&str>) -> Reply {
+    let mut req = Request::get(path);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    send_req(layer, req.body(()).unwrap()).await
+}
+
+async fn send_req(layer: &SessionLayer, req: Request<()>) -> Reply {
+    let res = layer.layer(service_fn(handler)).oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body: Bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn login(f: &Fixture, layer: &SessionLayer) -> String {
+    let r = send(layer, "/login", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let _ = f;
+    r.cookie_header()
+}
+
+#[test]
+fn default_settings_are_valid() {
+    let f = Fixture::new();
+    let layer = SessionLayer::new(f.store.clone(), f.key.clone());
+    assert_eq!(layer.cookie_name(), "session");
+}
+
+#[tokio::test]
+async fn login_sets_a_cookie_with_secure_defaults() {
+    let f = Fixture::new();
+    let r = send(&f.layer(), "/login", None).await;
+    let c = r.set_cookie().unwrap();
+    assert_eq!(c.name(), "session");
+    assert_eq!(c.http_only(), Some(true));
+    assert_eq!(c.secure(), Some(true));
+    assert_eq!(c.same_site(), Some(::cookie::SameSite::Lax));
+    assert_eq!(c.path(), Some("/"));
+    assert_eq!(c.domain(), None);
+    // Max-Age follows the idle timeout (2 hours) of a fresh session.
+    assert_eq!(c.max_age(), Some(::cookie::time::Duration::hours(2)));
+    // signed: 44 characters of MAC, 43 of id
+    assert_eq!(c.value().len(), 87);
+    assert_eq!(f.store.inner.len(), 1);
+}
+
+#[tokio::test]
+async fn untouched_sessions_set_no_cookie_and_write_nothing() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let r = send(&layer, "/read", None).await;
+    assert!(r.set_cookie().is_none());
+    assert_eq!(f.store.writes.load(Ordering::SeqCst), 0);
+    assert_eq!(f.store.loads.load(Ordering::SeqCst), 0);
+
+    let cookie = login(&f, &layer).await;
+    let writes = f.store.writes.load(Ordering::SeqCst);
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+    assert!(r.set_cookie().is_none());
+    assert_eq!(f.store.writes.load(Ordering::SeqCst), writes);
+}
+
+#[tokio::test]
+async fn an_empty_session_is_never_stored() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let r = send(&layer, "/clear", None).await;
+    assert!(r.set_cookie().is_none());
+    let r = send(&layer, "/logout", None).await;
+    assert!(r.set_cookie().is_none());
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn the_id_changes_on_login_and_the_old_one_dies() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let before = send(&layer, "/set?cart", None).await.cookie_header();
+    let r = send(&layer, "/login", Some(&before)).await;
+    let after = r.cookie_header();
+    assert_ne!(before, after);
+    // the data followed the new id
+    let r = send(&layer, "/read", Some(&after)).await;
+    assert_eq!(r.body, r#"Some("alice")|Some("cart")"#);
+    // only the new record is left; the old cookie is worthless
+    assert_eq!(f.store.inner.len(), 1);
+    let r = send(&layer, "/read", Some(&before)).await;
+    assert_eq!(r.body, "None|None");
+    let removal = r.set_cookie().unwrap();
+    assert_eq!(removal.max_age(), Some(::cookie::time::Duration::ZERO));
+}
+
+#[tokio::test]
+async fn logout_clears_the_store_and_sends_max_age_0() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let r = send(&layer, "/logout", Some(&cookie)).await;
+    let c = r.set_cookie().unwrap();
+    assert_eq!(c.value(), "");
+    assert_eq!(c.max_age(), Some(::cookie::time::Duration::ZERO));
+    assert_eq!(c.path(), Some("/"));
+    assert_eq!(c.secure(), Some(true));
+    let raw = r.headers[SET_COOKIE].to_str().unwrap();
+    assert!(raw.contains("Max-Age=0"), "{raw}");
+    assert!(f.store.inner.is_empty());
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, "None|None");
+}
+
+#[tokio::test]
+async fn logout_then_new_data_starts_a_new_session() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let layer2 = layer.clone();
+    let svc = layer2.layer(service_fn(|req: Request<()>| async move {
+        let s = req.extensions().get::<Session>().unwrap();
+        s.destroy();
+        s.insert("flash", "bye").unwrap();
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    let res = svc
+        .oneshot(Request::get("/").header(COOKIE, &cookie).body(()).unwrap())
+        .await
+        .unwrap();
+    let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+    assert_ne!(format!("session={}", c.value()), cookie);
+    assert!(!c.value().is_empty());
+    assert_eq!(f.store.inner.len(), 1);
+}
+
+#[tokio::test]
+async fn tampered_and_forged_cookies_are_no_session_and_cost_no_lookup() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let loads = f.store.loads.load(Ordering::SeqCst);
+
+    // flip one character of the id part
+    let mut tampered = cookie.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    // a well-formed id without a MAC
+    let unsigned = format!("session={}", &cookie["session=".len() + 44..]);
+    // a cookie signed with another key
+    let other = Fixture::new();
+    let foreign = login(&other, &other.layer()).await;
+
+    for bad in [
+        tampered.as_str(),
+        unsigned.as_str(),
+        foreign.as_str(),
+        "session=",
+        "session=garbage",
+    ] {
+        let r = send(&layer, "/read", Some(bad)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "None|None", "{bad}");
+        // a cookie of ours that names no session gets a removal cookie
+        let c = r.set_cookie().unwrap();
+        assert_eq!(c.max_age(), Some(::cookie::time::Duration::ZERO), "{bad}");
+    }
+    assert_eq!(
+        f.store.loads.load(Ordering::SeqCst),
+        loads,
+        "forged cookies hit the store"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_but_validly_signed_id_is_never_adopted() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let r = send(&layer, "/logout", Some(&cookie)).await;
+    assert!(r.set_cookie().is_some());
+    // the client keeps sending the old cookie and the app stores data: a new
+    // id is issued, the old one is not brought back
+    let r = send(&layer, "/set?again", Some(&cookie)).await;
+    let fresh = r.cookie_header();
+    assert_ne!(fresh, cookie);
+}
+
+#[tokio::test]
+async fn the_store_never_sees_raw_ids() {
+    for private in [false, true] {
+        let f = Fixture::new();
+        let layer = f.builder().private(private).build().unwrap();
+        let cookie = login(&f, &layer).await;
+        let value = &cookie["session=".len()..];
+        let keys = f.store.inner.keys();
+        assert_eq!(keys.len(), 1);
+        let key = keys[0];
+        if !private {
+            // signed: the id is the part after the MAC
+            let id_text = &value[44..];
+            let id =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, id_text)
+                    .unwrap();
+            assert_eq!(id.len(), 32);
+            assert_ne!(&key.as_bytes()[..], &id[..]);
+            assert_eq!(&key.as_bytes()[..], &Sha256::digest(&id)[..]);
+            assert!(!key.to_hex().contains(id_text));
+        } else {
+            // encrypted: nothing of the key appears in the cookie
+            assert!(!value.contains(&key.to_hex()));
+        }
+        let record = f.store.inner.get(&key).unwrap();
+        assert!(!format!("{record:?}").contains(value));
+        // and it works
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|None"#, "private={private}");
+    }
+}
+
+#[tokio::test]
+async fn private_cookies_do_not_open_with_the_signing_layout() {
+    let f = Fixture::new();
+    let private = f.builder().private(true).build().unwrap();
+    let signed = f.layer();
+    let cookie = login(&f, &private).await;
+    let r = send(&signed, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, "None|None");
+    let cookie = login(&f, &signed).await;
+    let r = send(&private, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, "None|None");
+}
+
+#[tokio::test]
+async fn idle_timeout_expires_and_removes_the_session() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    f.clock.advance(Duration::from_secs(2 * 60 * 60));
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, "None|None");
+    assert_eq!(
+        r.set_cookie().unwrap().max_age(),
+        Some(::cookie::time::Duration::ZERO)
+    );
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn activity_refreshes_the_idle_deadline_but_not_on_every_request() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    // within the refresh interval (12 minutes): nothing written
+    f.clock.advance(Duration::from_secs(5 * 60));
+    let writes = f.store.writes.load(Ordering::SeqCst);
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert!(r.set_cookie().is_none());
+    assert_eq!(f.store.writes.load(Ordering::SeqCst), writes);
+    // past it: saved again, cookie re-sent with a fresh Max-Age, same id
+    f.clock.advance(Duration::from_secs(10 * 60));
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.cookie_header(), cookie);
+    assert_eq!(
+        r.set_cookie().unwrap().max_age(),
+        Some(::cookie::time::Duration::hours(2))
+    );
+    // 1h45 after login, 1h30 after the refresh: still alive
+    f.clock.advance(Duration::from_secs(90 * 60));
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+}
+
+#[tokio::test]
+async fn absolute_timeout_ends_even_an_active_session() {
+    let f = Fixture::new();
+    let layer = f
+        .builder()
+        .idle_timeout(Some(Duration::from_secs(600)))
+        .absolute_timeout(Duration::from_secs(1800))
+        .build()
+        .unwrap();
+    let cookie = login(&f, &layer).await;
+    for _ in 0..5 {
+        f.clock.advance(Duration::from_secs(300));
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|None"#);
+    }
+    // Max-Age never goes past the absolute deadline
+    f.clock.advance(Duration::from_secs(299));
+    let r = send(&layer, "/set?late", Some(&cookie)).await;
+    assert_eq!(
+        r.set_cookie().unwrap().max_age(),
+        Some(::cookie::time::Duration::seconds(1))
+    );
+    f.clock.advance(Duration::from_secs(1));
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, "None|None");
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn without_idle_timeout_the_cookie_is_set_once() {
+    let f = Fixture::new();
+    let layer = f
+        .builder()
+        .idle_timeout(None)
+        .absolute_timeout(Duration::from_secs(7 * 24 * 3600))
+        .build()
+        .unwrap();
+    let r = send(&layer, "/login", None).await;
+    assert_eq!(
+        r.set_cookie().unwrap().max_age(),
+        Some(::cookie::time::Duration::days(7))
+    );
+    let cookie = r.cookie_header();
+    f.clock.advance(Duration::from_secs(3 * 24 * 3600));
+    let r = send(&layer, "/set?more", Some(&cookie)).await;
+    assert!(r.set_cookie().is_none());
+    f.clock.advance(Duration::from_secs(4 * 24 * 3600));
+    let r = send(&layer, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, "None|None");
+}
+
+#[tokio::test]
+async fn max_age_options() {
+    let f = Fixture::new();
+    let layer = f.builder().max_age(MaxAge::BrowserSession).build().unwrap();
+    let r = send(&layer, "/login", None).await;
+    assert_eq!(r.set_cookie().unwrap().max_age(), None);
+    let layer = f
+        .builder()
+        .max_age(MaxAge::Fixed(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let r = send(&layer, "/login", None).await;
+    assert_eq!(
+        r.set_cookie().unwrap().max_age(),
+        Some(::cookie::time::Duration::minutes(1))
+    );
+    // a data change does not re-send a fixed-age cookie
+    let r = send(&layer, "/set?x", Some(&r.cookie_header())).await;
+    assert!(r.set_cookie().is_none());
+}
+
+#[tokio::test]
+async fn store_failure_fails_closed_with_503() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    f.store.fail.store(true, Ordering::SeqCst);
+    for (path, c) in [("/read", Some(cookie.as_str())), ("/login", None)] {
+        let r = send(&layer, path, c).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(r.set_cookie().is_none());
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "unavailable");
+        assert!(!r.body.contains("hunter2"));
+    }
+    // gRPC clients get a gRPC status
+    let req = Request::post("/read")
+        .header(COOKIE, &cookie)
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let r = send_req(&layer, req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["grpc-status"], "14");
+}
+
+#[tokio::test]
+async fn custom_rejection_handler_renders_store_failures() {
+    let f = Fixture::new();
+    let layer = f
+        .builder()
+        .on_rejection(|r: crate::rejection::Rejection| {
+            Response::builder()
+                .status(r.status())
+                .body(Bytes::from_static(b"try later"))
+                .unwrap()
+        })
+        .build()
+        .unwrap();
+    f.store.fail.store(true, Ordering::SeqCst);
+    let r = send(&layer, "/login", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body, "try later");
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_new_sessions_with_503() {
+    let f = Fixture::new();
+    let store = MemorySessionStore::new().max_sessions(1);
+    let layer = SessionLayer::new(store.clone(), f.key.clone());
+    let cookie = send(&layer, "/login", None).await.cookie_header();
+    let r = send(&layer, "/login", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // the existing session still works and can still log in again (cycle)
+    let r = send(&layer, "/set?1", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(&layer, "/login", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn a_session_destroyed_meanwhile_is_not_brought_back() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let store = f.store.inner.clone();
+    // the handler runs while another request logs the user out
+    let svc = layer.layer(service_fn(move |req: Request<()>| {
+        let store = store.clone();
+        async move {
+            for k in store.keys() {
+                futures_util::FutureExt::now_or_never(store.delete(&k));
+            }
+            let s = req.extensions().get::<Session>().unwrap();
+            s.insert("n", "late write").unwrap();
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    }));
+    let res = svc
+        .oneshot(Request::get("/").header(COOKIE, &cookie).body(()).unwrap())
+        .await
+        .unwrap();
+    assert!(f.store.inner.is_empty());
+    let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+    assert_eq!(c.max_age(), Some(::cookie::time::Duration::ZERO));
+}
+
+#[tokio::test]
+async fn two_concurrent_requests_on_one_session() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let svc = layer.layer(service_fn(move |req: Request<()>| {
+        let barrier = Arc::clone(&barrier);
+        async move {
+            let s = req.extensions().get::<Session>().unwrap().clone();
+            let user: Option<String> = s.get("user").unwrap();
+            // both requests have loaded the session before either saves
+            barrier.wait().await;
+            let key = req.uri().path().trim_start_matches('/').to_owned();
+            s.insert(&key, true).unwrap();
+            Ok::<_, Infallible>(Response::new(user.unwrap_or_default()))
+        }
+    }));
+    let a = svc
+        .clone()
+        .oneshot(Request::get("/a").header(COOKIE, &cookie).body(()).unwrap());
+    let b = svc.oneshot(Request::get("/b").header(COOKIE, &cookie).body(()).unwrap());
+    let (a, b) = tokio::join!(a, b);
+    for res in [a.unwrap(), b.unwrap()] {
+        assert_eq!(res.status(), StatusCode::OK);
+        // same id: neither request rotated it
+        let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+        assert_eq!(format!("session={}", c.value()), cookie);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"alice");
+    }
+    // last writer wins, whole: the user is there and one of the two flags
+    let keys = f.store.inner.keys();
+    assert_eq!(keys.len(), 1);
+    let data = f.store.inner.get(&keys[0]).unwrap().data;
+    assert_eq!(data["user"], "alice");
+    assert!(data.contains_key("a") ^ data.contains_key("b"));
+}
+
+#[tokio::test]
+async fn key_rotation_accepts_and_reissues_old_cookies() {
+    let f = Fixture::new();
+    let old = f.layer();
+    let cookie = login(&f, &old).await;
+    let new_key = SessionKey::generate().unwrap();
+    let rotated = SessionLayer::builder(f.store.clone(), new_key)
+        .previous_key(f.key.clone())
+        .clock(f.clock.clock())
+        .build()
+        .unwrap();
+    let r = send(&rotated, "/read", Some(&cookie)).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+    let reissued = r.cookie_header();
+    assert_ne!(reissued, cookie);
+    // the reissued cookie names the same session, under the new key only
+    let r = send(&rotated, "/read", Some(&reissued)).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+    assert!(r.set_cookie().is_none());
+    let r = send(&old, "/read", Some(&reissued)).await;
+    assert_eq!(r.body, "None|None");
+}
+
+#[tokio::test]
+async fn two_different_valid_session_cookies_are_ambiguous() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let a = login(&f, &layer).await;
+    let b = login(&f, &layer).await;
+    let r = send(&layer, "/read", Some(&format!("{a}; {b}"))).await;
+    assert_eq!(r.body, "None|None");
+    // the same cookie twice is fine, and other cookies are ignored
+    let r = send(&layer, "/read", Some(&format!("theme=dark; {a}; {a}"))).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+    // a junk cookie with our name beside a valid one does not hide it
+    let r = send(&layer, "/read", Some(&format!("session=junk; {a}"))).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+}
+
+#[tokio::test]
+async fn cookies_split_over_several_headers_are_found() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let a = login(&f, &layer).await;
+    let req = Request::get("/read")
+        .header(COOKIE, "theme=dark")
+        .header(COOKIE, &a)
+        .body(())
+        .unwrap();
+    let r = send_req(&layer, req).await;
+    assert_eq!(r.body, r#"Some("alice")|None"#);
+}
+
+#[tokio::test]
+async fn host_prefix_cookie() {
+    let f = Fixture::new();
+    let layer = f.builder().host_prefix(true).build().unwrap();
+    let r = send(&layer, "/login", None).await;
+    let c = r.set_cookie().unwrap();
+    assert_eq!(c.name(), "__Host-session");
+    assert_eq!(c.secure(), Some(true));
+    assert_eq!(c.path(), Some("/"));
+    let cookie = r.cookie_header();
+    let r = send(&layer, "/logout", Some(&cookie)).await;
+    let c = r.set_cookie().unwrap();
+    assert_eq!(c.name(), "__Host-session");
+    assert_eq!(c.secure(), Some(true));
+    assert_eq!(c.max_age(), Some(::cookie::time::Duration::ZERO));
+}
+
+#[test]
+fn invalid_settings_are_refused_at_build_time() {
+    let f = Fixture::new();
+    let cases: Vec<(SessionLayerBuilder, SessionConfigError)> = vec![
+        (
+            f.builder().host_prefix(true).secure(false),
+            SessionConfigError::HostPrefix,
+        ),
+        (
+            f.builder().host_prefix(true).path("/app"),
+            SessionConfigError::HostPrefix,
+        ),
+        (
+            f.builder().host_prefix(true).domain("example.com"),
+            SessionConfigError::HostPrefix,
+        ),
+        (
+            f.builder().cookie_name("__Host-x").secure(false),
+            SessionConfigError::HostPrefix,
+        ),
+        (
+            f.builder().cookie_name("__Secure-x").secure(false),
+            SessionConfigError::SecurePrefix,
+        ),
+        (
+            f.builder().same_site(SameSite::None).secure(false),
+            SessionConfigError::SameSiteNoneNeedsSecure,
+        ),
+        (
+            f.builder().cookie_name(""),
+            SessionConfigError::InvalidCookieName,
+        ),
+        (
+            f.builder().cookie_name("a;b"),
+            SessionConfigError::InvalidCookieName,
+        ),
+        (
+            f.builder().cookie_name("a b"),
+            SessionConfigError::InvalidCookieName,
+        ),
+        (f.builder().path("app"), SessionConfigError::InvalidPath),
+        (
+            f.builder().path("/a;Domain=evil"),
+            SessionConfigError::InvalidPath,
+        ),
+        (
+            f.builder().domain("a.com;x"),
+            SessionConfigError::InvalidDomain,
+        ),
+        (
+            f.builder().absolute_timeout(Duration::ZERO),
+            SessionConfigError::InvalidTimeout,
+        ),
+        (
+            f.builder().idle_timeout(Some(Duration::ZERO)),
+            SessionConfigError::InvalidTimeout,
+        ),
+        (
+            f.builder()
+                .idle_timeout(Some(Duration::from_secs(60)))
+                .refresh_after(Duration::from_secs(60)),
+            SessionConfigError::InvalidTimeout,
+        ),
+    ];
+    for (builder, expected) in cases {
+        assert_eq!(builder.build().unwrap_err(), expected);
+    }
+    // Secure can be switched off explicitly for plain-http development
+    let layer = f.builder().secure(false).build().unwrap();
+    assert_eq!(layer.cookie_name(), "session");
+}
+
+#[tokio::test]
+async fn insecure_development_cookie() {
+    let f = Fixture::new();
+    let layer = f
+        .builder()
+        .secure(false)
+        .same_site(SameSite::Strict)
+        .cookie_name("sid")
+        .domain("example.com")
+        .path("/app")
+        .build()
+        .unwrap();
+    let c = send(&layer, "/login", None).await.set_cookie().unwrap();
+    assert_eq!(c.name(), "sid");
+    assert_eq!(c.secure(), None);
+    assert_eq!(c.same_site(), Some(::cookie::SameSite::Strict));
+    assert_eq!(c.domain(), Some("example.com"));
+    assert_eq!(c.path(), Some("/app"));
+}
+
+#[tokio::test]
+async fn oversized_and_non_ascii_cookie_headers_are_ignored() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let huge = format!("session={}", "A".repeat(10_000));
+    let r = send(&layer, "/read", Some(&huge)).await;
+    assert_eq!(r.body, "None|None");
+    let req = Request::get("/read")
+        .header(
+            COOKIE,
+            http::HeaderValue::from_bytes(b"session=caf\xc3\xa9").unwrap(),
+        )
+        .body(())
+        .unwrap();
+    let r = send_req(&layer, req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "None|None");
+    let many = vec!["session=x"; 20].join("; ");
+    let r = send(&layer, "/read", Some(&many)).await;
+    assert_eq!(r.body, "None|None");
+    assert_eq!(f.store.loads.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn handler_set_cookies_are_kept() {
+    let f = Fixture::new();
+    let layer = f.layer();
+    let svc = layer.layer(service_fn(|req: Request<()>| async move {
+        req.extensions()
+            .get::<Session>()
+            .unwrap()
+            .insert("k", 1)
+            .unwrap();
+        let mut res = Response::new(String::new());
+        res.headers_mut()
+            .insert(SET_COOKIE, http::HeaderValue::from_static("theme=dark"));
+        Ok::<_, Infallible>(res)
+    }));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    let all: Vec<_> = res.headers().get_all(SET_COOKIE).iter().collect();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], "theme=dark");
+}
+
+#[tokio::test]
+async fn the_ready_service_is_the_one_called() {
+    // tower::buffer / limit services panic when called without poll_ready:
+    // ConcurrencyLimit gives one permit per poll_ready.
+    let f = Fixture::new();
+    let layer = f.layer();
+    let cookie = login(&f, &layer).await;
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .concurrency_limit(1)
+        .service_fn(handler);
+    for _ in 0..3 {
+        let req = Request::get("/read")
+            .header(COOKIE, &cookie)
+            .body(())
+            .unwrap();
+        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+mod authenticator {
+    use super::*;
+    use crate::{AuthLayer, Authenticator, Identity, Scheme};
+
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct User {
+        id: u32,
+        name: String,
+    }
+
+    fn session_auth() -> SessionAuthenticator<User> {
+        SessionAuthenticator::new("user", |u: &User| {
+            Identity::new(u.id.to_string(), Scheme::Bearer).with_roles(["member"])
+        })
+    }
+
+    async fn me(req: Request<()>) -> Result<Response<String>, Infallible> {
+        let user = req.extensions().get::<User>().cloned();
+        let id = req.extensions().get::<Identity>().cloned();
+        Ok(Response::new(format!(
+            "{}|{}",
+            user.map(|u| u.name).unwrap_or_default(),
+            id.map(|i| format!("{}:{}:{}", i.subject(), i.scheme(), i.has_role("member")))
+                .unwrap_or_default()
+        )))
+    }
+
+    /// Logs in when the path is /login, otherwise answers `me`.
+    async fn app(req: Request<()>) -> Result<Response<String>, Infallible> {
+        if req.uri().path() == "/login" {
+            let session = req.extensions().get::<Session>().unwrap();
+            csrf_token(session).unwrap();
+            let user = User {
+                id: 7,
+                name: "alice".into(),
+            };
+            session_auth().login(session, &user).unwrap();
+            assert!(
+                !session.contains_key(CSRF_TOKEN_KEY),
+                "login drops the CSRF token"
+            );
+            return Ok(Response::new(String::new()));
+        }
+        if req.uri().path() == "/logout" {
+            session_auth().logout(req.extensions().get::<Session>().unwrap());
+            return Ok(Response::new(String::new()));
+        }
+        me(req).await
+    }
+
+    async fn get<A: Authenticator<Principal = User>>(
+        session: &SessionLayer,
+        auth: AuthLayer<A>,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let svc = tower::ServiceBuilder::new()
+            .layer(session.clone())
+            .layer(auth)
+            .service_fn(me);
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = svc.oneshot(req.body(()).unwrap()).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn logged_in(layer: &SessionLayer) -> String {
+        let res = layer
+            .layer(service_fn(app))
+            .oneshot(Request::get("/login").body(()).unwrap())
+            .await
+            .unwrap();
+        let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+        format!("{}={}", c.name(), c.value())
+    }
+
+    #[tokio::test]
+    async fn the_sessions_user_is_the_principal_with_cookie_scheme() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = logged_in(&layer).await;
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "alice|7:Cookie:true");
+    }
+
+    #[tokio::test]
+    async fn no_user_is_no_credentials() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let r = get(&layer, AuthLayer::new(session_auth()), "/me", &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let r = get(&layer, AuthLayer::optional(session_auth()), "/me", &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "|");
+        // a session without a user (a cart) is no credentials either
+        let cookie = send(&layer, "/set?cart", None).await.cookie_header();
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn expired_forged_and_logged_out_sessions_are_refused() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = logged_in(&layer).await;
+        let forged = format!("{}x", &cookie[..cookie.len() - 1]);
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &forged)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        // the 401 also clears the bad cookie
+        assert_eq!(
+            r.set_cookie().unwrap().max_age(),
+            Some(::cookie::time::Duration::ZERO)
+        );
+
+        let res = layer
+            .layer(service_fn(app))
+            .oneshot(
+                Request::get("/logout")
+                    .header(COOKIE, &cookie)
+                    .body(())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(res.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        let cookie = logged_in(&layer).await;
+        f.clock.advance(Duration::from_secs(3 * 60 * 60));
+        let r = get(
+            &layer,
+            AuthLayer::new(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn a_user_that_does_not_deserialize_is_invalid() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let svc = layer.layer(service_fn(|req: Request<()>| async move {
+            let s = req.extensions().get::<Session>().unwrap();
+            s.insert("user", "not a user object").unwrap();
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let c = Cookie::parse(res.headers()[SET_COOKIE].to_str().unwrap().to_owned()).unwrap();
+        let cookie = format!("session={}", c.value());
+        let r = get(
+            &layer,
+            AuthLayer::optional(session_auth()),
+            "/me",
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["message"], "invalid session");
+    }
+
+    #[tokio::test]
+    async fn without_session_layer_it_is_a_500() {
+        let svc = tower::ServiceBuilder::new()
+            .layer(AuthLayer::optional(session_auth()))
+            .service_fn(me);
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "internal_error");
+        assert!(body["message"].as_str().unwrap().contains("SessionLayer"));
+    }
+
+    #[cfg(feature = "bearer")]
+    #[tokio::test]
+    async fn bearer_or_session() {
+        use crate::bearer::{BearerAuthenticator, BearerToken};
+        use crate::{AuthError, Authenticated};
+
+        let bearer = BearerAuthenticator::new(|t: BearerToken| async move {
+            if t.expose() == "token-of-bob" {
+                let user = User {
+                    id: 2,
+                    name: "bob".into(),
+                };
+                Ok(Authenticated::new(user, Identity::new("2", Scheme::Bearer)))
+            } else {
+                Err(AuthError::invalid_credentials("invalid token"))
+            }
+        });
+        let auth = || AuthLayer::new(bearer.clone().or(session_auth()));
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = logged_in(&layer).await;
+
+        let r = get(
+            &layer,
+            auth(),
+            "/me",
+            &[("authorization", "Bearer token-of-bob")],
+        )
+        .await;
+        assert_eq!(r.body, "bob|2:Bearer:false");
+        let r = get(&layer, auth(), "/me", &[("cookie", &cookie)]).await;
+        assert_eq!(r.body, "alice|7:Cookie:true");
+        // the first present decides: a bad token is a 401 even with a cookie
+        let r = get(
+            &layer,
+            auth(),
+            "/me",
+            &[("authorization", "Bearer nope"), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        // neither: 401 with the bearer challenge
+        let r = get(&layer, auth(), "/me", &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+    }
+
+    #[test]
+    fn helpers() {
+        let auth = session_auth().challenge(crate::rejection::Challenge::new("Cookie"));
+        assert_eq!(auth.key(), "user");
+        assert_eq!(auth.challenges().len(), 1);
+        let s = Session::default();
+        assert_eq!(auth.user(&s).unwrap(), None);
+        let u = User {
+            id: 1,
+            name: "x".into(),
+        };
+        auth.login(&s, &u).unwrap();
+        assert_eq!(auth.user(&s).unwrap(), Some(u));
+        assert!(s.lock().rotate);
+        auth.logout(&s);
+        assert!(s.is_empty());
+    }
+}
