@@ -963,7 +963,7 @@ async fn revocation_store_failure_fails_closed() {
         async fn is_revoked(&self, _: Revocable<'_>) -> Result<bool, tower_auth::BoxError> {
             Err("down".into())
         }
-        async fn consume(&self, _: &str, _: u64) -> Result<bool, tower_auth::BoxError> {
+        async fn advance(&self, _: &str, _: u64, _: u64) -> Result<bool, tower_auth::BoxError> {
             Err("down".into())
         }
     }
@@ -1141,5 +1141,147 @@ mod rfc7520 {
         let keys = KeySet::from_jwks_json(r#"{"keys":[{"kty":"oct","kid":"018c0ae5-4d9b-471b-bfd6-eef314bc7037","use":"sig","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}]}"#).unwrap();
         let token = format!("eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9.{PAYLOAD}.s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0");
         check(&keys, &token, Algorithm::HS256);
+    }
+}
+
+/// Regressions found in review.
+mod review {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_configured_copy_does_not_share_the_cache() {
+        let base = hs256().cache(100, Duration::from_secs(60));
+        let user_api = base.clone().audiences(["user-api"]);
+        let admin_api = base.clone().audiences(["admin-api"]);
+        let token = sign(
+            Algorithm::HS256,
+            &json!({"sub": "u", "exp": now() + 60, "aud": "user-api"}),
+        );
+        assert_eq!(
+            call(user_api.clone(), bearer(&token)).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(call(user_api, bearer(&token)).await.status, StatusCode::OK);
+        let r = call(admin_api, bearer(&token)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "a cache hit must not skip aud"
+        );
+        assert_eq!(r.body["message"], "token audience not accepted");
+
+        let refresh_reader = base.clone().token_type("refresh", true);
+        let refresh = sign(
+            Algorithm::HS256,
+            &json!({"sub": "u", "exp": now() + 60, "typ": "refresh"}),
+        );
+        assert_eq!(
+            call(refresh_reader, bearer(&refresh)).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(base, bearer(&refresh)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn logout_with_an_expired_access_token_still_ends_the_session() {
+        let (time, clock) = fake_clock(now());
+        let issuer = TokenIssuer::hs256(SECRET)
+            .unwrap()
+            .revocation_store(MemoryRevocationStore::new().with_clock(clock.clone()))
+            .clock(clock);
+        let pair = issuer.issue("u1", &()).unwrap();
+        time.fetch_add(3600, Ordering::SeqCst); // the access token expired
+        issuer.logout(Some(&pair.access_token), None).await.unwrap();
+        assert_eq!(
+            issuer
+                .redeem(&pair.refresh_token)
+                .await
+                .unwrap_err()
+                .message(),
+            "token revoked"
+        );
+        // Forged tokens are still refused.
+        let forged = format!("{}x", pair.access_token);
+        assert!(issuer.logout(Some(&forged), None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_family_stays_revoked_while_its_tokens_are_accepted() {
+        let (time, clock) = fake_clock(now());
+        let store = MemoryRevocationStore::new().with_clock(clock.clone());
+        let issuer = TokenIssuer::hs256(SECRET)
+            .unwrap()
+            .revocation_store(store)
+            .clock(clock);
+        let stolen = issuer.issue("victim", &()).unwrap();
+        let grant = issuer.redeem(&stolen.refresh_token).await.unwrap();
+        time.fetch_add(1, Ordering::SeqCst);
+        let attacker = issuer.issue_rotated(&grant, &()).unwrap();
+        time.fetch_add(1, Ordering::SeqCst);
+        // The victim replays the old token: reuse, the family is revoked.
+        assert!(issuer.redeem(&stolen.refresh_token).await.is_err());
+        // Just before the attacker's refresh token expires for good (30
+        // days + leeway), the family is still revoked.
+        time.fetch_add(30 * 24 * 3600 + 25, Ordering::SeqCst);
+        assert!(issuer.redeem(&attacker.refresh_token).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn refreshes_do_not_fill_the_revocation_store() {
+        let store = MemoryRevocationStore::with_capacity(10);
+        let issuer = TokenIssuer::hs256(SECRET)
+            .unwrap()
+            .revocation_store(store.clone());
+        let mut pair = issuer.issue("mallory", &()).unwrap();
+        for _ in 0..200 {
+            let grant = issuer.redeem(&pair.refresh_token).await.unwrap();
+            pair = issuer.issue_rotated(&grant, &()).unwrap();
+        }
+        assert_eq!(store.len(), 1, "one entry per family");
+        let victim = issuer.issue("victim", &()).unwrap();
+        assert!(issuer.redeem(&victim.refresh_token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_huge_max_len_does_not_overflow() {
+        let auth = hs256().max_len(usize::MAX);
+        assert_eq!(
+            call(auth, bearer(&sign(Algorithm::HS256, &claims())))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unrelated_odd_cookie_is_not_our_business() {
+        let svc_auth = hs256().cookie("access_token");
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::optional(svc_auth))
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            });
+        let mut req = Request::new(());
+        req.headers_mut().insert(
+            header::COOKIE,
+            http::HeaderValue::from_bytes("pref=caf\u{e9}; x=\t1".as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            svc.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::OK
+        );
+        // Our own cookie with bad bytes is refused.
+        let mut req = Request::new(());
+        req.headers_mut().insert(
+            header::COOKIE,
+            http::HeaderValue::from_bytes("access_token=caf\u{e9}".as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            svc.oneshot(req).await.unwrap().status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -19,7 +19,7 @@ use super::jws::{self, JwtError};
 use super::keys::KeySet;
 use super::revocation::{self, RevocationStore, SharedStore};
 use crate::auth::{Authenticated, Authenticator, BoxAuthFuture};
-use crate::credentials::{self, visible_ascii, HeaderToken};
+use crate::credentials::{self, HeaderToken};
 use crate::error::AuthError;
 use crate::identity::{Identity, Scheme};
 use crate::rejection::Challenge;
@@ -178,7 +178,14 @@ where
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Inner<C>)) -> Self {
-        f(Arc::make_mut(&mut self.inner));
+        let inner = Arc::make_mut(&mut self.inner);
+        f(inner);
+        // A cache holds tokens verified under the old configuration (other
+        // audiences, token type, checks...): a changed authenticator, which
+        // may be a copy of one still in use, starts with its own empty cache.
+        if let Some(cache) = &inner.cache {
+            inner.cache = Some(Arc::new(cache.emptied()));
+        }
         self
     }
 
@@ -417,13 +424,19 @@ where
         (self.inner.clock)()
     }
 
+    /// The value of cookie `name`. Other cookies are not looked at beyond
+    /// their names: one odd cookie set by a sibling site must not turn every
+    /// request into a `400`.
     fn cookie_token(&self, headers: &HeaderMap, name: &str) -> Result<Option<Secret>, AuthError> {
-        let mut found = None;
+        let mut found: Option<&[u8]> = None;
         for value in headers.get_all(COOKIE) {
-            let text = visible_ascii(value, &COOKIE, 64 * 1024)?;
-            for pair in text.split(';') {
-                let (k, v) = pair.trim().split_once('=').unwrap_or((pair.trim(), ""));
-                if k != name {
+            for pair in value.as_bytes().split(|b| *b == b';') {
+                let pair = pair.trim_ascii();
+                let (k, v) = match pair.iter().position(|b| *b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &pair[pair.len()..]),
+                };
+                if k != name.as_bytes() {
                     continue;
                 }
                 if found.is_some() {
@@ -431,14 +444,24 @@ where
                         "the {name} cookie is repeated"
                     )));
                 }
-                let v = v.trim_matches('"');
-                if v.len() > self.inner.max_len {
-                    return Err(JwtError::TooLong.into());
-                }
-                found = Some(Secret::new(v));
+                found = Some(v);
             }
         }
-        Ok(found.filter(|t| !t.is_empty()))
+        let Some(v) = found else { return Ok(None) };
+        let v = v
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(v);
+        if v.len() > self.inner.max_len {
+            return Err(JwtError::TooLong.into());
+        }
+        match std::str::from_utf8(v) {
+            Ok(t) if !t.is_empty() && credentials::is_token68(t) => Ok(Some(Secret::new(t))),
+            Ok("") => Ok(None),
+            _ => Err(AuthError::invalid_request(format!(
+                "the {name} cookie contains invalid characters"
+            ))),
+        }
     }
 }
 
@@ -571,7 +594,10 @@ where
     fn extract(&self, request: &Parts) -> Result<Option<JwtCredentials>, AuthError> {
         let i = &*self.inner;
         let header = if i.header {
-            credentials::bearer_token_in(&request.headers, i.max_len + "Bearer ".len())?
+            credentials::bearer_token_in(
+                &request.headers,
+                i.max_len.saturating_add("Bearer ".len()),
+            )?
         } else {
             None
         };

@@ -86,6 +86,11 @@ impl<C> TokenCache<C> {
         }
     }
 
+    /// An empty cache with the same limits (and a new key).
+    pub(crate) fn emptied(&self) -> Self {
+        Self::new(self.capacity, self.ttl)
+    }
+
     pub(crate) fn fingerprint(&self, token: &str) -> u128 {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(token.as_bytes());

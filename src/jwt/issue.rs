@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::authenticator::{unix_now, JwtAuthenticator, Refusal};
+use super::authenticator::{unix_now, JwtAuthenticator};
 use super::claims::FAMILY_CLAIM;
 use super::jws::JwtError;
 use super::keys::{JwtKey, KeyError, KeySet};
@@ -79,6 +79,7 @@ impl From<IssueError> for AuthError {
 pub struct RefreshGrant {
     subject: String,
     family: String,
+    generation: u64,
 }
 
 impl RefreshGrant {
@@ -93,7 +94,8 @@ impl RefreshGrant {
     }
 }
 
-const RESERVED: [&str; 9] = [
+const RESERVED: [&str; 10] = [
+    GENERATION_CLAIM,
     "iss",
     "sub",
     "aud",
@@ -134,6 +136,7 @@ struct IssuerInner {
     audience: Option<String>,
     access_ttl: u64,
     refresh_ttl: u64,
+    leeway: u64,
     store: SharedStore,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -152,9 +155,20 @@ impl fmt::Debug for TokenIssuer {
     }
 }
 
-/// Raw claims of a refresh token.
+/// The claims of a refresh token this module reads beyond the registered
+/// ones: its generation in the family (0 for the token of a sign-in).
 #[derive(serde::Deserialize, Clone)]
-struct RefreshClaims {}
+struct RefreshClaims {
+    #[serde(default)]
+    gen: u64,
+}
+
+/// The claim holding a refresh token's generation.
+const GENERATION_CLAIM: &str = "gen";
+
+/// Time added to revocation lifetimes beyond the verifier's leeway, so that
+/// a revocation outlives every token it concerns.
+const REVOCATION_MARGIN: u64 = 60;
 
 impl TokenIssuer {
     /// Signs with `encoding` using `alg`, verifies with `keys`. Tokens live
@@ -180,6 +194,7 @@ impl TokenIssuer {
                 audience: None,
                 access_ttl: 15 * 60,
                 refresh_ttl: 30 * 24 * 3600,
+                leeway: 30,
                 store: Arc::new(MemoryRevocationStore::new()),
                 clock: Arc::new(unix_now),
             }),
@@ -233,6 +248,13 @@ impl TokenIssuer {
         self.edit(|i| i.refresh_ttl = ttl.as_secs().max(1))
     }
 
+    /// Tolerance on `exp`, `nbf` and `iat` when verifying (default 30 s).
+    /// Revocations are kept this long (plus a minute) past the expiry of the
+    /// tokens they concern.
+    pub fn leeway(self, leeway: Duration) -> Self {
+        self.edit(|i| i.leeway = leeway.as_secs())
+    }
+
     /// Keeps revocations and used refresh tokens in `store` (share one
     /// store between server instances).
     pub fn revocation_store(self, store: impl RevocationStore) -> Self {
@@ -257,7 +279,8 @@ impl TokenIssuer {
 
     /// A [`JwtAuthenticator`] for this issuer's access tokens: same keys,
     /// `iss`, `aud`, clock and revocation store; token type `access`
-    /// required.
+    /// required. Keep its leeway at or below the issuer's
+    /// ([`TokenIssuer::leeway`]): revocations last that long past expiry.
     pub fn authenticator<C>(&self) -> JwtAuthenticator<C>
     where
         C: DeserializeOwned + Clone + Send + Sync + 'static,
@@ -267,6 +290,7 @@ impl TokenIssuer {
             .algorithms([i.header.alg])
             .token_type("access", true)
             .required_claims(["jti"])
+            .leeway(Duration::from_secs(i.leeway))
             .shared_revocation(Arc::clone(&i.store))
             .shared_clock(Arc::clone(&i.clock));
         if let Some(iss) = &i.issuer {
@@ -284,6 +308,24 @@ impl TokenIssuer {
             .required_claims(["jti", FAMILY_CLAIM])
     }
 
+    /// Until when a revocation must hold for a token expiring at `exp`.
+    fn revocation_until(&self, exp: Option<i64>) -> u64 {
+        let margin = self.inner.leeway.saturating_add(REVOCATION_MARGIN);
+        let exp = exp
+            .and_then(|e| u64::try_from(e).ok())
+            .unwrap_or_else(|| self.now().saturating_add(self.inner.refresh_ttl));
+        exp.saturating_add(margin)
+    }
+
+    /// Until when a family revocation must hold: past the expiry of any
+    /// refresh token the family may still have.
+    fn family_until(&self) -> u64 {
+        self.now()
+            .saturating_add(self.inner.refresh_ttl)
+            .saturating_add(self.inner.leeway)
+            .saturating_add(REVOCATION_MARGIN)
+    }
+
     /// Issues a new pair for `subject`, starting a new refresh family.
     /// `extra` (a struct or map serializing to a JSON object, or `()`) is
     /// added to the access token's claims.
@@ -293,7 +335,7 @@ impl TokenIssuer {
     /// [`IssueError`].
     pub fn issue<E: Serialize>(&self, subject: &str, extra: &E) -> Result<TokenPair, IssueError> {
         let family = random_id()?;
-        self.issue_in_family(subject, &family, extra)
+        self.issue_in_family(subject, &family, 0, extra)
     }
 
     /// Issues the pair that replaces a redeemed refresh token: same subject
@@ -307,13 +349,19 @@ impl TokenIssuer {
         grant: &RefreshGrant,
         extra: &E,
     ) -> Result<TokenPair, IssueError> {
-        self.issue_in_family(&grant.subject, &grant.family, extra)
+        self.issue_in_family(
+            &grant.subject,
+            &grant.family,
+            grant.generation.saturating_add(1),
+            extra,
+        )
     }
 
     fn issue_in_family<E: Serialize>(
         &self,
         subject: &str,
         family: &str,
+        generation: u64,
         extra: &E,
     ) -> Result<TokenPair, IssueError> {
         let i = &*self.inner;
@@ -343,7 +391,8 @@ impl TokenIssuer {
             Ok(m)
         };
         access.extend(registered("access", i.access_ttl)?);
-        let refresh = registered("refresh", i.refresh_ttl)?;
+        let mut refresh = registered("refresh", i.refresh_ttl)?;
+        refresh.insert(GENERATION_CLAIM.into(), generation.into());
         Ok(TokenPair {
             access_token: jsonwebtoken::encode(&i.header, &access, &i.encoding)?,
             refresh_token: jsonwebtoken::encode(&i.header, &refresh, &i.encoding)?,
@@ -354,7 +403,7 @@ impl TokenIssuer {
 
     /// Redeems a refresh token: verifies it (signature, `typ: "refresh"`,
     /// expiry, issuer, audience), checks that its family is not revoked and
-    /// marks it used. Pass the grant to
+    /// records its generation as used. Pass the grant to
     /// [`issue_rotated`](TokenIssuer::issue_rotated) for the new pair.
     ///
     /// # Errors
@@ -364,15 +413,14 @@ impl TokenIssuer {
     /// the whole family), `400` for malformed ones, `503` when the store
     /// fails.
     pub async fn redeem(&self, refresh_token: &str) -> Result<RefreshGrant, AuthError> {
-        let verifier = self.refresh_verifier();
-        let v = verifier
+        let v = self
+            .refresh_verifier()
             .verify_parts(refresh_token, Scheme::Bearer)
             .map_err(AuthError::from)?;
-        let (Some(jti), Some(family)) = (v.jti, v.fam) else {
+        let Some(family) = v.fam else {
             return Err(JwtError::MissingClaim.into());
         };
         let store = &self.inner.store;
-        let family_until = self.now().saturating_add(self.inner.refresh_ttl);
         if store
             .is_revoked_dyn(Revocable::Family(&family))
             .await
@@ -380,9 +428,9 @@ impl TokenIssuer {
         {
             return Err(JwtError::Revoked.into());
         }
-        let until = expiry_bound(v.exp, family_until);
+        let generation = v.claims.gen;
         let first_use = store
-            .consume_dyn(&jti, until)
+            .advance_dyn(&family, generation, self.family_until())
             .await
             .map_err(AuthError::unavailable)?;
         if !first_use {
@@ -391,7 +439,7 @@ impl TokenIssuer {
                 "refresh token reuse detected: revoking its family"
             );
             store
-                .revoke_dyn(Revocable::Family(&family), family_until)
+                .revoke_dyn(Revocable::Family(&family), self.family_until())
                 .await
                 .map_err(AuthError::unavailable)?;
             return Err(JwtError::RefreshReuse.into());
@@ -399,12 +447,14 @@ impl TokenIssuer {
         Ok(RefreshGrant {
             subject: v.identity.subject().to_owned(),
             family,
+            generation,
         })
     }
 
     /// Logs out: revokes the refresh family of either token and deny-lists
-    /// the access token's `jti` until it expires. Expired tokens need no
-    /// revocation and are accepted silently.
+    /// the access token's `jti` until it expires. Tokens are verified
+    /// (signature, type, issuer, audience) but may be expired: a client whose
+    /// access token timed out can still end its session.
     ///
     /// # Errors
     ///
@@ -416,50 +466,41 @@ impl TokenIssuer {
         access_token: Option<&str>,
         refresh_token: Option<&str>,
     ) -> Result<(), AuthError> {
+        // Expired tokens still name the family to revoke.
+        let ignore_expiry = Duration::from_secs(u64::MAX);
         let store = &self.inner.store;
-        let family_until = self.now().saturating_add(self.inner.refresh_ttl);
         let mut families = Vec::new();
         if let Some(token) = access_token {
-            match self
+            let v = self
                 .authenticator::<RefreshClaims>()
+                .leeway(ignore_expiry)
                 .verify_parts(token, Scheme::Bearer)
-            {
-                Ok(v) => {
-                    if let Some(jti) = &v.jti {
-                        let until = expiry_bound(v.exp, self.now() + self.inner.access_ttl);
-                        store
-                            .revoke_dyn(Revocable::Token(jti), until)
-                            .await
-                            .map_err(AuthError::unavailable)?;
-                    }
-                    families.extend(v.fam);
-                }
-                Err(Refusal::Jwt(JwtError::Expired)) => {}
-                Err(e) => return Err(e.into()),
+                .map_err(AuthError::from)?;
+            let until = self.revocation_until(v.exp);
+            if let (Some(jti), true) = (&v.jti, until > self.now()) {
+                store
+                    .revoke_dyn(Revocable::Token(jti), until)
+                    .await
+                    .map_err(AuthError::unavailable)?;
             }
+            families.extend(v.fam);
         }
         if let Some(token) = refresh_token {
-            match self.refresh_verifier().verify_parts(token, Scheme::Bearer) {
-                Ok(v) => families.extend(v.fam),
-                Err(Refusal::Jwt(JwtError::Expired)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            let v = self
+                .refresh_verifier()
+                .leeway(ignore_expiry)
+                .verify_parts(token, Scheme::Bearer)
+                .map_err(AuthError::from)?;
+            families.extend(v.fam);
         }
         for family in families {
             store
-                .revoke_dyn(Revocable::Family(&family), family_until)
+                .revoke_dyn(Revocable::Family(&family), self.family_until())
                 .await
                 .map_err(AuthError::unavailable)?;
         }
         Ok(())
     }
-}
-
-/// The time until which a revocation must hold: the token's `exp` plus a
-/// margin for the verifier's leeway, or `fallback` when there is no `exp`.
-fn expiry_bound(exp: Option<i64>, fallback: u64) -> u64 {
-    exp.and_then(|e| u64::try_from(e).ok())
-        .map_or(fallback, |e| e.saturating_add(300))
 }
 
 /// 128 random bits, base64url.

@@ -89,8 +89,13 @@ struct RawHeader<'a> {
     kid: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     typ: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
+    /// Whether `crit` is present, whatever its value (even `null`).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A verified compact JWS.
@@ -145,7 +150,7 @@ pub(crate) fn verify(
     if !algorithms.contains(&alg) {
         return Err(JwtError::Algorithm);
     }
-    if header.crit.is_some() {
+    if header.crit {
         return Err(JwtError::Critical);
     }
     let kid = header.kid.as_deref();
@@ -249,8 +254,10 @@ mod tests {
 
     #[test]
     fn crit_is_refused() {
-        let t = sign(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, "{}");
-        assert_eq!(check(&t).unwrap_err(), JwtError::Critical);
+        for crit in [r#"["exp"]"#, "[]", "null", "1"] {
+            let t = sign(&format!(r#"{{"alg":"HS256","crit":{crit},"exp":1}}"#), "{}");
+            assert_eq!(check(&t).unwrap_err(), JwtError::Critical, "{crit}");
+        }
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //!   confusion).
 //! * **Keys** come only from the [`KeySet`], chosen by `kid`; an unknown
 //!   `kid` is refused, and `jwk` / `jku` / `x5u` / `x5c` headers are
-//!   ignored. A `crit` header is refused. Duplicate header or claim members
-//!   are refused.
+//!   ignored. A `crit` header is refused. Duplicate header members, and
+//!   duplicates of the claims this module reads (registered, identity and
+//!   required claims), are refused; claims types deriving `Deserialize`
+//!   refuse duplicates of their own fields.
 //! * **Claims**: `exp` required (by default) with a leeway (30 s), `nbf`,
 //!   `iat` not in the future, `iss` allow-list, `aud` (string or array,
 //!   any of; a token naming an audience is refused unless one is

@@ -48,14 +48,21 @@ pub trait RevocationStore: Send + Sync + 'static {
         what: Revocable<'_>,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
-    /// Marks refresh token `jti` used, atomically: `true` the first time,
-    /// `false` on every later call (a reuse).
+    /// Records that refresh token number `generation` of `family` was
+    /// redeemed, atomically: `true` when `generation` is above every
+    /// generation recorded for the family (the token was never used), else
+    /// `false` (a reuse). One entry per family, kept until `until`, so the
+    /// store grows with sign-ins, not with refreshes.
     ///
     /// # Errors
     ///
     /// A backend failure.
-    fn consume(&self, jti: &str, until: u64)
-        -> impl Future<Output = Result<bool, BoxError>> + Send;
+    fn advance(
+        &self,
+        family: &str,
+        generation: u64,
+        until: u64,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
     /// Answers [`is_revoked`](RevocationStore::is_revoked) without awaiting,
     /// when the store can (an in-memory store can; a network store cannot and
@@ -74,7 +81,7 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + '
 pub(crate) trait DynRevocationStore: Send + Sync + 'static {
     fn revoke_dyn<'a>(&'a self, what: Revocable<'a>, until: u64) -> BoxFut<'a, ()>;
     fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool>;
-    fn consume_dyn<'a>(&'a self, jti: &'a str, until: u64) -> BoxFut<'a, bool>;
+    fn advance_dyn<'a>(&'a self, family: &'a str, generation: u64, until: u64) -> BoxFut<'a, bool>;
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>>;
 }
 
@@ -85,8 +92,8 @@ impl<S: RevocationStore> DynRevocationStore for S {
     fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool> {
         Box::pin(self.is_revoked(what))
     }
-    fn consume_dyn<'a>(&'a self, jti: &'a str, until: u64) -> BoxFut<'a, bool> {
-        Box::pin(self.consume(jti, until))
+    fn advance_dyn<'a>(&'a self, family: &'a str, generation: u64, until: u64) -> BoxFut<'a, bool> {
+        Box::pin(self.advance(family, generation, until))
     }
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
         self.is_revoked_now(what)
@@ -144,10 +151,12 @@ pub struct MemoryRevocationStore {
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
-/// Revoked tokens, revoked families and used refresh tokens, each mapped to
-/// the time after which the entry is useless.
+/// Revoked tokens and revoked families (each mapped to the time after which
+/// the entry is useless), and the last redeemed refresh generation of each
+/// family (with that time).
 struct Entries {
-    maps: [HashMap<Box<str>, u64>; 3],
+    revoked: [HashMap<Box<str>, u64>; 2],
+    generations: HashMap<Box<str>, (u64, u64)>,
     capacity: usize,
     /// Writes since the last purge.
     writes: usize,
@@ -155,7 +164,6 @@ struct Entries {
 
 const TOKENS: usize = 0;
 const FAMILIES: usize = 1;
-const USED: usize = 2;
 
 fn slot(what: Revocable<'_>) -> (usize, &str) {
     match what {
@@ -166,14 +174,34 @@ fn slot(what: Revocable<'_>) -> (usize, &str) {
 
 impl Entries {
     fn len(&self) -> usize {
-        self.maps.iter().map(HashMap::len).sum()
+        self.revoked.iter().map(HashMap::len).sum::<usize>() + self.generations.len()
     }
 
     fn purge(&mut self, now: u64) {
-        for map in &mut self.maps {
+        for map in &mut self.revoked {
             map.retain(|_, until| *until > now);
         }
+        self.generations.retain(|_, (_, until)| *until > now);
         self.writes = 0;
+    }
+
+    /// Makes room for one entry, purging expired ones when worthwhile;
+    /// `Err` when the store is full of live entries.
+    fn reserve(&mut self, now: u64) -> Result<(), MemoryStoreError> {
+        self.writes += 1;
+        let capacity = self.capacity;
+        // Purge when the store is large and enough writes happened since the
+        // last purge to pay for the scan (amortized O(1) per write).
+        if self.len() >= capacity / 2 && self.writes >= capacity / 4 {
+            self.purge(now);
+        }
+        if self.len() >= capacity {
+            self.purge(now);
+            if self.len() >= capacity {
+                return Err(MemoryStoreError::Full(capacity));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -193,7 +221,8 @@ impl MemoryRevocationStore {
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryRevocationStore {
             inner: Arc::new(Mutex::new(Entries {
-                maps: Default::default(),
+                revoked: Default::default(),
+                generations: HashMap::new(),
                 capacity: capacity.max(1),
                 writes: 0,
             })),
@@ -230,45 +259,50 @@ impl MemoryRevocationStore {
         before - entries.len()
     }
 
-    fn insert(
+    fn revoke_now(&self, what: Revocable<'_>, until: u64) -> Result<(), MemoryStoreError> {
+        let now = (self.clock)();
+        let (map, key) = slot(what);
+        let mut entries = self.lock();
+        if let Some(existing) = entries.revoked[map].get_mut(key) {
+            if *existing > now {
+                *existing = until.max(*existing);
+                return Ok(());
+            }
+        }
+        entries.reserve(now)?;
+        entries.revoked[map].insert(key.into(), until);
+        Ok(())
+    }
+
+    fn advance_now(
         &self,
-        map: usize,
-        key: &str,
+        family: &str,
+        generation: u64,
         until: u64,
-        only_if_new: bool,
     ) -> Result<bool, MemoryStoreError> {
         let now = (self.clock)();
         let mut entries = self.lock();
-        if let Some(existing) = entries.maps[map].get_mut(key) {
-            if *existing > now {
-                if only_if_new {
+        if let Some((last, last_until)) = entries.generations.get_mut(family) {
+            if *last_until > now {
+                if generation <= *last {
                     return Ok(false);
                 }
-                *existing = until.max(*existing);
+                *last = generation;
+                *last_until = until.max(*last_until);
                 return Ok(true);
             }
         }
-        entries.writes += 1;
-        let capacity = entries.capacity;
-        // Purge when the store is large and enough writes happened since the
-        // last purge to pay for the scan (amortized O(1) per write).
-        if entries.len() >= capacity / 2 && entries.writes >= capacity / 4 {
-            entries.purge(now);
-        }
-        if entries.len() >= capacity {
-            entries.purge(now);
-            if entries.len() >= capacity {
-                return Err(MemoryStoreError::Full(capacity));
-            }
-        }
-        entries.maps[map].insert(key.into(), until);
+        entries.reserve(now)?;
+        entries
+            .generations
+            .insert(family.into(), (generation, until));
         Ok(true)
     }
 
     fn revoked(&self, what: Revocable<'_>) -> bool {
         let now = (self.clock)();
         let (map, key) = slot(what);
-        self.lock().maps[map]
+        self.lock().revoked[map]
             .get(key)
             .is_some_and(|until| *until > now)
     }
@@ -288,12 +322,7 @@ impl RevocationStore for MemoryRevocationStore {
         what: Revocable<'_>,
         until: u64,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let (map, key) = slot(what);
-        let r = self
-            .insert(map, key, until, false)
-            .map(|_| ())
-            .map_err(Into::into);
-        std::future::ready(r)
+        std::future::ready(self.revoke_now(what, until).map_err(Into::into))
     }
 
     fn is_revoked(
@@ -303,12 +332,16 @@ impl RevocationStore for MemoryRevocationStore {
         std::future::ready(Ok(self.revoked(what)))
     }
 
-    fn consume(
+    fn advance(
         &self,
-        jti: &str,
+        family: &str,
+        generation: u64,
         until: u64,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
-        std::future::ready(self.insert(USED, jti, until, true).map_err(Into::into))
+        std::future::ready(
+            self.advance_now(family, generation, until)
+                .map_err(Into::into),
+        )
     }
 
     fn is_revoked_now(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
@@ -342,11 +375,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn consume_is_one_time() {
-        let (store, _) = clocked(10);
-        assert!(store.consume("r1", 2000).await.unwrap());
-        assert!(!store.consume("r1", 2000).await.unwrap());
-        assert!(store.consume("r2", 2000).await.unwrap());
+    async fn generations_only_move_forward() {
+        let (store, now) = clocked(10);
+        assert!(store.advance("f1", 0, 2000).await.unwrap());
+        assert!(!store.advance("f1", 0, 2000).await.unwrap(), "reuse");
+        assert!(store.advance("f1", 1, 2000).await.unwrap());
+        assert!(
+            !store.advance("f1", 0, 2000).await.unwrap(),
+            "an older token"
+        );
+        assert!(store.advance("f2", 0, 2000).await.unwrap());
+        // one entry per family, whatever the number of refreshes
+        for g in 2..100 {
+            assert!(store.advance("f1", g, 2000).await.unwrap());
+        }
+        assert_eq!(store.len(), 2);
+        now.store(2000, Ordering::SeqCst);
+        assert_eq!(store.purge_expired(), 2);
     }
 
     #[tokio::test]
