@@ -22,6 +22,7 @@
 //! | `api-key` | [`api_key`]: API keys, stores, key generation         |
 //! | `bearer`  | [`bearer`]: opaque bearer tokens                      |
 //! | `jwt`     | [`jwt`]: JWT validation, key sets, issuing, revocation |
+//! | `authz`   | [`authz`]: role / permission / scope / owner policies |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above and every later module               |
 //!
@@ -42,6 +43,8 @@ mod secret;
 
 #[cfg(feature = "api-key")]
 pub mod api_key;
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "bearer")]
 pub mod bearer;
 #[cfg(feature = "axum")]
