@@ -75,7 +75,7 @@ struct Inner {
     scopes: Box<[Box<str>]>,
 }
 
-fn sorted<I, S>(items: I) -> Box<[Box<str>]>
+pub(crate) fn sorted<I, S>(items: I) -> Box<[Box<str>]>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
@@ -89,7 +89,7 @@ where
     v.into_boxed_slice()
 }
 
-fn contains(set: &[Box<str>], item: &str) -> bool {
+pub(crate) fn contains(set: &[Box<str>], item: &str) -> bool {
     set.binary_search_by(|probe| (**probe).cmp(item)).is_ok()
 }
 

@@ -23,6 +23,7 @@
 //! | `bearer`  | [`bearer`]: opaque bearer tokens                      |
 //! | `jwt`     | [`jwt`]: JWT validation, key sets, issuing, revocation |
 //! | `session` | [`session`]: cookie sessions, stores, CSRF defence    |
+//! | `authz`   | [`authz`]: role / permission / scope / owner policies |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above and every later module               |
 //!
@@ -43,6 +44,8 @@ mod secret;
 
 #[cfg(feature = "api-key")]
 pub mod api_key;
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "bearer")]
 pub mod bearer;
 #[cfg(feature = "axum")]

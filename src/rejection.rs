@@ -16,8 +16,9 @@
 //!   key, password or session id is never echoed.
 //! * gRPC (request `content-type` starting with `application/grpc`): HTTP
 //!   `200` with `content-type: application/grpc`, `grpc-status` (`16`
-//!   UNAUTHENTICATED, `7` PERMISSION_DENIED, `8` RESOURCE_EXHAUSTED, `14`
-//!   UNAVAILABLE, `13` INTERNAL) and a percent-encoded `grpc-message`, so tonic
+//!   UNAUTHENTICATED, `7` PERMISSION_DENIED, `5` NOT_FOUND, `8`
+//!   RESOURCE_EXHAUSTED, `14` UNAVAILABLE, `13` INTERNAL) and a
+//!   percent-encoded `grpc-message`, so tonic
 //!   clients see a real [`Status`](https://docs.rs/tonic/latest/tonic/struct.Status.html).
 //!
 //! # Customizing
@@ -158,6 +159,9 @@ pub enum RejectionKind {
     InsufficientScope,
     /// A cross-site request refused by the CSRF defence (`403`).
     Csrf,
+    /// A policy looked the resource up and found nothing (`404`), e.g. an
+    /// owner check on an unknown post.
+    NotFound,
     /// A rate limit was hit (`429`).
     TooManyRequests,
     /// A backend could not answer (`503`).
@@ -177,6 +181,7 @@ impl RejectionKind {
             RejectionKind::Forbidden | RejectionKind::InsufficientScope | RejectionKind::Csrf => {
                 StatusCode::FORBIDDEN
             }
+            RejectionKind::NotFound => StatusCode::NOT_FOUND,
             RejectionKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -192,6 +197,7 @@ impl RejectionKind {
             RejectionKind::Forbidden => "forbidden",
             RejectionKind::InsufficientScope => "insufficient_scope",
             RejectionKind::Csrf => "csrf_rejected",
+            RejectionKind::NotFound => "not_found",
             RejectionKind::TooManyRequests => "too_many_requests",
             RejectionKind::Unavailable => "unavailable",
             RejectionKind::Internal => "internal_error",
@@ -205,6 +211,7 @@ impl RejectionKind {
             | RejectionKind::InvalidRequest
             | RejectionKind::InvalidCredentials => 16,
             RejectionKind::Forbidden | RejectionKind::InsufficientScope | RejectionKind::Csrf => 7,
+            RejectionKind::NotFound => 5,
             RejectionKind::TooManyRequests => 8,
             RejectionKind::Unavailable => 14,
             RejectionKind::Internal => 13,
@@ -314,6 +321,11 @@ impl Rejection {
         r.headers
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         r
+    }
+
+    /// The resource does not exist: `404` (`grpc-status` 5 NOT_FOUND).
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(RejectionKind::NotFound, message)
     }
 
     /// The stack is misconfigured: `500`. `what` names the missing piece.
@@ -590,6 +602,7 @@ mod tests {
         for (r, code) in [
             (Rejection::unauthenticated(&[]), "16"),
             (Rejection::forbidden("no"), "7"),
+            (Rejection::not_found("no such post"), "5"),
             (
                 Rejection::too_many_requests(Duration::from_millis(1500)),
                 "8",

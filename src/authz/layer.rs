@@ -1,0 +1,100 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::service::RequireService;
+use super::Policy;
+use crate::rejection::{Challenge, RejectionHandler, Rejections};
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Set by [`RequireLayer::on_rejection`]; otherwise the renderer comes
+    /// from the request (see [`render`](super::service::render)).
+    pub(crate) rejections: Option<Rejections>,
+    /// The scheme and parameters of `insufficient_scope` challenges.
+    pub(crate) challenge: Challenge,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rejections: None,
+            challenge: Challenge::bearer(),
+        }
+    }
+}
+
+/// Enforces a [`Policy`] on authenticated requests. See the
+/// [module docs](crate::authz).
+///
+/// * no [`Identity`](crate::Identity) in the request extensions: `401`
+///   (with the challenges of an optional [`AuthLayer`](crate::AuthLayer)
+///   that let the request through anonymously);
+/// * the policy denies: `403` (`insufficient_scope` for bearer tokens
+///   lacking a permission or scope), or the `404` / `503` of a custom
+///   policy;
+/// * gRPC requests get `PERMISSION_DENIED` / `UNAUTHENTICATED` /
+///   `NOT_FOUND` / `UNAVAILABLE`.
+///
+/// Place it after (inside) the [`AuthLayer`](crate::AuthLayer). With axum,
+/// use `route_layer` so that it only runs for matched routes and path
+/// parameters are available to policies.
+#[derive(Clone, Debug)]
+pub struct RequireLayer<P> {
+    shared: Arc<Shared<P>>,
+}
+
+/// The policy and configuration of a layer and of all its services: cloning
+/// a service (axum does it for each request) is one reference-count
+/// increment, however large the policy.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared<P> {
+    pub(crate) policy: P,
+    pub(crate) config: Config,
+}
+
+impl<P: Policy> RequireLayer<P> {
+    /// Enforces `policy`.
+    pub fn new(policy: P) -> Self {
+        RequireLayer {
+            shared: Arc::new(Shared {
+                policy,
+                config: Config::default(),
+            }),
+        }
+    }
+
+    /// Renders refusals with `handler`. Without it the layer uses, in order:
+    /// a [`Rejections`] value in the request extensions, the renderer of the
+    /// optional [`AuthLayer`](crate::AuthLayer) that let an anonymous
+    /// request through, the default rendering.
+    pub fn on_rejection(self, handler: impl RejectionHandler) -> Self {
+        self.rejections(Rejections::custom(handler))
+    }
+
+    /// Renders refusals with a shared [`Rejections`] renderer.
+    pub fn rejections(mut self, rejections: Rejections) -> Self {
+        Arc::make_mut(&mut self.shared).config.rejections = Some(rejections);
+        self
+    }
+
+    /// The challenge of `insufficient_scope` answers (`Bearer` without
+    /// parameters by default), e.g. `Challenge::bearer().param("realm", "api")`.
+    pub fn bearer_challenge(mut self, challenge: Challenge) -> Self {
+        Arc::make_mut(&mut self.shared).config.challenge = challenge;
+        self
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &P {
+        &self.shared.policy
+    }
+}
+
+impl<S, P: Policy> Layer<S> for RequireLayer<P> {
+    type Service = RequireService<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireService::from_parts(inner, Arc::clone(&self.shared))
+    }
+}

@@ -1,0 +1,123 @@
+//! Middleware that authorizes authenticated requests: role, permission,
+//! scope and owner policies, as a [`RequireLayer`] and as axum [`Guard`]s.
+//!
+//! A [`Policy`] looks at the [`Identity`](crate::Identity) that an
+//! [`AuthLayer`](crate::AuthLayer) put into the request extensions, and at
+//! the request head for resource checks. [`RequireLayer`] enforces one:
+//!
+//! | request                                   | response                                   |
+//! |-------------------------------------------|--------------------------------------------|
+//! | the policy allows                         | the inner service's                        |
+//! | no identity (anonymous)                   | `401` with the `AuthLayer`'s challenges    |
+//! | identity lacking a role                   | `403` `role 'admin' required`              |
+//! | bearer token lacking a permission / scope | `403`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="posts:delete"` |
+//! | other identity lacking a permission       | `403` `permission 'posts:delete' required` |
+//! | [`Denied::not_found`] from a policy       | `404`                                      |
+//! | [`Denied::unavailable`] from a policy     | `503`, fail closed                         |
+//! | gRPC request                              | `grpc-status` 16 / 7 / 5 / 14              |
+//!
+//! Refusals are rendered by [`crate::rejection`] (JSON body, challenges,
+//! gRPC status); [`RequireLayer::on_rejection`] replaces the rendering.
+//!
+//! Ready policies: [`role`], [`any_role`], [`permission`],
+//! [`all_permissions`], [`scope`], [`all_scopes`], [`authenticated`];
+//! combine them with [`Policy::and`], [`Policy::or`], [`Policy::not`]; write
+//! your own with [`policy_fn`] (async, for lookups) or [`sync_policy_fn`].
+//! Role, permission and scope checks are decided in the layer's `call`
+//! without allocating; only asynchronous policies take the slower path.
+//!
+//! A [`RoleMap`] maps roles to permissions with inheritance (the seeds'
+//! admin ⊇ moderator ⊇ user), built in code or deserialized from a config
+//! file, and checked for cycles.
+//!
+//! With the `axum` feature, [`Guard<G>`](Guard) enforces a policy as a
+//! handler argument, and [`guard_policy!`](crate::guard_policy) names one.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "bearer")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{body::Body, routing::{delete, get}, Router};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_auth::authz::{any_role, RequireLayer, RoleMap};
+//! use tower_auth::bearer::{BearerAuthenticator, BearerToken};
+//! use tower_auth::{AuthError, AuthLayer, Authenticated, Identity, Scheme};
+//!
+//! // The seeds' RBAC table: admin ⊇ moderator ⊇ user.
+//! let roles: RoleMap = serde_json::from_str(r#"{
+//!     "user":      ["posts:read", "posts:write"],
+//!     "moderator": {"inherits": ["user"], "permissions": ["users:read", "posts:delete"]},
+//!     "admin":     {"inherits": ["moderator"], "permissions": ["users:write", "users:delete"]}
+//! }"#).unwrap();
+//!
+//! let bearer = BearerAuthenticator::new(|token: BearerToken| async move {
+//!     let role = match token.expose() {
+//!         "alice-token" => "admin",
+//!         "bob-token" => "user",
+//!         _ => return Err(AuthError::invalid_credentials("invalid or expired token")),
+//!     };
+//!     Ok(Authenticated::new((), Identity::new(role, Scheme::Bearer).with_roles([role])))
+//! });
+//!
+//! let app = Router::new()
+//!     .route("/users", get(|| async { "users" }))
+//!     .route_layer(RequireLayer::new(roles.permission("users:read")))
+//!     .merge(
+//!         Router::new()
+//!             .route("/posts/{post_id}", delete(|| async { "deleted" }))
+//!             .route_layer(RequireLayer::new(any_role(["admin", "moderator"]))),
+//!     )
+//!     .layer(AuthLayer::new(bearer));
+//!
+//! let get_users = |token: &str| {
+//!     Request::get("/users")
+//!         .header("authorization", format!("Bearer {token}"))
+//!         .body(Body::empty())
+//!         .unwrap()
+//! };
+//! let res = app.clone().oneshot(get_users("alice-token")).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! let res = app.clone().oneshot(get_users("bob-token")).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(
+//!     res.headers()["www-authenticate"],
+//!     r#"Bearer error="insufficient_scope", error_description="the access token lacks the required scope", scope="users:read""#
+//! );
+//!
+//! let res = app.oneshot(Request::get("/users").body(Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! # #[cfg(not(feature = "bearer"))]
+//! # fn main() {}
+//! ```
+
+mod combinator;
+mod future;
+#[cfg(feature = "axum")]
+mod guard;
+mod layer;
+mod policies;
+mod policy;
+mod role_map;
+mod service;
+
+pub use combinator::{and, not, or, And, Not, NotFuture, Or, PairFuture};
+pub use future::ResponseFuture;
+#[cfg(feature = "axum")]
+pub use guard::{Guard, GuardPolicy, GuardRejection};
+pub use layer::RequireLayer;
+pub use policies::{
+    all_permissions, all_scopes, any_role, authenticated, permission, policy_fn, role, scope,
+    sync_policy_fn, IsAuthenticated, Permission, PolicyFn, PolicyFnFuture, Role, Scope,
+    SyncPolicyFn,
+};
+pub use policy::{Decision, Denied, DeniedKind, Immediate, IntoVerdict, Policy};
+pub use role_map::{RoleMap, RoleMapBuilder, RoleMapError};
+pub use service::RequireService;
+
+#[cfg(test)]
+mod tests;

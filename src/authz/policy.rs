@@ -1,0 +1,384 @@
+//! The [`Policy`] trait, its [`Decision`] and the [`Denied`] refusal.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use http::StatusCode;
+
+use super::combinator::{And, Not, Or};
+use crate::error::BoxError;
+use crate::identity::{Identity, Scheme};
+use crate::rejection::{Challenge, Rejection, RejectionKind};
+
+/// Decides whether an authenticated request may go on. Enforced by
+/// [`RequireLayer`](super::RequireLayer) and [`Guard`](super::Guard).
+///
+/// Checking has one synchronous step that may hand over an owned future,
+/// like [`Authenticator`](crate::Authenticator): [`check`](Policy::check)
+/// looks at the [`Identity`] and the request head and answers
+/// [`Decision::Allow`], [`Decision::Deny`] or, when it must look something
+/// up, [`Decision::Pending`] with a future that owns what it needs. Role,
+/// permission and scope policies (and `and` / `or` / `not` of them) never
+/// return `Pending`: the layer decides them in `call`, without allocating,
+/// and only takes the asynchronous path for policies that need it.
+///
+/// Policies that always decide immediately use [`Immediate`] as their
+/// future type. Implementations are cheap to clone (state behind an `Arc`):
+/// axum clones the whole route service for each request.
+///
+/// # Example
+///
+/// ```
+/// use http::request::Parts;
+/// use tower_auth::authz::{Decision, Denied, Immediate, Policy};
+/// use tower_auth::Identity;
+///
+/// /// Only allows read-only methods.
+/// #[derive(Clone)]
+/// struct ReadOnly;
+///
+/// impl Policy for ReadOnly {
+///     type Future = Immediate;
+///
+///     fn check(&self, _: &Identity, request: &Parts) -> Decision<Immediate> {
+///         if request.method.is_safe() {
+///             Decision::Allow
+///         } else {
+///             Decision::Deny(Denied::forbidden("this API is read-only"))
+///         }
+///     }
+/// }
+/// ```
+pub trait Policy: Clone + Send + Sync + 'static {
+    /// The future of a [`Decision::Pending`]: [`Immediate`] for policies
+    /// that never wait.
+    type Future: Future<Output = Result<(), Denied>> + Send + 'static;
+
+    /// Decides, or starts deciding, whether `identity` may make `request`.
+    fn check(&self, identity: &Identity, request: &Parts) -> Decision<Self::Future>;
+
+    /// Both `self` and `other` must allow. Denials that need no waiting win
+    /// first, then pending checks are awaited in order; the first denial is
+    /// reported.
+    fn and<B: Policy>(self, other: B) -> And<Self, B> {
+        And::new(self, other)
+    }
+
+    /// `self` or `other` must allow. A synchronous allow on either side
+    /// decides without awaiting the other side's future, so
+    /// `role("admin").or(owner_check)` costs admins no lookup. When both
+    /// deny, the more severe denial is reported (unavailable, then not
+    /// found, then forbidden), the right one on a tie: put the cheap,
+    /// general check first and the specific one last.
+    fn or<B: Policy>(self, other: B) -> Or<Self, B> {
+        Or::new(self, other)
+    }
+
+    /// Allows when `self` denies a right, and denies when `self` allows.
+    /// `not` fails closed: a "not found" or "unavailable" denial stays a
+    /// denial.
+    fn not(self) -> Not<Self> {
+        Not::new(self)
+    }
+}
+
+/// The answer of [`Policy::check`].
+#[derive(Debug)]
+#[must_use = "a decision must be enforced"]
+pub enum Decision<F> {
+    /// The request may go on.
+    Allow,
+    /// The request is refused.
+    Deny(Denied),
+    /// The policy must wait, e.g. for a database lookup; the future decides.
+    Pending(F),
+}
+
+impl<F> Decision<F> {
+    /// Maps the future of a pending decision.
+    pub fn map_future<G>(self, f: impl FnOnce(F) -> G) -> Decision<G> {
+        match self {
+            Decision::Allow => Decision::Allow,
+            Decision::Deny(d) => Decision::Deny(d),
+            Decision::Pending(fut) => Decision::Pending(f(fut)),
+        }
+    }
+}
+
+impl<F> From<Result<(), Denied>> for Decision<F> {
+    fn from(result: Result<(), Denied>) -> Self {
+        match result {
+            Ok(()) => Decision::Allow,
+            Err(denied) => Decision::Deny(denied),
+        }
+    }
+}
+
+impl<F> From<bool> for Decision<F> {
+    /// `false` is a denial with the message "access denied".
+    fn from(allowed: bool) -> Self {
+        allowed.into_verdict().into()
+    }
+}
+
+/// The future type of policies that always decide immediately. It has no
+/// values, so the compiler removes the asynchronous path of the layer for
+/// such policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Immediate {}
+
+impl Future for Immediate {
+    type Output = Result<(), Denied>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        match *self {}
+    }
+}
+
+/// What a [`policy_fn`](super::policy_fn) closure may return: `bool`
+/// (`false` is a `403` "access denied") or `Result<(), Denied>`.
+pub trait IntoVerdict {
+    /// `Ok(())` to allow, `Err` to deny.
+    fn into_verdict(self) -> Result<(), Denied>;
+}
+
+impl IntoVerdict for bool {
+    fn into_verdict(self) -> Result<(), Denied> {
+        if self {
+            Ok(())
+        } else {
+            Err(Denied::forbidden("access denied"))
+        }
+    }
+}
+
+impl IntoVerdict for Result<(), Denied> {
+    fn into_verdict(self) -> Result<(), Denied> {
+        self
+    }
+}
+
+/// A sorted, de-duplicated list of role, permission or scope names;
+/// cloning is a reference-count increment.
+pub(crate) type Names = Arc<[Box<str>]>;
+
+pub(crate) fn names<I, S>(items: I) -> Names
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    crate::identity::sorted(items).into()
+}
+
+/// Why a [`Policy`] refused a request.
+///
+/// Built-in policies say which right was missing, so the `403` is precise:
+/// `permission 'posts:delete' required`, and for bearer tokens
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="posts:delete"`.
+/// Your policies can answer `404` for unknown resources
+/// ([`Denied::not_found`]) and `503` when a lookup fails
+/// ([`Denied::unavailable`]).
+///
+/// Messages are shown to the client: never put a credential in one.
+pub struct Denied(Reason);
+
+enum Reason {
+    /// None of these roles (any one would do).
+    Roles(Names),
+    /// Not all of these permissions.
+    Permissions(Names),
+    /// Not all of these scopes.
+    Scopes(Names),
+    Forbidden(Cow<'static, str>),
+    NotFound(Cow<'static, str>),
+    Unavailable(BoxError),
+}
+
+/// The kind of a [`Denied`]: it decides the status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeniedKind {
+    /// The identity lacks a right: `403` (gRPC `PERMISSION_DENIED`).
+    Forbidden,
+    /// The resource the request is about does not exist: `404` (gRPC
+    /// `NOT_FOUND`).
+    NotFound,
+    /// The policy could not decide, e.g. its database is down: `503`
+    /// (gRPC `UNAVAILABLE`). The request fails closed.
+    Unavailable,
+}
+
+impl Denied {
+    /// The identity may not do this: `403` with `message`.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Denied(Reason::Forbidden(message.into()))
+    }
+
+    /// The resource does not exist: `404` with `message`. Answering `404`
+    /// rather than `403` also hides which resources exist.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Denied(Reason::NotFound(message.into()))
+    }
+
+    /// The policy could not decide because a backend failed: `503`.
+    /// `source` is logged at `warn` level and never sent to the client.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Denied(Reason::Unavailable(source.into()))
+    }
+
+    /// The identity lacks `role`: `403`.
+    pub fn missing_role(role: impl Into<String>) -> Self {
+        Denied(Reason::Roles(names([role])))
+    }
+
+    /// The identity lacks `permission`: `403`, and for bearer tokens
+    /// `error="insufficient_scope"` with `scope="<permission>"`.
+    pub fn missing_permission(permission: impl Into<String>) -> Self {
+        Denied(Reason::Permissions(names([permission])))
+    }
+
+    /// The identity lacks `scope`: `403`, and for bearer tokens
+    /// `error="insufficient_scope"` with `scope="<scope>"`.
+    pub fn missing_scope(scope: impl Into<String>) -> Self {
+        Denied(Reason::Scopes(names([scope])))
+    }
+
+    pub(crate) fn roles(any_of: &Names) -> Self {
+        Denied(Reason::Roles(Arc::clone(any_of)))
+    }
+
+    pub(crate) fn permissions(all_of: &Names) -> Self {
+        Denied(Reason::Permissions(Arc::clone(all_of)))
+    }
+
+    pub(crate) fn scopes(all_of: &Names) -> Self {
+        Denied(Reason::Scopes(Arc::clone(all_of)))
+    }
+
+    /// The kind of denial.
+    pub fn kind(&self) -> DeniedKind {
+        match self.0 {
+            Reason::Roles(_)
+            | Reason::Permissions(_)
+            | Reason::Scopes(_)
+            | Reason::Forbidden(_) => DeniedKind::Forbidden,
+            Reason::NotFound(_) => DeniedKind::NotFound,
+            Reason::Unavailable(_) => DeniedKind::Unavailable,
+        }
+    }
+
+    /// The status of the default rendering.
+    pub fn status(&self) -> StatusCode {
+        match self.kind() {
+            DeniedKind::Forbidden => StatusCode::FORBIDDEN,
+            DeniedKind::NotFound => StatusCode::NOT_FOUND,
+            DeniedKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The client-visible message, e.g. `permission 'posts:delete' required`.
+    pub fn message(&self) -> Cow<'_, str> {
+        fn quoted(prefix: &str, names: &[Box<str>], suffix: &str) -> String {
+            let mut out = String::from(prefix);
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push('\'');
+                out.push_str(name);
+                out.push('\'');
+            }
+            out.push_str(suffix);
+            out
+        }
+        let plural = |names: &[Box<str>]| names.len() > 1;
+        match &self.0 {
+            Reason::Roles(n) | Reason::Permissions(n) | Reason::Scopes(n) if n.is_empty() => {
+                Cow::Borrowed("access denied")
+            }
+            Reason::Roles(r) if plural(r) => quoted("one of the roles ", r, " required").into(),
+            Reason::Roles(r) => quoted("role ", r, " required").into(),
+            Reason::Permissions(p) if plural(p) => quoted("permissions ", p, " required").into(),
+            Reason::Permissions(p) => quoted("permission ", p, " required").into(),
+            Reason::Scopes(s) if plural(s) => quoted("scopes ", s, " required").into(),
+            Reason::Scopes(s) => quoted("scope ", s, " required").into(),
+            Reason::Forbidden(m) | Reason::NotFound(m) => Cow::Borrowed(m),
+            Reason::Unavailable(_) => Cow::Borrowed("authorization is temporarily unavailable"),
+        }
+    }
+
+    /// The permissions or scopes whose absence caused the denial, space
+    /// separated as in RFC 6750 `scope`; `None` for other denials.
+    pub fn required_scope(&self) -> Option<String> {
+        match &self.0 {
+            Reason::Permissions(names) | Reason::Scopes(names) => Some(names.join(" ")),
+            _ => None,
+        }
+    }
+
+    /// Renders the denial for `identity`: a missing permission or scope of
+    /// a bearer-authenticated identity is `insufficient_scope` with
+    /// `challenge`'s scheme and parameters (see
+    /// [`Rejection::insufficient_scope`]); other denials are plain `403`,
+    /// `404` or `503`. Call [`Rejection::with_grpc`] on the result for gRPC
+    /// requests.
+    pub fn into_rejection(self, identity: Option<&Identity>, challenge: &Challenge) -> Rejection {
+        let bearer = identity.is_some_and(|id| *id.scheme() == Scheme::Bearer);
+        match self.0 {
+            Reason::Permissions(ref names) | Reason::Scopes(ref names) if bearer => {
+                Rejection::insufficient_scope(challenge, &names.join(" "))
+            }
+            Reason::Unavailable(ref source) => {
+                tracing::warn!(error = %source, "authorization backend failed");
+                Rejection::new(RejectionKind::Unavailable, self.message().into_owned())
+            }
+            Reason::NotFound(message) => Rejection::not_found(message),
+            Reason::Forbidden(message) => Rejection::forbidden(message),
+            _ => Rejection::forbidden(self.message().into_owned()),
+        }
+    }
+
+    /// How much a denial says: `or` reports the most severe one.
+    pub(crate) fn severity(&self) -> u8 {
+        match self.kind() {
+            DeniedKind::Forbidden => 0,
+            DeniedKind::NotFound => 1,
+            DeniedKind::Unavailable => 2,
+        }
+    }
+
+    /// Whether `not` may turn this denial into an allow: only a missing
+    /// right, never "not found" or "unavailable".
+    pub(crate) fn is_invertible(&self) -> bool {
+        self.kind() == DeniedKind::Forbidden
+    }
+}
+
+impl fmt::Debug for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Denied")
+            .field("kind", &self.kind())
+            .field("message", &self.message())
+            .finish()
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for Denied {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            Reason::Unavailable(source) => Some(&**source),
+            _ => None,
+        }
+    }
+}
