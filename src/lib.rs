@@ -21,6 +21,7 @@
 //! |-----------|-------------------------------------------------------|
 //! | `api-key` | [`api_key`]: API keys, stores, key generation         |
 //! | `bearer`  | [`bearer`]: opaque bearer tokens                      |
+//! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above and every later module               |
 //!
@@ -45,6 +46,8 @@ pub mod api_key;
 pub mod bearer;
 #[cfg(feature = "axum")]
 pub mod extract;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 
 pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
 pub use error::{AuthError, AuthErrorKind, BoxError};

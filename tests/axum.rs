@@ -128,6 +128,7 @@ async fn no_credentials_is_401_with_both_challenges() {
 }
 
 #[tokio::test]
+#[allow(clippy::type_complexity)]
 async fn hostile_inputs_get_clear_errors() {
     let huge = format!("Bearer {}", "a".repeat(20_000));
     let cases: Vec<(Vec<(&str, &[u8])>, StatusCode, &str)> = vec![
