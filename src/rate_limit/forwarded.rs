@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderName, FORWARDED};
 
-use super::key::{KeyError, KeyExtractor, PeerIp, RequestHead};
+use super::key::{IpKey, KeyError, KeyExtractor, PeerIp, RequestHead};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -236,7 +236,7 @@ impl ClientIp {
     ///
     /// A [`KeyError`] when the request has no peer address.
     pub fn client_ip(&self, request: RequestHead<'_>) -> Result<IpAddr, KeyError> {
-        let peer = self.peer.peer(request)?;
+        let peer = self.peer.peer(request)?.to_canonical();
         if !self.trusted.contains(peer) {
             return Ok(peer);
         }
@@ -266,10 +266,10 @@ impl ClientIp {
 }
 
 impl KeyExtractor for ClientIp {
-    type Key<'a> = IpAddr;
+    type Key<'a> = IpKey;
 
-    fn extract<'a>(&'a self, request: RequestHead<'a>) -> Result<IpAddr, KeyError> {
-        self.client_ip(request).map(|ip| self.peer.mask(ip))
+    fn extract<'a>(&'a self, request: RequestHead<'a>) -> Result<IpKey, KeyError> {
+        self.client_ip(request).map(|ip| self.peer.key(ip))
     }
 }
 
@@ -612,12 +612,12 @@ mod tests {
             "::ffff:10.0.0.1",
             &[("x-forwarded-for", "2001:db8:1:2:3::9")],
         );
-        assert_eq!(key.extract((&r).into()).unwrap(), ip("2001:db8:1:2::"));
+        assert_eq!(key.extract((&r).into()).unwrap().ip(), ip("2001:db8:1:2::"));
         let r = request(
             "::ffff:10.0.0.1",
             &[("x-forwarded-for", "::ffff:198.51.100.9")],
         );
-        assert_eq!(key.extract((&r).into()).unwrap(), ip("198.51.100.9"));
+        assert_eq!(key.extract((&r).into()).unwrap().ip(), ip("198.51.100.9"));
     }
 
     #[test]

@@ -13,15 +13,17 @@ use super::layer::Settle;
 use crate::body::{self, ResponseBody};
 use crate::rejection::Rejection;
 
-/// What to do with the inner service's response. Kept small: it is moved
-/// with the future.
-pub(crate) enum After {
-    Nothing,
+/// What to do with the inner service's response, if anything: boxed so
+/// that the future stays one pointer bigger than the inner one (futures are
+/// moved around, and large moves are slow).
+pub(crate) type After = Option<Box<Then>>;
+
+pub(crate) enum Then {
     /// Append `RateLimit-Policy` and `RateLimit` (remaining-quota headers).
-    Headers(Box<[HeaderValue; 2]>),
+    Headers([HeaderValue; 2]),
     /// Failed-attempts limiter: give the units back unless the response is
     /// a failure.
-    Settle(Box<Settle>),
+    Settle(Settle),
 }
 
 pin_project! {
@@ -41,7 +43,7 @@ pin_project! {
             after: After,
         },
         Rejected {
-            response: Option<Response<Bytes>>,
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
@@ -53,7 +55,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+    pub(crate) fn rejected(response: Box<Response<Bytes>>) -> Self {
         ResponseFuture {
             kind: Kind::Rejected {
                 response: Some(response),
@@ -72,17 +74,18 @@ where
         match self.project().kind.project() {
             KindProj::Inner { fut, after } => {
                 let result = ready!(fut.poll(cx));
-                let response = match std::mem::replace(after, After::Nothing) {
-                    After::Nothing => result?,
-                    After::Headers(values) => {
+                let Some(then) = after.take() else {
+                    return Poll::Ready(result.map(body::wrap));
+                };
+                let response = match *then {
+                    Then::Headers([policy, limits]) => {
                         let mut response = result?;
-                        let [policy, limits] = *values;
                         let headers = response.headers_mut();
                         headers.append(RATELIMIT_POLICY, policy);
                         headers.append(RATELIMIT, limits);
                         response
                     }
-                    After::Settle(settle) => match result {
+                    Then::Settle(settle) => match result {
                         Ok(response) => {
                             let (mut parts, body) = response.into_parts();
                             if let Some([policy, limits]) = settle.finish(Some(&parts)) {
@@ -100,9 +103,11 @@ where
                 Poll::Ready(Ok(body::wrap(response)))
             }
             KindProj::Rejected { response } => {
-                let response = response.take().unwrap_or_else(|| {
-                    Rejection::internal("response future polled after completion").into_response()
-                });
+                let response = match response.take() {
+                    Some(response) => *response,
+                    None => Rejection::internal("response future polled after completion")
+                        .into_response(),
+                };
                 Poll::Ready(Ok(body::rejection(response)))
             }
         }

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::failed::{is_failed_attempt, Predicate};
-use super::future::{After, ResponseFuture};
+use super::future::{After, ResponseFuture, Then};
 use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
 use super::key::{KeyError, KeyExtractor, RequestHead};
 use super::limiter::{Denied, Limiter};
@@ -137,6 +137,8 @@ impl Config {
     /// `429` for `denied` by `limit`: `Retry-After`, `RateLimit-Policy`
     /// and `RateLimit: "<name>";r=0;t=<Retry-After>`, gRPC status 8 for
     /// gRPC requests.
+    #[cold]
+    #[inline(never)]
     fn too_many_requests(
         &self,
         limit: &Limit,
@@ -155,6 +157,8 @@ impl Config {
 
     /// `500` for a request whose key cannot be found: the stack is
     /// misconfigured, and skipping the limit would fail open.
+    #[cold]
+    #[inline(never)]
     fn key_unavailable(
         &self,
         limit: &Limit,
@@ -168,6 +172,8 @@ impl Config {
     }
 
     /// Gives back the units `keys` took (failed-attempts limiter).
+    #[cold]
+    #[inline(never)]
     fn refund(&self, keys: &[u64]) {
         for (limit, key) in self.limits.iter().zip(keys) {
             limit.limiter().refund_hashed(*key);
@@ -384,42 +390,55 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let config = &*self.config;
-        let failed_attempts = config.is_failure.is_some();
-        // Keys taken so far, for the failed-attempts limiter (or for the
-        // remaining-quota headers).
-        let mut keys = (failed_attempts || config.remaining_headers)
-            .then(|| Vec::with_capacity(config.limits.len()));
-        for limit in &config.limits {
-            let refused = match limit.key_of(RequestHead::from(&req)) {
-                Ok(key) => match limit.limiter().check_hashed(key) {
-                    Ok(()) => {
-                        if let Some(keys) = &mut keys {
-                            keys.push(key);
-                        }
-                        continue;
-                    }
-                    Err(denied) => config.too_many_requests(limit, denied, req.headers()),
-                },
-                Err(error) => config.key_unavailable(limit, error, req.headers()),
-            };
-            if let (true, Some(keys)) = (failed_attempts, &keys) {
-                config.refund(keys);
-            }
-            return ResponseFuture::rejected(refused);
+        // The checks take the request head by reference in a separate,
+        // non-generic function, so this one stays small enough to inline
+        // and the request is not copied on its way to the inner service.
+        match admit(&self.config, RequestHead::from(&req)) {
+            Ok(after) => ResponseFuture::inner(self.inner.call(req), after),
+            Err(refused) => ResponseFuture::rejected(refused),
         }
-        let after = match keys {
-            Some(keys) if failed_attempts => After::Settle(Box::new(Settle {
-                config: Arc::clone(&self.config),
-                keys,
-            })),
-            Some(keys) => After::Headers(Box::new([
-                config.policy.clone(),
-                config.limits_header(keys),
-            ])),
-            None => After::Nothing,
-        };
-        ResponseFuture::inner(self.inner.call(req), after)
     }
+}
+
+/// Checks every limit: what to do with the response, or the refusal.
+fn admit(
+    config_arc: &Arc<Config>,
+    request: RequestHead<'_>,
+) -> Result<After, Box<Response<Bytes>>> {
+    let config = &**config_arc;
+    let failed_attempts = config.is_failure.is_some();
+    // Keys taken so far, for the failed-attempts limiter and the
+    // remaining-quota headers; no allocation otherwise.
+    let mut keys = (failed_attempts || config.remaining_headers)
+        .then(|| Vec::with_capacity(config.limits.len()));
+    for limit in &config.limits {
+        let refused = match limit.key_of(request) {
+            Ok(key) => match limit.limiter().check_hashed(key) {
+                Ok(()) => {
+                    if let Some(keys) = &mut keys {
+                        keys.push(key);
+                    }
+                    continue;
+                }
+                Err(denied) => config.too_many_requests(limit, denied, request.headers),
+            },
+            Err(error) => config.key_unavailable(limit, error, request.headers),
+        };
+        if let (true, Some(keys)) = (failed_attempts, &keys) {
+            config.refund(keys);
+        }
+        return Err(Box::new(refused));
+    }
+    Ok(keys.map(|keys| {
+        Box::new(if failed_attempts {
+            Then::Settle(Settle {
+                config: Arc::clone(config_arc),
+                keys,
+            })
+        } else {
+            Then::Headers([config.policy.clone(), config.limits_header(keys)])
+        })
+    }))
 }

@@ -150,7 +150,7 @@ pub use failed::{is_failed_attempt, FailedAttempt};
 pub use forwarded::{ClientIp, ForwardedHeader, InvalidProxy, TrustedProxies};
 pub use future::ResponseFuture;
 pub use key::{
-    key_fn, Global, Header, HeaderValues, KeyError, KeyExtractor, KeyFn, Or, OrKey, PeerIp,
+    key_fn, Global, Header, HeaderValues, IpKey, KeyError, KeyExtractor, KeyFn, Or, OrKey, PeerIp,
     RequestHead, Route, Subject,
 };
 pub use layer::{Limit, RateLimitLayer, RateLimitService};
