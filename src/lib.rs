@@ -24,6 +24,7 @@
 //! | `jwt`     | [`jwt`]: JWT validation, key sets, issuing, revocation |
 //! | `session` | [`session`]: cookie sessions, stores, CSRF defence    |
 //! | `authz`   | [`authz`]: role / permission / scope / owner policies |
+//! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above and every later module               |
 //!
@@ -54,6 +55,8 @@ pub mod extract;
 pub mod jwt;
 #[cfg(feature = "session")]
 pub mod session;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 
 pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
 pub use error::{AuthError, AuthErrorKind, BoxError};

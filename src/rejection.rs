@@ -121,21 +121,29 @@ impl Challenge {
         for (i, (name, value)) in params.enumerate() {
             out.push_str(if i == 0 { " " } else { ", " });
             out.extend(name.chars().filter(|c| is_tchar(*c)));
-            out.push_str("=\"");
-            for c in value.chars() {
-                match c {
-                    '"' | '\\' => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    ' '..='~' => out.push(c),
-                    _ => {}
-                }
-            }
-            out.push('"');
+            out.push('=');
+            push_quoted(&mut out, value);
         }
         HeaderValue::from_str(&out).ok()
     }
+}
+
+/// Appends `value` as an RFC 9110 quoted-string, which is also the
+/// RFC 9651 Structured Field String syntax: `"` and `\` escaped, characters
+/// other than printable ASCII dropped.
+pub(crate) fn push_quoted(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => {}
+        }
+    }
+    out.push('"');
 }
 
 fn is_tchar(c: char) -> bool {

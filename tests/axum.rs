@@ -131,6 +131,7 @@ async fn no_credentials_is_401_with_both_challenges() {
 type Case<'a> = (Vec<(&'a str, &'a [u8])>, StatusCode, &'a str);
 
 #[tokio::test]
+#[allow(clippy::type_complexity)]
 async fn hostile_inputs_get_clear_errors() {
     let huge = format!("Bearer {}", "a".repeat(20_000));
     let cases: Vec<Case<'_>> = vec![

@@ -1,0 +1,444 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::{response, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::failed::{is_failed_attempt, Predicate};
+use super::future::{After, ResponseFuture, Then};
+use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
+use super::key::{KeyError, KeyExtractor, RequestHead};
+use super::limiter::{Denied, Limiter};
+use crate::body::ResponseBody;
+use crate::rejection::{is_grpc, Rejection, RejectionHandler, Rejections};
+
+/// The key extractor of a [`Limit`], behind a trait object so limits with
+/// different keys can be stacked in one layer.
+trait ErasedKey: Send + Sync + 'static {
+    fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<u64, KeyError>;
+}
+
+impl<E: KeyExtractor> ErasedKey for E {
+    #[inline]
+    fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<u64, KeyError> {
+        self.extract(request).map(|key| limiter.hash(&key))
+    }
+}
+
+/// One rate limit: a name (the policy identifier of the `RateLimit` and
+/// `RateLimit-Policy` headers), a [`Limiter`] and a [`KeyExtractor`].
+///
+/// Cloning is a reference-count increment: clones share the limiter, so
+/// one `Limit` used by several layers or routes is one budget.
+///
+/// ```
+/// use tower_auth::rate_limit::{Limit, Limiter, PeerIp, Quota, Subject};
+///
+/// # fn main() -> Result<(), tower_auth::rate_limit::QuotaError> {
+/// let per_ip = Limit::new("per-ip", Quota::per_minute(100)?, PeerIp::new());
+/// let per_user = Limit::new(
+///     "per-user",
+///     Limiter::builder(Quota::per_hour(1_000)?).max_keys(50_000).build(),
+///     Subject,
+/// );
+/// # let _ = (per_ip, per_user);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Limit {
+    inner: Arc<LimitInner>,
+}
+
+struct LimitInner {
+    name: Box<str>,
+    limiter: Limiter,
+    key: Box<dyn ErasedKey>,
+}
+
+impl Limit {
+    /// A limit named `name` (printable ASCII; other characters are dropped
+    /// from the headers) counting requests by `key` with `limiter` (or a
+    /// [`Quota`](super::Quota), for a limiter with the default options).
+    pub fn new(
+        name: impl Into<String>,
+        limiter: impl Into<Limiter>,
+        key: impl KeyExtractor,
+    ) -> Self {
+        Limit {
+            inner: Arc::new(LimitInner {
+                name: name.into().into_boxed_str(),
+                limiter: limiter.into(),
+                key: Box::new(key),
+            }),
+        }
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    /// The hashed key of `request`.
+    #[inline]
+    pub(crate) fn key_of(&self, request: RequestHead<'_>) -> Result<u64, KeyError> {
+        self.inner.key.hash(request, &self.inner.limiter)
+    }
+}
+
+impl fmt::Debug for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limit")
+            .field("name", &self.name())
+            .field("limiter", self.limiter())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+struct Config {
+    limits: Vec<Limit>,
+    policy: HeaderValue,
+    remaining_headers: bool,
+    rejections: Rejections,
+    /// Set for a failed-attempts limiter: only these responses count.
+    is_failure: Option<Arc<Predicate>>,
+}
+
+impl Config {
+    /// The `RateLimit-Policy` value of the limits.
+    fn policy(&self) -> HeaderValue {
+        let mut list = String::new();
+        for limit in &self.limits {
+            headers::push_policy(&mut list, limit.name(), limit.limiter().quota());
+        }
+        headers::value(list)
+    }
+
+    /// The `RateLimit` items of `keys`, the keys of the first limits.
+    fn limits_header(&self, keys: impl IntoIterator<Item = u64>) -> HeaderValue {
+        let mut list = String::new();
+        for (limit, key) in self.limits.iter().zip(keys) {
+            let state = limit.limiter().state_of(key);
+            headers::push_limit(&mut list, limit.name(), state.remaining(), state.next_in());
+        }
+        headers::value(list)
+    }
+
+    /// `429` for `denied` by `limit`: `Retry-After`, `RateLimit-Policy`
+    /// and `RateLimit: "<name>";r=0;t=<Retry-After>`, gRPC status 8 for
+    /// gRPC requests.
+    #[cold]
+    #[inline(never)]
+    fn too_many_requests(
+        &self,
+        limit: &Limit,
+        denied: Denied,
+        request: &HeaderMap,
+    ) -> Response<Bytes> {
+        let retry = std::time::Duration::from_secs(headers::seconds(denied.retry_after()).max(1));
+        let mut item = String::new();
+        headers::push_limit(&mut item, limit.name(), 0, retry);
+        let rejection = Rejection::too_many_requests(retry)
+            .with_header(RATELIMIT_POLICY, self.policy.clone())
+            .with_header(RATELIMIT, headers::value(item))
+            .with_grpc(is_grpc(request));
+        self.rejections.respond(rejection)
+    }
+
+    /// `500` for a request whose key cannot be found: the stack is
+    /// misconfigured, and skipping the limit would fail open.
+    #[cold]
+    #[inline(never)]
+    fn key_unavailable(
+        &self,
+        limit: &Limit,
+        error: KeyError,
+        request: &HeaderMap,
+    ) -> Response<Bytes> {
+        tracing::error!(limit = limit.name(), %error, "rate limit key unavailable");
+        let rejection = Rejection::internal(format!("rate limit `{}`: {}", limit.name(), error))
+            .with_grpc(is_grpc(request));
+        self.rejections.respond(rejection)
+    }
+
+    /// Gives back the units `keys` took (failed-attempts limiter).
+    #[cold]
+    #[inline(never)]
+    fn refund(&self, keys: &[u64]) {
+        for (limit, key) in self.limits.iter().zip(keys) {
+            limit.limiter().refund_hashed(*key);
+        }
+    }
+}
+
+/// The units a request took from a failed-attempts limiter, settled when
+/// its response is known.
+pub(crate) struct Settle {
+    config: Arc<Config>,
+    keys: Vec<u64>,
+}
+
+impl Settle {
+    /// Keeps the units if `response` is a failure and gives them back
+    /// otherwise (an error, `None`, is not a failure). Returns the
+    /// remaining-quota headers to add, if enabled.
+    pub(crate) fn finish(self, response: Option<&response::Parts>) -> Option<[HeaderValue; 2]> {
+        let config = &*self.config;
+        let failed = match (response, &config.is_failure) {
+            (Some(response), Some(is_failure)) => is_failure(response),
+            _ => false,
+        };
+        if !failed {
+            config.refund(&self.keys);
+        }
+        config
+            .remaining_headers
+            .then(|| [config.policy.clone(), config.limits_header(self.keys)])
+    }
+}
+
+/// Rate-limits requests with one or more [`Limit`]s. See the
+/// [module docs](super).
+///
+/// * [`RateLimitLayer::new`] counts every request: the limits are checked
+///   in order when the request arrives (never in `poll_ready`: axum does
+///   not apply backpressure), and the first exhausted one answers `429`;
+///   the limits before it have counted the request.
+/// * [`RateLimitLayer::failed_attempts`] counts failed attempts only, such
+///   as wrong passwords: once the budget is spent, requests are refused
+///   with `429` before they reach the inner service.
+///
+/// # Failed attempts
+///
+/// Each request takes one unit from every limit when it arrives and gives
+/// them back when its response is not a failure (by default
+/// [`is_failed_attempt`](super::is_failed_attempt): `401`, gRPC
+/// `UNAUTHENTICATED`, or the [`FailedAttempt`](super::FailedAttempt)
+/// extension; see [`failure_when`](RateLimitLayer::failure_when)). So
+/// concurrent attempts cannot overrun the budget: with 5 units left, at most
+/// 5 attempts are in flight. A request refused by one limit gives back what
+/// it took from the others. A request whose future is dropped before it
+/// completes keeps its units; one whose inner service errors gives them
+/// back.
+///
+/// The seed's "5 failed logins per 15 minutes, then 429 until the window
+/// passes" is `Quota::with_period(15 min)?.allow_burst(5)?`: five failures
+/// in a row are allowed, then the client is refused for 15 minutes and
+/// regains one attempt every 15 minutes (its whole budget after 75 quiet
+/// minutes).
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    config: Arc<Config>,
+}
+
+impl RateLimitLayer {
+    /// A layer counting every request against `limit`.
+    pub fn new(limit: Limit) -> Self {
+        Self::with(limit, None)
+    }
+
+    /// A layer counting only failed attempts against `limit`: by default
+    /// the responses for which [`is_failed_attempt`](super::is_failed_attempt)
+    /// holds. See [Failed attempts](RateLimitLayer#failed-attempts).
+    pub fn failed_attempts(limit: Limit) -> Self {
+        Self::with(limit, Some(Arc::new(is_failed_attempt)))
+    }
+
+    fn with(limit: Limit, is_failure: Option<Arc<Predicate>>) -> Self {
+        let mut config = Config {
+            limits: vec![limit],
+            policy: HeaderValue::from_static(""),
+            remaining_headers: false,
+            rejections: Rejections::new(),
+            is_failure,
+        };
+        config.policy = config.policy();
+        RateLimitLayer {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Also enforces `limit` (after the limits already added), e.g. per IP
+    /// and per user.
+    pub fn limit(mut self, limit: Limit) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        config.limits.push(limit);
+        config.policy = config.policy();
+        self
+    }
+
+    /// Counts only the responses for which `is_failure` returns `true`: a
+    /// failed-attempts limiter with your own notion of failure.
+    pub fn failure_when<F>(mut self, is_failure: F) -> Self
+    where
+        F: Fn(&response::Parts) -> bool + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).is_failure = Some(Arc::new(is_failure));
+        self
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit` headers (remaining quota of
+    /// every limit) to the responses that went through. Off by default:
+    /// they tell clients about your capacity (draft §8.2) and cost a little
+    /// per request. `429` responses always carry them.
+    pub fn remaining_headers(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.config).remaining_headers = enabled;
+        self
+    }
+
+    /// Renders rejections with `handler`. See [`crate::rejection`].
+    pub fn on_rejection(self, handler: impl RejectionHandler) -> Self {
+        self.rejections(Rejections::custom(handler))
+    }
+
+    /// Uses a shared [`Rejections`] renderer.
+    pub fn rejections(mut self, rejections: Rejections) -> Self {
+        Arc::make_mut(&mut self.config).rejections = rejections;
+        self
+    }
+
+    /// The limits, in the order they are checked.
+    pub fn limits(&self) -> &[Limit] {
+        &self.config.limits
+    }
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limits", &self.config.limits)
+            .field("failed_attempts", &self.config.is_failure.is_some())
+            .field("remaining_headers", &self.config.remaining_headers)
+            .field("rejections", &self.config.rejections)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service of [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> RateLimitService<S> {
+    /// Wraps `inner`, counting every request against `limit`.
+    pub fn new(inner: S, limit: Limit) -> Self {
+        RateLimitLayer::new(limit).layer(inner)
+    }
+
+    /// A layer for this service: same as [`RateLimitLayer::new`].
+    pub fn layer(limit: Limit) -> RateLimitLayer {
+        RateLimitLayer::new(limit)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimitService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitService")
+            .field("inner", &self.inner)
+            .field("limits", &self.config.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The checks take the request head by reference in a separate,
+        // non-generic function, so this one stays small enough to inline
+        // and the request is not copied on its way to the inner service.
+        match admit(&self.config, RequestHead::from(&req)) {
+            Ok(after) => ResponseFuture::inner(self.inner.call(req), after),
+            Err(refused) => ResponseFuture::rejected(refused),
+        }
+    }
+}
+
+/// Checks every limit: what to do with the response, or the refusal.
+fn admit(
+    config_arc: &Arc<Config>,
+    request: RequestHead<'_>,
+) -> Result<After, Box<Response<Bytes>>> {
+    let config = &**config_arc;
+    let failed_attempts = config.is_failure.is_some();
+    // Keys taken so far, for the failed-attempts limiter and the
+    // remaining-quota headers; no allocation otherwise.
+    let mut keys = (failed_attempts || config.remaining_headers)
+        .then(|| Vec::with_capacity(config.limits.len()));
+    for limit in &config.limits {
+        let refused = match limit.key_of(request) {
+            Ok(key) => match limit.limiter().check_hashed(key) {
+                Ok(()) => {
+                    if let Some(keys) = &mut keys {
+                        keys.push(key);
+                    }
+                    continue;
+                }
+                Err(denied) => config.too_many_requests(limit, denied, request.headers),
+            },
+            Err(error) => config.key_unavailable(limit, error, request.headers),
+        };
+        if let (true, Some(keys)) = (failed_attempts, &keys) {
+            config.refund(keys);
+        }
+        return Err(Box::new(refused));
+    }
+    Ok(keys.map(|keys| {
+        Box::new(if failed_attempts {
+            Then::Settle(Settle {
+                config: Arc::clone(config_arc),
+                keys,
+            })
+        } else {
+            Then::Headers([config.policy.clone(), config.limits_header(keys)])
+        })
+    }))
+}

@@ -1,0 +1,161 @@
+//! Middleware that rate-limits requests with [governor]: keyed limits per
+//! client IP, user, API key or route, `429` with the IETF `RateLimit`
+//! headers, bounded memory, and a failed-login limiter.
+//!
+//! [`RateLimitLayer`] enforces one or more [`Limit`]s. A limit is a name, a
+//! [`Quota`] (governor's GCRA: a burst, replenished at a steady rate) kept
+//! per key by a [`Limiter`], and a [`KeyExtractor`] that says what a
+//! request is counted under:
+//!
+//! | key                | counts requests by                                     |
+//! |--------------------|--------------------------------------------------------|
+//! | [`PeerIp`]         | the TCP peer's IP (IPv6 per `/64`)                     |
+//! | [`ClientIp`]       | the client IP behind your [`TrustedProxies`] (`X-Forwarded-For` or `Forwarded`, read right to left) |
+//! | [`Subject`]        | the authenticated [`Identity`](crate::Identity)'s subject |
+//! | [`Header`]         | a header's value, e.g. [`Header::api_key`] (only a keyed hash is kept) |
+//! | [`Route`]          | method and route (axum's `MatchedPath`, or the path)   |
+//! | [`Global`]         | nothing: one budget for all                            |
+//! | [`key_fn`]         | your closure                                           |
+//! | `a.or(b)`, `(a, b)`| `a`, falling back to `b`; both together                |
+//!
+//! A request over its limit gets `429 Too Many Requests`, rendered by
+//! [`crate::rejection`] (JSON body, or gRPC status 8 `RESOURCE_EXHAUSTED`
+//! for gRPC requests), with `Retry-After` and the `RateLimit` /
+//! `RateLimit-Policy` fields of [draft-ietf-httpapi-ratelimit-headers-10]
+//! as Structured Field lists:
+//!
+//! ```text
+//! HTTP/1.1 429 Too Many Requests
+//! retry-after: 17
+//! ratelimit-policy: "per-ip";q=100;w=60, "per-user";q=1000;w=3600
+//! ratelimit: "per-ip";r=0;t=17
+//! ```
+//!
+//! `q` is the burst, `w` the seconds an exhausted key takes to get it all
+//! back, `r` the remaining requests and `t` the seconds until one more
+//! request is available (equal to `Retry-After` on a `429`). With
+//! [`remaining_headers`](RateLimitLayer::remaining_headers), successful
+//! responses carry both fields too. No partition key (`pk`) is sent: it
+//! would echo client data.
+//!
+//! A request whose key cannot be found (no peer address, no identity) is
+//! refused with `500`: the stack is misconfigured, and letting it through
+//! would fail open. Give a fallback with [`or`](KeyExtractor::or) where
+//! keyless requests are expected, e.g. `Subject.or(PeerIp::new())` behind
+//! an optional [`AuthLayer`](crate::AuthLayer).
+//!
+//! # Placement
+//!
+//! * Per-IP limits go first, before authentication, so floods never reach
+//!   the key store or the password hash.
+//! * Per-user limits ([`Subject`]) go after the `AuthLayer` (inside it).
+//! * Several limits are either several layers or one layer with
+//!   [`RateLimitLayer::limit`]; one layer renders all the policies in one
+//!   header.
+//!
+//! # Peer address
+//!
+//! [`PeerIp`] reads the connection's address from the request extensions:
+//! axum's `ConnectInfo<SocketAddr>` (feature `axum`; serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`), a
+//! [`SocketAddr`](std::net::SocketAddr) you insert yourself with plain
+//! hyper, or anything else through [`PeerIp::from_fn`] (tonic's
+//! `TcpConnectInfo`).
+//!
+//! # Memory
+//!
+//! Each [`Limiter`] tracks at most [`max_keys`](LimiterBuilder::max_keys)
+//! keys (100 000 by default), as 64-bit keyed hashes. Idle keys are swept
+//! incrementally on the request path (no background task, no runtime
+//! needed); [`Limiter::purge`] sweeps them all. At the cap, new keys share
+//! one overflow budget instead of being tracked: a flood of distinct keys
+//! gets one key's quota in total, memory does not grow, and clients already
+//! tracked keep their own budget. See [`Limiter`].
+//!
+//! # Failed attempts
+//!
+//! [`RateLimitLayer::failed_attempts`] counts only failed attempts (by
+//! default `401` responses) and, once a key's budget is spent, answers `429`
+//! before the request reaches the login handler; see
+//! [Failed attempts](RateLimitLayer#failed-attempts).
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_auth::rate_limit::{Limit, PeerIp, Quota, RateLimitLayer};
+//!
+//! # fn main() -> Result<(), tower_auth::rate_limit::QuotaError> {
+//! // 5 failed logins, then 429 for 15 minutes; one more try every 15 minutes.
+//! let quota = Quota::with_period(Duration::from_secs(15 * 60))?.allow_burst(5)?;
+//! let layer = RateLimitLayer::failed_attempts(Limit::new("login", quota, PeerIp::new()));
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::net::SocketAddr;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_auth::rate_limit::{Limit, PeerIp, Quota, RateLimitLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let svc = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(Limit::new(
+//!         "per-ip",
+//!         Quota::per_minute(2)?,
+//!         PeerIp::new(),
+//!     )))
+//!     .service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("hello")) });
+//!
+//! // hyper: insert the connection's address; axum does it with ConnectInfo.
+//! let request = || {
+//!     let mut req = Request::new(());
+//!     req.extensions_mut().insert(SocketAddr::from(([192, 0, 2, 1], 50_000)));
+//!     req
+//! };
+//! assert_eq!(svc.clone().oneshot(request()).await?.status(), StatusCode::OK);
+//! assert_eq!(svc.clone().oneshot(request()).await?.status(), StatusCode::OK);
+//!
+//! let res = svc.oneshot(request()).await?;
+//! assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(res.headers()["retry-after"], "30");
+//! assert_eq!(res.headers()["ratelimit"], r#""per-ip";r=0;t=30"#);
+//! assert_eq!(res.headers()["ratelimit-policy"], r#""per-ip";q=2;w=60"#);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [governor]: https://docs.rs/governor
+//! [draft-ietf-httpapi-ratelimit-headers-10]: https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/10/
+
+mod failed;
+mod forwarded;
+mod future;
+mod headers;
+mod key;
+mod layer;
+mod limiter;
+mod quota;
+mod store;
+
+/// The governor crate this module is built on, e.g. for
+/// [`FakeRelativeClock`](governor::clock::FakeRelativeClock) in tests.
+pub use governor;
+
+pub use failed::{is_failed_attempt, FailedAttempt};
+pub use forwarded::{ClientIp, ForwardedHeader, InvalidProxy, TrustedProxies};
+pub use future::ResponseFuture;
+pub use key::{
+    key_fn, Global, Header, HeaderValues, IpKey, KeyError, KeyExtractor, KeyFn, Or, OrKey, PeerIp,
+    RequestHead, Route, Subject,
+};
+pub use layer::{Limit, RateLimitLayer, RateLimitService};
+pub use limiter::{Denied, KeyState, Limiter, LimiterBuilder, LimiterClock, DEFAULT_MAX_KEYS};
+pub use quota::{Quota, QuotaError};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,653 @@
+//! Tests of the layers, driven with `oneshot` and governor's fake clock.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use governor::clock::FakeRelativeClock;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::{service_fn, Service, ServiceExt};
+use tower_layer::Layer;
+
+use super::*;
+use crate::rejection::Rejection;
+use crate::{Identity, Scheme};
+
+type Res = Response<crate::body::ResponseBody<String>>;
+
+fn limit(name: &str, quota: Quota, key: impl KeyExtractor, clock: &FakeRelativeClock) -> Limit {
+    let limiter = Limiter::builder(quota).clock(clock.clone()).build();
+    Limit::new(name, limiter, key)
+}
+
+fn from(ip: [u8; 4]) -> Request<()> {
+    let mut req = Request::get("/").body(()).unwrap();
+    req.extensions_mut().insert(SocketAddr::from((ip, 40_000)));
+    req
+}
+
+/// An inner service counting its calls, answering with `status`.
+fn counting(
+    status: StatusCode,
+) -> (
+    impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone,
+    Arc<AtomicUsize>,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let svc = service_fn(move |_: Request<()>| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let mut res = Response::new(String::from("inner"));
+        *res.status_mut() = status;
+        std::future::ready(Ok::<_, Infallible>(res))
+    });
+    (svc, calls)
+}
+
+async fn send<S>(svc: &S, req: Request<()>) -> Res
+where
+    S: Service<Request<()>, Response = Res, Error = Infallible> + Clone,
+{
+    svc.clone().oneshot(req).await.unwrap()
+}
+
+async fn json(res: Res) -> serde_json::Value {
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn header<'a>(res: &'a Res, name: &str) -> Option<&'a str> {
+    res.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn quota_exhausted_is_429_with_retry_after_and_ratelimit_headers() {
+    let clock = FakeRelativeClock::default();
+    let (inner, calls) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-ip",
+        Quota::per_minute(3).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .layer(inner);
+    for _ in 0..3 {
+        let res = send(&svc, from([192, 0, 2, 1])).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get("ratelimit").is_none());
+    }
+    clock.advance(Duration::from_millis(1500));
+    let res = send(&svc, from([192, 0, 2, 1])).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("19"));
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-ip";r=0;t=19"#));
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some(r#""per-ip";q=3;w=60"#)
+    );
+    assert_eq!(header(&res, "content-type"), Some("application/json"));
+    assert_eq!(json(res).await["error"], "too_many_requests");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "a refused request reached the service"
+    );
+
+    // Another client is not affected.
+    let res = send(&svc, from([192, 0, 2, 2])).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn recovers_after_the_period_with_the_fake_clock() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-ip",
+        Quota::per_minute(2).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .layer(inner);
+    let ip = [198, 51, 100, 1];
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&svc, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    clock.advance(Duration::from_secs(29));
+    let res = send(&svc, from(ip)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("1"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&svc, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A whole window later the full burst is back.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&svc, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn remaining_headers_on_success_when_enabled() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-ip",
+        Quota::per_minute(3).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .remaining_headers(true)
+    .layer(inner);
+    let res = send(&svc, from([10, 1, 1, 1])).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-ip";r=2;t=20"#));
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some(r#""per-ip";q=3;w=60"#)
+    );
+    clock.advance(Duration::from_secs(5));
+    let res = send(&svc, from([10, 1, 1, 1])).await;
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-ip";r=1;t=15"#));
+}
+
+#[tokio::test]
+async fn grpc_requests_get_resource_exhausted() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit("rpc", Quota::per_second(1).unwrap(), Global, &clock))
+        .layer(inner);
+    let grpc = || {
+        Request::post("/grpc.health.v1.Health/Check")
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(send(&svc, grpc()).await.status(), StatusCode::OK);
+    let res = send(&svc, grpc()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "grpc-status"), Some("8"));
+    assert_eq!(header(&res, "retry-after"), Some("1"));
+    assert_eq!(header(&res, "ratelimit"), Some(r#""rpc";r=0;t=1"#));
+}
+
+#[tokio::test]
+async fn spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let key = ClientIp::new(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
+    let svc = RateLimitLayer::new(limit(
+        "per-client",
+        Quota::per_hour(2).unwrap(),
+        key,
+        &clock,
+    ))
+    .layer(inner);
+    let mut statuses = Vec::new();
+    for i in 0..4u8 {
+        let mut req = from([203, 0, 113, 5]);
+        let spoof = format!("198.51.100.{i}");
+        req.headers_mut()
+            .insert("x-forwarded-for", spoof.parse().unwrap());
+        statuses.push(send(&svc, req).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+}
+
+#[tokio::test]
+async fn trusted_proxy_chain_is_parsed_right_to_left() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let key = ClientIp::new(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
+    let svc = RateLimitLayer::new(limit(
+        "per-client",
+        Quota::per_hour(1).unwrap(),
+        key,
+        &clock,
+    ))
+    .layer(inner);
+    let via_proxy = |chain: &str| {
+        let mut req = from([10, 0, 0, 1]);
+        req.headers_mut()
+            .insert("x-forwarded-for", chain.parse().unwrap());
+        req
+    };
+    // Two clients behind the same proxies get their own budgets; what the
+    // client wrote on the left does not matter.
+    let a1 = send(&svc, via_proxy("6.6.6.1, 198.51.100.1, 10.0.0.2")).await;
+    let b1 = send(&svc, via_proxy("6.6.6.1, 198.51.100.2, 10.0.0.2")).await;
+    let a2 = send(&svc, via_proxy("7.7.7.7, 198.51.100.1, 10.0.0.2")).await;
+    assert_eq!(a1.status(), StatusCode::OK);
+    assert_eq!(b1.status(), StatusCode::OK);
+    assert_eq!(a2.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn per_ip_and_per_user_limits_stack() {
+    let clock = FakeRelativeClock::default();
+    let (inner, calls) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-ip",
+        Quota::per_hour(3).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .limit(limit(
+        "per-user",
+        Quota::per_hour(2).unwrap(),
+        Subject,
+        &clock,
+    ))
+    .remaining_headers(true)
+    .layer(inner);
+    let as_user = |ip: [u8; 4], user: &str| {
+        let mut req = from(ip);
+        req.extensions_mut()
+            .insert(Identity::new(user, Scheme::Bearer));
+        req
+    };
+    let res = send(&svc, as_user([1, 1, 1, 1], "alice")).await;
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some(r#""per-ip";q=3;w=3600, "per-user";q=2;w=3600"#)
+    );
+    assert_eq!(
+        header(&res, "ratelimit"),
+        Some(r#""per-ip";r=2;t=1200, "per-user";r=1;t=1800"#)
+    );
+    // alice from another IP: her user budget is shared across IPs.
+    assert_eq!(
+        send(&svc, as_user([2, 2, 2, 2], "alice")).await.status(),
+        StatusCode::OK
+    );
+    let res = send(&svc, as_user([3, 3, 3, 3], "alice")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-user";r=0;t=1800"#));
+    // Other users from alice's first IP: fresh user budgets, but the IP's
+    // budget (3) runs out.
+    assert_eq!(
+        send(&svc, as_user([1, 1, 1, 1], "bob")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&svc, as_user([1, 1, 1, 1], "carol")).await.status(),
+        StatusCode::OK
+    );
+    let res = send(&svc, as_user([1, 1, 1, 1], "dave")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-ip";r=0;t=1200"#));
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn missing_key_fails_closed_unless_a_fallback_is_given() {
+    let clock = FakeRelativeClock::default();
+    let (inner, calls) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-ip",
+        Quota::per_hour(5).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .layer(inner.clone());
+    let res = send(&svc, Request::new(())).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json(res).await;
+    assert_eq!(body["error"], "internal_error");
+    assert!(body["message"].as_str().unwrap().contains("per-ip"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // Anonymous requests fall back to their IP.
+    let svc = RateLimitLayer::new(limit(
+        "per-user",
+        Quota::per_hour(1).unwrap(),
+        Subject.or(PeerIp::new()),
+        &clock,
+    ))
+    .layer(inner);
+    assert_eq!(
+        send(&svc, from([5, 5, 5, 5])).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&svc, from([5, 5, 5, 5])).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&svc, from([5, 5, 5, 6])).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn custom_rejection_handler_keeps_the_headers() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit("g", Quota::per_hour(1).unwrap(), Global, &clock))
+        .on_rejection(|r: Rejection| {
+            let mut res = r.into_response();
+            *res.body_mut() = Bytes::from_static(b"slow down");
+            res
+        })
+        .layer(inner);
+    send(&svc, Request::new(())).await;
+    let res = send(&svc, Request::new(())).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("3600"));
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "slow down");
+}
+
+#[tokio::test]
+async fn api_key_and_route_keys() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-key-route",
+        Quota::per_hour(1).unwrap(),
+        (Header::api_key(), Route),
+        &clock,
+    ))
+    .layer(inner);
+    let req = |key: &str, path: &str| {
+        Request::get(path)
+            .header("x-api-key", key)
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(send(&svc, req("k1", "/a")).await.status(), StatusCode::OK);
+    assert_eq!(send(&svc, req("k1", "/b")).await.status(), StatusCode::OK);
+    assert_eq!(send(&svc, req("k2", "/a")).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&svc, req("k1", "/a")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// Through the layer: 20 000 distinct clients against a cap of 1 000.
+#[tokio::test]
+async fn key_cap_is_respected_through_the_layer() {
+    let clock = FakeRelativeClock::default();
+    let (inner, calls) = counting(StatusCode::OK);
+    let limiter = Limiter::builder(Quota::per_hour(5).unwrap())
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build();
+    let limit = Limit::new("per-ip", limiter.clone(), PeerIp::new());
+    let svc = RateLimitLayer::new(limit).layer(inner);
+    let mut refused = 0;
+    for i in 0..20_000u32 {
+        let [_, a, b, c] = i.to_be_bytes();
+        let res = send(&svc, from([10, a, b, c])).await;
+        refused += usize::from(res.status() == StatusCode::TOO_MANY_REQUESTS);
+        assert!(limiter.len() <= 1_000);
+    }
+    // 1 000 tracked clients, then the flood shares one budget of 5.
+    assert_eq!(calls.load(Ordering::SeqCst), 1_005);
+    assert_eq!(refused, 20_000 - 1_005);
+    // Once the tracked keys are idle, purge frees the room.
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(limiter.purge(), 1_000);
+    assert_eq!(
+        send(&svc, from([10, 200, 0, 1])).await.status(),
+        StatusCode::OK
+    );
+}
+
+fn login_limit(clock: &FakeRelativeClock) -> Limit {
+    let quota = Quota::with_period(Duration::from_secs(15 * 60))
+        .unwrap()
+        .allow_burst(5)
+        .unwrap();
+    limit("login", quota, PeerIp::new(), clock)
+}
+
+#[tokio::test]
+async fn failed_attempts_counts_only_failures_then_locks_until_the_window_passes() {
+    let clock = FakeRelativeClock::default();
+    let (ok, ok_calls) = counting(StatusCode::OK);
+    let (bad, bad_calls) = counting(StatusCode::UNAUTHORIZED);
+    let layer = RateLimitLayer::failed_attempts(login_limit(&clock));
+    let good_login = layer.layer(ok);
+    let bad_login = layer.layer(bad);
+    let ip = [192, 0, 2, 50];
+
+    // Successful logins never count.
+    for _ in 0..10 {
+        assert_eq!(send(&good_login, from(ip)).await.status(), StatusCode::OK);
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            send(&bad_login, from(ip)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Budget spent: 429 before the handler, even with the right password.
+    let res = send(&good_login, from(ip)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("900"));
+    assert_eq!(header(&res, "ratelimit"), Some(r#""login";r=0;t=900"#));
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some(r#""login";q=5;w=4500"#)
+    );
+    assert_eq!(
+        send(&bad_login, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        (
+            ok_calls.load(Ordering::SeqCst),
+            bad_calls.load(Ordering::SeqCst)
+        ),
+        (10, 5)
+    );
+    // Another client is unaffected.
+    assert_eq!(
+        send(&bad_login, from([192, 0, 2, 51])).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    clock.advance(Duration::from_secs(15 * 60 - 1));
+    let res = send(&good_login, from(ip)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("1"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(send(&good_login, from(ip)).await.status(), StatusCode::OK);
+    // One more failure is allowed per window.
+    assert_eq!(
+        send(&bad_login, from(ip)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&bad_login, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn concurrent_attempts_cannot_overrun_the_budget() {
+    let clock = FakeRelativeClock::default();
+    let (bad, calls) = counting(StatusCode::UNAUTHORIZED);
+    let mut svc = RateLimitLayer::failed_attempts(login_limit(&clock)).layer(bad);
+    // Start 20 attempts before any completes.
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        svc.ready().await.unwrap();
+        pending.push(svc.call(from([192, 0, 2, 60])));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    let mut statuses = Vec::new();
+    for fut in pending {
+        statuses.push(fut.await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15);
+}
+
+#[tokio::test]
+async fn failure_predicate_and_marker_extension() {
+    let clock = FakeRelativeClock::default();
+    // A login handler answering 200 with a FailedAttempt marker.
+    let marked = service_fn(|_: Request<()>| async {
+        let mut res = Response::new(String::from(r#"{"ok":false}"#));
+        res.extensions_mut().insert(FailedAttempt);
+        Ok::<_, Infallible>(res)
+    });
+    let svc = RateLimitLayer::failed_attempts(limit(
+        "login",
+        Quota::per_hour(2).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .layer(marked);
+    let ip = [192, 0, 2, 70];
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&svc, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // A custom predicate: 403 counts, 401 does not.
+    let (forbidden, _) = counting(StatusCode::FORBIDDEN);
+    let (unauthorized, _) = counting(StatusCode::UNAUTHORIZED);
+    let layer = RateLimitLayer::failed_attempts(limit(
+        "x",
+        Quota::per_hour(1).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .failure_when(|res: &http::response::Parts| res.status == StatusCode::FORBIDDEN);
+    let (f, u) = (layer.layer(forbidden), layer.layer(unauthorized));
+    for _ in 0..3 {
+        assert_eq!(send(&u, from(ip)).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(send(&f, from(ip)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&u, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn grpc_unauthenticated_counts_as_a_failure() {
+    let clock = FakeRelativeClock::default();
+    let grpc_denied = service_fn(|_: Request<()>| async {
+        let res = Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "16")
+            .body(String::new())
+            .unwrap();
+        Ok::<_, Infallible>(res)
+    });
+    let svc = RateLimitLayer::failed_attempts(limit(
+        "login",
+        Quota::per_hour(1).unwrap(),
+        Global,
+        &clock,
+    ))
+    .layer(grpc_denied);
+    let grpc = || {
+        Request::post("/auth.Login/Login")
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(header(&send(&svc, grpc()).await, "grpc-status"), Some("16"));
+    let res = send(&svc, grpc()).await;
+    assert_eq!(header(&res, "grpc-status"), Some("8"));
+}
+
+#[tokio::test]
+async fn inner_errors_do_not_count() {
+    let clock = FakeRelativeClock::default();
+    let failing = service_fn(|_: Request<()>| async { Err::<Response<String>, _>("boom") });
+    let svc = RateLimitLayer::failed_attempts(limit(
+        "login",
+        Quota::per_hour(1).unwrap(),
+        Global,
+        &clock,
+    ))
+    .layer(failing);
+    for _ in 0..3 {
+        assert_eq!(
+            svc.clone().oneshot(Request::new(())).await.unwrap_err(),
+            "boom"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_attempts_with_two_limits_refunds_what_a_refused_request_took() {
+    let clock = FakeRelativeClock::default();
+    let (bad, calls) = counting(StatusCode::UNAUTHORIZED);
+    let (good, _) = counting(StatusCode::OK);
+    let layer = RateLimitLayer::failed_attempts(limit(
+        "ip",
+        Quota::per_hour(3).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .limit(limit(
+        "account",
+        Quota::per_hour(2).unwrap(),
+        Header::new(header::HeaderName::from_static("x-user")),
+        &clock,
+    ))
+    .remaining_headers(true);
+    let (bad, good) = (layer.layer(bad), layer.layer(good));
+    let login = |user: &str| {
+        let mut req = from([192, 0, 2, 80]);
+        req.headers_mut().insert("x-user", user.parse().unwrap());
+        req
+    };
+
+    let res = send(&good, login("alice")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // A success gives its units back: both budgets are full.
+    assert_eq!(
+        header(&res, "ratelimit"),
+        Some(r#""ip";r=3;t=0, "account";r=2;t=0"#)
+    );
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some(r#""ip";q=3;w=3600, "account";q=2;w=3600"#)
+    );
+    let res = send(&bad, login("alice")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&res, "ratelimit"),
+        Some(r#""ip";r=2;t=1200, "account";r=1;t=1800"#)
+    );
+    assert_eq!(
+        send(&bad, login("alice")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // alice's account is locked; the IP unit this request took is given back.
+    let res = send(&bad, login("alice")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "ratelimit"), Some(r#""account";r=0;t=1800"#));
+    // So the IP has one failure left, for bob.
+    assert_eq!(
+        send(&bad, login("bob")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = send(&bad, login("carol")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "ratelimit"), Some(r#""ip";r=0;t=1200"#));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
