@@ -53,10 +53,10 @@ pub mod bearer;
 pub mod extract;
 #[cfg(feature = "jwt")]
 pub mod jwt;
-#[cfg(feature = "session")]
-pub mod session;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "session")]
+pub mod session;
 
 pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
 pub use error::{AuthError, AuthErrorKind, BoxError};

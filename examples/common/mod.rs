@@ -12,13 +12,13 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tower_auth::api_key::{ApiKeyRecord, ApiKeyStore, GeneratedApiKey, KeyDigest};
 use tower_auth::{BoxError, Identity, Scheme, Secret};
 
 /// A user as the examples see it. The password hash never leaves the
 /// database module.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct User {
     pub(crate) id: i64,
     pub(crate) username: String,

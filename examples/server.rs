@@ -1,0 +1,615 @@
+//! The main example: every scenario of the seeds in one axum server, on
+//! SQLite. See the README for a curl walkthrough.
+//!
+//! ```sh
+//! cargo run --example server --features full
+//! ```
+//!
+//! | route                         | who                         | what |
+//! |-------------------------------|-----------------------------|------|
+//! | `POST /auth/sign_up`          | anyone                      | `{username, password}` → `201` user |
+//! | `POST /auth/sign_in`          | anyone (5 failures / 15 min per IP) | `{access_token, refresh_token, token_type, expires_in}` |
+//! | `POST /auth/refresh`          | anyone                      | `{refresh_token}` → new pair (rotation; a reuse revokes the sign-in) |
+//! | `POST /auth/logout`           | bearer                      | `{refresh_token}`: ends the sign-in |
+//! | `GET /me`                     | JWT, API key or session     | the user, roles, permissions |
+//! | `GET /admin/users`            | admin                       | every user |
+//! | `POST /admin/api_keys`        | admin                       | `{name, user_id?}` → a key, shown once |
+//! | `POST /posts`                 | signed in                   | `{title, body, published}` → `201` |
+//! | `GET /posts`                  | anyone                      | anonymous: published posts, fewer fields |
+//! | `GET/PUT/DELETE /posts/{id}`  | the author or an admin (moderators may delete) | |
+//! | `GET/POST /session/login`     | anyone                      | HTML form / cookie sign-in |
+//! | `POST /session/logout`        | session                     | ends the cookie session |
+//! | `GET /healthz`                | anyone                      | liveness |
+//!
+//! Configuration (environment): `PORT` (or `--addr ip:port`; default
+//! 127.0.0.1:8080), `JWT_SECRET` (at least 32 bytes; random with a warning
+//! when unset), `SESSION_KEY` (base64 of 64 bytes; random when unset),
+//! `DATABASE` (SQLite file, default `server.db`, created on first run;
+//! `:memory:` for none), `ADMIN_USERNAME` (this user is admin; the first
+//! user always is). `--insecure-cookies` drops the `Secure` cookie flag for
+//! plain-http hosts other than localhost (development only).
+
+#[path = "common/mod.rs"]
+pub(crate) mod common;
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, RequestPartsExt, Router};
+use http::request::Parts;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_auth::api_key::ApiKeyAuthenticator;
+use tower_auth::authz::{permission, policy_fn, role, Denied, Policy, RequireLayer, RoleMap};
+use tower_auth::extract::Auth;
+use tower_auth::jwt::TokenIssuer;
+use tower_auth::rate_limit::{Limit, PeerIp, Quota, RateLimitLayer};
+use tower_auth::session::{
+    CsrfLayer, MemorySessionStore, Session, SessionAuthenticator, SessionKey, SessionLayer,
+};
+use tower_auth::{AuthLayer, Authenticated, Authenticator, Identity, Scheme};
+
+use common::{Db, DbError, Post, User};
+
+/// The seeds' roles and permissions: admin ⊇ moderator ⊇ user.
+static ROLES: LazyLock<RoleMap> = LazyLock::new(|| {
+    serde_json::from_str(
+        r#"{
+            "user":      ["posts:read", "posts:write"],
+            "moderator": {"inherits": ["user"], "permissions": ["users:read", "posts:delete"]},
+            "admin":     {"inherits": ["moderator"], "permissions": ["users:write", "users:delete"]}
+        }"#,
+    )
+    .expect("the role table is valid")
+});
+
+/// The claims of this server's access tokens.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct AccessClaims {
+    sub: String,
+    username: String,
+    role: String,
+}
+
+/// Shared state.
+#[derive(Clone, Debug)]
+pub(crate) struct App {
+    db: Db,
+    issuer: TokenIssuer,
+    sessions: SessionAuthenticator<User>,
+}
+
+/// Settings a test or `main` chooses.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) jwt_secret: Vec<u8>,
+    pub(crate) session_key: SessionKey,
+    pub(crate) secure_cookies: bool,
+}
+
+/// A JSON error in the crate's shape.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": code, "message": message}))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    eprintln!("internal error: {e}");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error",
+    )
+}
+
+fn db_error(e: DbError) -> Response {
+    match e {
+        DbError::Conflict => error(StatusCode::CONFLICT, "conflict", "username already taken"),
+        other => internal(other),
+    }
+}
+
+/// `{username, password}` of the sign-up and sign-in forms.
+#[derive(Deserialize)]
+pub(crate) struct Credentials {
+    username: String,
+    password: String,
+}
+
+impl Credentials {
+    /// `None` when valid, else the `422` to answer.
+    fn invalid(&self) -> Option<Response> {
+        let name_ok = (3..=64).contains(&self.username.len())
+            && self
+                .username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+        if !name_ok {
+            return Some(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "username: 3 to 64 letters, digits or . _ @ -",
+            ));
+        }
+        if !(8..=1024).contains(&self.password.len()) {
+            return Some(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "password: 8 to 1024 characters",
+            ));
+        }
+        None
+    }
+}
+
+fn access_claims(user: &User) -> Value {
+    json!({"username": user.username, "role": user.role})
+}
+
+async fn sign_up(State(app): State<App>, Json(c): Json<Credentials>) -> Response {
+    if let Some(res) = c.invalid() {
+        return res;
+    }
+    match app.db.create_user(&c.username, &c.password).await {
+        Ok(user) => (StatusCode::CREATED, Json(json!(user))).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// `401` for a wrong username or password: the failed-attempts limiter
+/// counts these.
+async fn sign_in(State(app): State<App>, Json(c): Json<Credentials>) -> Response {
+    match app.db.check_password(&c.username, &c.password).await {
+        Ok(Some(user)) => match app
+            .issuer
+            .issue(&user.id.to_string(), &access_claims(&user))
+        {
+            Ok(pair) => Json(json!(pair)).into_response(),
+            Err(e) => internal(e),
+        },
+        Ok(None) => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "invalid username or password",
+        ),
+        Err(e) => db_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(State(app): State<App>, Json(r): Json<RefreshRequest>) -> Response {
+    let grant = match app.issuer.redeem(&r.refresh_token).await {
+        Ok(grant) => grant,
+        Err(e) => return error(e.status(), "invalid_token", e.message()),
+    };
+    let user = match grant.subject().parse().map(|id| app.db.user(id)) {
+        Ok(lookup) => match lookup.await {
+            Ok(Some(user)) => user,
+            Ok(None) => return error(StatusCode::UNAUTHORIZED, "invalid_token", "unknown user"),
+            Err(e) => return db_error(e),
+        },
+        Err(_) => return error(StatusCode::UNAUTHORIZED, "invalid_token", "invalid subject"),
+    };
+    // The new access token carries the user's current role.
+    match app.issuer.issue_rotated(&grant, &access_claims(&user)) {
+        Ok(pair) => Json(json!(pair)).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutRequest {
+    refresh_token: Option<String>,
+}
+
+/// Behind the JWT `AuthLayer`: revokes the sign-in (the refresh family) and
+/// deny-lists the presented access token until it expires.
+async fn logout(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Option<Json<LogoutRequest>>,
+) -> Response {
+    let access = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()));
+    let refresh = body.as_ref().and_then(|b| b.refresh_token.as_deref());
+    match app.issuer.logout(access, refresh).await {
+        Ok(()) => Json(json!({"message": "Logged out successfully"})).into_response(),
+        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            error(e.status(), "unavailable", e.message())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", e.message()),
+    }
+}
+
+async fn me(Auth(user): Auth<User>, identity: Identity) -> Json<Value> {
+    Json(json!({
+        "user": user,
+        "scheme": identity.scheme().to_string(),
+        "roles": identity.roles().collect::<Vec<_>>(),
+        "permissions": identity.permissions().collect::<Vec<_>>(),
+    }))
+}
+
+async fn admin_users(State(app): State<App>) -> Response {
+    match app.db.users().await {
+        Ok(users) => Json(json!({ "users": users })).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewApiKey {
+    name: Option<String>,
+    user_id: Option<i64>,
+}
+
+/// Creates an API key for the admin or for `user_id`; the key is in this
+/// response only (the database keeps its SHA-256).
+async fn admin_api_keys(
+    State(app): State<App>,
+    Auth(admin): Auth<User>,
+    body: Option<Json<NewApiKey>>,
+) -> Response {
+    let (name, user_id) = body.map_or((None, None), |Json(b)| (b.name, b.user_id));
+    let user_id = user_id.unwrap_or(admin.id);
+    match app.db.user(user_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such user"),
+        Err(e) => return db_error(e),
+    }
+    let name = name.unwrap_or_else(|| "api key".into());
+    match app.db.create_api_key(user_id, name).await {
+        Ok((key, key_id)) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "key_id": key_id,
+                "api_key": key.expose(),
+                "user_id": user_id,
+                "note": "this key is shown once; store it now",
+            })),
+        )
+            .into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewPost {
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    published: bool,
+}
+
+async fn create_post(
+    State(app): State<App>,
+    Auth(user): Auth<User>,
+    Json(p): Json<NewPost>,
+) -> Response {
+    if p.title.trim().is_empty() || p.title.len() > 200 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "title: 1 to 200 characters",
+        );
+    }
+    match app
+        .db
+        .create_post(user_row_id(&user), p.title, p.body, p.published)
+        .await
+    {
+        Ok(post) => (StatusCode::CREATED, Json(json!(post))).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// Anonymous callers see published posts with fewer fields; signed-in
+/// users see published posts and their own drafts; admins see everything.
+async fn list_posts(State(app): State<App>, user: Option<Auth<User>>) -> Response {
+    let posts = match app.db.posts().await {
+        Ok(posts) => posts,
+        Err(e) => return db_error(e),
+    };
+    let visible = |p: &Post| match &user {
+        None => p.published,
+        Some(Auth(u)) => p.published || p.author_id == u.id || u.role == "admin",
+    };
+    let posts: Vec<Value> = posts
+        .iter()
+        .filter(|p| visible(p))
+        .map(|p| match user {
+            None => json!({"id": p.id, "title": p.title, "published": p.published}),
+            Some(_) => json!(p),
+        })
+        .collect();
+    Json(json!({ "posts": posts })).into_response()
+}
+
+async fn get_post(State(app): State<App>, Path(id): Path<i64>) -> Response {
+    match app.db.post(id).await {
+        Ok(Some(post)) => Json(json!(post)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "post not found"),
+        Err(e) => db_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PostUpdate {
+    title: Option<String>,
+    body: Option<String>,
+    published: Option<bool>,
+}
+
+async fn update_post(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    Json(u): Json<PostUpdate>,
+) -> Response {
+    if u.title
+        .as_ref()
+        .is_some_and(|t| t.trim().is_empty() || t.len() > 200)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "title: 1 to 200 characters",
+        );
+    }
+    match app.db.update_post(id, u.title, u.body, u.published).await {
+        Ok(Some(post)) => Json(json!(post)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "post not found"),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn delete_post(State(app): State<App>, Path(id): Path<i64>) -> Response {
+    match app.db.delete_post(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "post not found"),
+        Err(e) => db_error(e),
+    }
+}
+
+/// The author of the post named by the path, checked against the caller:
+/// `404` for an unknown post, `403` for someone else's.
+fn post_owner(db: Db) -> impl Policy {
+    policy_fn(move |identity: Identity, head: &Parts| {
+        let db = db.clone();
+        let mut head = head.clone();
+        async move {
+            let Ok(Path(id)) = head.extract::<Path<i64>>().await else {
+                return Err(Denied::not_found("post not found"));
+            };
+            match db.post(id).await {
+                Ok(Some(post)) if post.author_id.to_string() == identity.subject() => Ok(()),
+                Ok(Some(_)) => Err(Denied::forbidden("you can only change your own posts")),
+                Ok(None) => Err(Denied::not_found("post not found")),
+                Err(e) => Err(Denied::unavailable(e)),
+            }
+        }
+    })
+}
+
+const LOGIN_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Sign in</title></head>
+<body>
+  <h1>Sign in</h1>
+  <form method="post" action="/session/login">
+    <label>Username <input id="username" name="username" autocomplete="username" required></label>
+    <label>Password <input id="password" name="password" type="password" autocomplete="current-password" required></label>
+    <button id="submit" type="submit">Sign in</button>
+  </form>
+</body>
+</html>
+"#;
+
+async fn login_page() -> Html<&'static str> {
+    Html(LOGIN_PAGE)
+}
+
+/// Cookie sign-in from the HTML form (redirects to `/me`) or from JSON.
+async fn session_login(
+    State(app): State<App>,
+    session: Session,
+    request: axum::extract::Request,
+) -> Response {
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/x-www-form-urlencoded")
+        });
+    let credentials: Credentials = if is_form {
+        match Form::<Credentials>::from_request(request, &()).await {
+            Ok(Form(c)) => c,
+            Err(rejection) => return rejection.into_response(),
+        }
+    } else {
+        match Json::<Credentials>::from_request(request, &()).await {
+            Ok(Json(c)) => c,
+            Err(rejection) => return rejection.into_response(),
+        }
+    };
+    let user = match app
+        .db
+        .check_password(&credentials.username, &credentials.password)
+        .await
+    {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "invalid username or password",
+            )
+        }
+        Err(e) => return db_error(e),
+    };
+    if let Err(e) = app.sessions.login(&session, &user) {
+        return internal(e);
+    }
+    if is_form {
+        Redirect::to("/me").into_response()
+    } else {
+        Json(json!({"message": "Logged in successfully", "user": user})).into_response()
+    }
+}
+
+async fn session_logout(State(app): State<App>, session: Session) -> Json<Value> {
+    app.sessions.logout(&session);
+    Json(json!({"message": "Logged out successfully"}))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// JWT (`Authorization: Bearer`), API key (`x-api-key`) or session cookie,
+/// the first present deciding; roles expanded into permissions.
+fn authenticator(app: &App) -> impl Authenticator<Principal = User> {
+    let jwt = app
+        .issuer
+        .authenticator::<AccessClaims>()
+        .map(|a: Authenticated<AccessClaims>| {
+            let c = a.principal;
+            let user = User {
+                id: c.sub.parse().unwrap_or_default(),
+                username: c.username,
+                role: c.role,
+            };
+            Authenticated::new(user, a.identity)
+        });
+    jwt.or(ApiKeyAuthenticator::new(app.db.clone()))
+        .or(app.sessions.clone())
+        .map(ROLES.expander())
+}
+
+/// The whole application. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (the sign-in
+/// limiter counts per client IP).
+pub(crate) fn app(
+    db: Db,
+    settings: Settings,
+) -> Result<Router, Box<dyn std::error::Error + Send + Sync>> {
+    let issuer = TokenIssuer::hs256(&settings.jwt_secret)?.access_ttl(Duration::from_secs(15 * 60));
+    let sessions = SessionAuthenticator::new("user", |u: &User| u.identity(Scheme::Cookie));
+    let state = App {
+        db: db.clone(),
+        issuer,
+        sessions,
+    };
+    let auth = authenticator(&state);
+
+    // Five failed sign-ins per client IP, then 429 until 15 minutes pass.
+    let failed_sign_ins = RateLimitLayer::failed_attempts(Limit::new(
+        "sign-in",
+        Quota::with_period(Duration::from_secs(15 * 60))?.allow_burst(5)?,
+        PeerIp::new(),
+    ));
+
+    let public = Router::new()
+        .route("/auth/sign_up", post(sign_up))
+        .route("/auth/sign_in", post(sign_in).route_layer(failed_sign_ins))
+        .route("/auth/refresh", post(refresh))
+        .route("/session/login", get(login_page).post(session_login))
+        .route("/session/logout", post(session_logout))
+        .route("/healthz", get(healthz));
+
+    let logout_route = Router::new()
+        .route("/auth/logout", post(logout))
+        .route_layer(AuthLayer::new(state.issuer.authenticator::<AccessClaims>()));
+
+    let signed_in = Router::new()
+        .route("/me", get(me))
+        .route("/posts", post(create_post))
+        .merge(
+            Router::new()
+                .route("/posts/{id}", get(get_post).put(update_post))
+                .route_layer(RequireLayer::new(role("admin").or(post_owner(db.clone())))),
+        )
+        .merge(
+            Router::new()
+                .route("/posts/{id}", axum::routing::delete(delete_post))
+                .route_layer(RequireLayer::new(
+                    permission("posts:delete").or(post_owner(db.clone())),
+                )),
+        )
+        .merge(
+            Router::new()
+                .route("/admin/users", get(admin_users))
+                .route("/admin/api_keys", post(admin_api_keys))
+                .route_layer(RequireLayer::new(role("admin"))),
+        )
+        .route_layer(AuthLayer::new(auth.clone()));
+
+    let optional = Router::new()
+        .route("/posts", get(list_posts))
+        .route_layer(AuthLayer::optional(auth));
+
+    let sessions_layer = SessionLayer::builder(MemorySessionStore::new(), settings.session_key)
+        .secure(settings.secure_cookies)
+        .build()?;
+
+    Ok(Router::new()
+        .merge(public)
+        .merge(logout_route)
+        .merge(signed_in)
+        .merge(optional)
+        .with_state(state)
+        // Cookie-carrying unsafe requests must be same-origin.
+        .layer(CsrfLayer::new())
+        .layer(sessions_layer))
+}
+
+fn session_key() -> SessionKey {
+    match std::env::var("SESSION_KEY")
+        .ok()
+        .map(|k| SessionKey::from_base64(&k))
+    {
+        Some(Ok(key)) => key,
+        Some(Err(e)) => {
+            eprintln!("warning: SESSION_KEY is invalid ({e}); using a random key");
+            SessionKey::generate().expect("the OS random number generator works")
+        }
+        None => {
+            eprintln!("warning: SESSION_KEY is not set; using a random key (sessions end with the process)");
+            SessionKey::generate().expect("the OS random number generator works")
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let path = std::env::var("DATABASE").unwrap_or_else(|_| "server.db".into());
+    let db = Db::open(&path, std::env::var("ADMIN_USERNAME").ok())?;
+    let settings = Settings {
+        jwt_secret: common::jwt_secret(),
+        session_key: session_key(),
+        secure_cookies: !std::env::args().any(|a| a == "--insecure-cookies"),
+    };
+    let router = app(db, settings)?;
+    let listener = tokio::net::TcpListener::bind(common::listen_addr()).await?;
+    println!(
+        "listening on http://{} (database: {path})",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,587 @@
+//! The main example server end to end over TCP with reqwest: sign-up,
+//! sign-in, refresh rotation, logout, `/me` by JWT, API key and session,
+//! admin routes, posts with owner checks, optional authentication, CSRF and
+//! the failed sign-in limiter.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/server.rs"]
+mod server;
+
+use std::net::SocketAddr;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use tower_auth::session::SessionKey;
+
+async fn start() -> String {
+    let db = server::common::Db::open(":memory:", None).unwrap();
+    let settings = server::Settings {
+        jwt_secret: b"a test secret that is long enough!!".to_vec(),
+        session_key: SessionKey::generate().unwrap(),
+        secure_cookies: true,
+    };
+    let app = server::app(db, settings).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    format!("http://{addr}")
+}
+
+async fn body(res: Response) -> Value {
+    res.json().await.unwrap()
+}
+
+struct Api {
+    c: Client,
+    base: String,
+}
+
+impl Api {
+    async fn new() -> Self {
+        Api {
+            c: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: start().await,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn sign_up(&self, username: &str, password: &str) -> Response {
+        self.c
+            .post(self.url("/auth/sign_up"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn sign_in(&self, username: &str, password: &str) -> Response {
+        self.c
+            .post(self.url("/auth/sign_in"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs up and in; the token pair.
+    async fn user(&self, username: &str) -> Value {
+        assert_eq!(self.sign_up(username, "correct horse").await.status(), 201);
+        let res = self.sign_in(username, "correct horse").await;
+        assert_eq!(res.status(), 200);
+        body(res).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Response {
+        self.c
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn access(pair: &Value) -> &str {
+    pair["access_token"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn sign_up_and_sign_in() {
+    let api = Api::new().await;
+    let res = api.sign_up("alice", "correct horse").await;
+    assert_eq!(res.status(), 201);
+    let alice = body(res).await;
+    assert_eq!(alice["role"], "admin", "the first user is admin");
+    assert!(alice.get("password_hash").is_none());
+    let bob = body(api.sign_up("bob", "battery staple").await).await;
+    assert_eq!(bob["role"], "user");
+
+    let res = api.sign_up("alice", "another password").await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(body(res).await["error"], "conflict");
+    assert_eq!(api.sign_up("x", "correct horse").await.status(), 422);
+    assert_eq!(api.sign_up("carol", "short").await.status(), 422);
+
+    let pair = body(api.sign_in("alice", "correct horse").await).await;
+    assert_eq!(pair["token_type"], "bearer");
+    assert_eq!(pair["expires_in"], 900);
+    assert!(pair["refresh_token"].is_string());
+
+    let res = api.sign_in("alice", "wrong password").await;
+    assert_eq!(res.status(), 401);
+    let wrong = body(res).await;
+    let unknown = body(api.sign_in("nobody", "wrong password").await).await;
+    assert_eq!(wrong, unknown, "no user enumeration");
+    assert_eq!(wrong["error"], "invalid_credentials");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_ip() {
+    let api = Api::new().await;
+    api.sign_up("alice", "correct horse").await;
+    for _ in 0..5 {
+        assert_eq!(api.sign_in("alice", "wrong password").await.status(), 401);
+    }
+    let res = api.sign_in("alice", "correct horse").await;
+    assert_eq!(res.status(), 429, "even the right password waits");
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    assert!(res.headers().contains_key("ratelimit-policy"));
+    assert_eq!(body(res).await["error"], "too_many_requests");
+    // Successful sign-ins elsewhere are not counted: other routes work.
+    assert_eq!(
+        api.c
+            .get(api.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn me_by_jwt_api_key_and_session() {
+    let api = Api::new().await;
+    let alice = api.user("alice").await;
+    api.user("bob").await;
+
+    let res = api.get("/me", access(&alice)).await;
+    assert_eq!(res.status(), 200);
+    let me = body(res).await;
+    assert_eq!(me["user"]["username"], "alice");
+    assert_eq!(me["scheme"], "Bearer");
+    assert_eq!(me["roles"], json!(["admin", "moderator", "user"]));
+    assert!(me["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("users:delete")));
+
+    // An admin creates an API key for bob (user 2).
+    let res = api
+        .c
+        .post(api.url("/admin/api_keys"))
+        .bearer_auth(access(&alice))
+        .json(&json!({"name": "ci", "user_id": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let key = body(res).await;
+    let key = key["api_key"].as_str().unwrap();
+    let me = body(
+        api.c
+            .get(api.url("/me"))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(me["user"]["username"], "bob");
+    assert_eq!(me["scheme"], "ApiKey");
+    let res = api
+        .c
+        .get(api.url("/me"))
+        .header("x-api-key", format!("{key}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Cookie session (JSON sign-in).
+    let res = api
+        .c
+        .post(api.url("/session/login"))
+        .json(&json!({"username": "bob", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let me = body(
+        api.c
+            .get(api.url("/me"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(me["user"]["username"], "bob");
+    assert_eq!(me["scheme"], "Cookie");
+
+    // CSRF: a cross-site POST riding on the cookie is refused.
+    let res = api
+        .c
+        .post(api.url("/posts"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .json(&json!({"title": "pwned"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(body(res).await["error"], "csrf_rejected");
+    // The same request from the same origin works.
+    let res = api
+        .c
+        .post(api.url("/posts"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"title": "mine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let res = api
+        .c
+        .post(api.url("/session/logout"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let res = api
+        .c
+        .get(api.url("/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn html_login_form() {
+    let api = Api::new().await;
+    api.user("alice").await;
+    let res = api.c.get(api.url("/session/login")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("<form method=\"post\" action=\"/session/login\">"));
+    let res = api
+        .c
+        .post(api.url("/session/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=alice&password=correct+horse")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/me");
+    let res = api
+        .c
+        .post(api.url("/session/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=alice&password=nope+nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn refresh_rotation_and_logout() {
+    let api = Api::new().await;
+    let first = api.user("alice").await;
+    let refresh = |token: &str| {
+        api.c
+            .post(api.url("/auth/refresh"))
+            .json(&json!({"refresh_token": token}))
+            .send()
+    };
+    let res = refresh(first["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let second = body(res).await;
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert_eq!(api.get("/me", access(&second)).await.status(), 200);
+
+    // Reuse of the rotated token: 401, and the whole sign-in is revoked.
+    let res = refresh(first["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(body(res).await["message"], "refresh token reuse detected");
+    let res = refresh(second["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(api.get("/me", access(&second)).await.status(), 401);
+
+    // Logout: bearer + refresh token.
+    let third = body(api.sign_in("alice", "correct horse").await).await;
+    let res = api
+        .c
+        .post(api.url("/auth/logout"))
+        .bearer_auth(access(&third))
+        .json(&json!({"refresh_token": third["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = api.get("/me", access(&third)).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(body(res).await["message"], "token revoked");
+    assert_eq!(
+        refresh(third["refresh_token"].as_str().unwrap())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Logout needs a bearer token; a refresh token is not one.
+    let res = api
+        .c
+        .post(api.url("/auth/logout"))
+        .bearer_auth(third["refresh_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = refresh("garbage").await.unwrap();
+    assert!(res.status() == 400 || res.status() == 401);
+}
+
+#[tokio::test]
+async fn admin_routes() {
+    let api = Api::new().await;
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let res = api.get("/admin/users", access(&alice)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(body(res).await["users"].as_array().unwrap().len(), 2);
+    let res = api.get("/admin/users", access(&bob)).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(body(res).await["message"], "role 'admin' required");
+    let res = api.c.get(api.url("/admin/users")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("www-authenticate"));
+    let res = api
+        .c
+        .post(api.url("/admin/api_keys"))
+        .bearer_auth(access(&bob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn posts_owner_checks_and_optional_auth() {
+    let api = Api::new().await;
+    let alice = api.user("alice").await; // admin
+    let bob = api.user("bob").await;
+    let carol = api.user("carol").await;
+    let create = |token: &str, title: &str, published: bool| {
+        api.c
+            .post(api.url("/posts"))
+            .bearer_auth(token)
+            .json(&json!({"title": title, "body": "text", "published": published}))
+            .send()
+    };
+    let public: Value = body(create(access(&bob), "hello", true).await.unwrap()).await;
+    let draft: Value = body(create(access(&bob), "draft", false).await.unwrap()).await;
+    assert_eq!(
+        create("not-a-token", "x", true).await.unwrap().status(),
+        400
+    );
+    let forged_bob = format!("{}x", access(&bob));
+    assert_eq!(create(&forged_bob, "x", true).await.unwrap().status(), 401);
+    let post_url = |p: &Value| api.url(&format!("/posts/{}", p["id"]));
+
+    // Anonymous: published posts, fewer fields.
+    let anon = body(api.c.get(api.url("/posts")).send().await.unwrap()).await;
+    assert_eq!(
+        anon,
+        json!({"posts": [{"id": public["id"], "title": "hello", "published": true}]})
+    );
+    // Bob sees his draft with every field; Carol does not; Alice (admin) does.
+    let b = body(api.get("/posts", access(&bob)).await).await;
+    assert_eq!(b["posts"].as_array().unwrap().len(), 2);
+    assert_eq!(b["posts"][0]["body"], "text");
+    assert_eq!(
+        body(api.get("/posts", access(&carol)).await).await["posts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        body(api.get("/posts", access(&alice)).await).await["posts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A bad token on the optional route is still refused.
+    let forged = format!("{}x", access(&bob));
+    let r = api.get("/posts", &forged).await;
+    let st = r.status();
+    assert_eq!(st, 401, "{}", r.text().await.unwrap());
+    assert_eq!(api.get("/posts", "not.a.jwt").await.status(), 400);
+
+    // Owner or admin.
+    assert_eq!(
+        api.c
+            .get(post_url(&draft))
+            .bearer_auth(access(&bob))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let res = api
+        .c
+        .get(post_url(&draft))
+        .bearer_auth(access(&carol))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        body(res).await["message"],
+        "you can only change your own posts"
+    );
+    assert_eq!(
+        api.c
+            .get(post_url(&draft))
+            .bearer_auth(access(&alice))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let res = api
+        .c
+        .put(post_url(&public))
+        .bearer_auth(access(&bob))
+        .json(&json!({"title": "hello again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(body(res).await["title"], "hello again");
+    let res = api
+        .c
+        .put(post_url(&public))
+        .bearer_auth(access(&carol))
+        .json(&json!({"title": "hijacked"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = api
+        .c
+        .get(api.url("/posts/999"))
+        .bearer_auth(access(&bob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = api
+        .c
+        .delete(post_url(&draft))
+        .bearer_auth(access(&carol))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = api
+        .c
+        .delete(post_url(&draft))
+        .bearer_auth(access(&bob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = api
+        .c
+        .delete(post_url(&public))
+        .bearer_auth(access(&alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = api
+        .c
+        .delete(post_url(&public))
+        .bearer_auth(access(&alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn healthz_and_hostile_inputs() {
+    let api = Api::new().await;
+    let res = api.c.get(api.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = api
+        .c
+        .get(api.url("/me"))
+        .header("authorization", "Bearer a b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = api
+        .c
+        .get(api.url("/me"))
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = api
+        .c
+        .post(api.url("/auth/sign_in"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error());
+}
