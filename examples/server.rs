@@ -306,7 +306,7 @@ async fn create_post(
     }
     match app
         .db
-        .create_post(user_row_id(&user), p.title, p.body, p.published)
+        .create_post(user.id, p.title, p.body, p.published)
         .await
     {
         Ok(post) => (StatusCode::CREATED, Json(json!(post))).into_response(),
