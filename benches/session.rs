@@ -1,6 +1,7 @@
 //! Session load / save through `SessionLayer` with the memory store, against
 //! baselines measured in the same run: the bare inner service, and direct
-//! memory store calls.
+//! memory store calls. Also a new session offered to a full memory store of
+//! 100k sessions, refused or evicting an anonymous one.
 //!
 //! ```sh
 //! cargo bench --bench session --features full -- --warm-up-time 1 --measurement-time 3
@@ -114,7 +115,57 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(svc.clone().oneshot(request(path, cookie)).now_or_never()))
         });
     }
+
+    // A full store: a new session is refused, or evicts an anonymous one.
+    let cap = 100_000u32;
+    let full = MemorySessionStore::new().max_sessions(cap as usize);
+    let evicting = MemorySessionStore::new()
+        .max_sessions(cap as usize)
+        .evict_anonymous("user");
+    let mut anonymous = record.clone();
+    anonymous.data.remove("user");
+    anonymous.data.insert("cart".into(), "apple".into());
+    for i in 0..cap {
+        for s in [&full, &evicting] {
+            s.save(&numbered(i), &anonymous)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+    }
+    // What is measured: refused, and accepted by evicting.
+    assert!(full
+        .save(&numbered(u32::MAX), &anonymous)
+        .now_or_never()
+        .unwrap()
+        .is_err());
+    evicting
+        .save(&numbered(u32::MAX), &anonymous)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!(evicting.len(), cap as usize);
+    let next = AtomicU64::new(u64::from(cap));
+    g.bench_function("store at cap/refused save", |b| {
+        b.iter(|| {
+            let key = numbered(next.fetch_add(1, Ordering::Relaxed) as u32);
+            black_box(full.save(&key, &anonymous).now_or_never())
+        })
+    });
+    g.bench_function("store at cap/evicting save", |b| {
+        b.iter(|| {
+            let key = numbered(next.fetch_add(1, Ordering::Relaxed) as u32);
+            black_box(evicting.save(&key, &anonymous).now_or_never())
+        })
+    });
+    assert_eq!(evicting.len(), cap as usize);
     g.finish();
+}
+
+fn numbered(i: u32) -> StoreKey {
+    let mut k = [0u8; 32];
+    k[..4].copy_from_slice(&i.to_le_bytes());
+    StoreKey::from_bytes(k)
 }
 
 criterion_group!(benches, bench);

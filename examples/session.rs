@@ -198,7 +198,9 @@ async fn login(
 ) -> Response {
     match check_password(&form.username, &form.password) {
         Some(user) => match users.login(&session, &user) {
-            // A new session id is issued: an id planted before login is worthless.
+            // A clean session under a new id: nothing of the session before
+            // login (an id planted by an attacker, another user's data)
+            // carries over.
             Ok(()) => Redirect::to("/").into_response(),
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         },

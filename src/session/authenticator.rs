@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::csrf::CSRF_TOKEN_KEY;
-use super::handle::{Session, SessionError};
+use super::handle::{to_value, Session, SessionError};
 use crate::auth::{Authenticated, Authenticator};
 use crate::error::AuthError;
 use crate::identity::{Identity, Scheme};
@@ -87,16 +87,65 @@ where
         &self.key
     }
 
-    /// Logs `user` in: stores it, gives the session a new id (against
-    /// session fixation) and drops any CSRF token issued before login.
+    /// Logs `user` in on a clean session: whatever the session held before
+    /// is dropped (an anonymous visitor's data, a CSRF token issued before
+    /// login, or the data of another user whose cookie ended up in this
+    /// browser through a shared computer or a cookie planted by a sibling
+    /// subdomain), its record is deleted, and the user is stored alone under
+    /// a new id (against session fixation) with a new absolute lifetime.
+    /// [`csrf_token`](super::csrf_token) creates a new CSRF token on demand.
+    ///
+    /// To carry values such as a shopping cart over, use
+    /// [`login_keeping`](SessionAuthenticator::login_keeping).
     ///
     /// # Errors
     ///
-    /// The user does not serialize.
+    /// The user does not serialize; the session is then left untouched.
     pub fn login(&self, session: &Session, user: &U) -> Result<(), SessionError> {
-        session.insert(&self.key, user)?;
-        session.remove_value(CSRF_TOKEN_KEY);
-        session.cycle_id();
+        self.login_keeping(session, user, &[])
+    }
+
+    /// Like [`login`](SessionAuthenticator::login), but carries the values
+    /// under the keys `keep` (those present) over to the new session, e.g.
+    /// `&["cart"]`. Keep only harmless data: the previous session may have
+    /// belonged to someone else, so never keep anything that grants rights
+    /// (a passed second factor, a role, a "recently authenticated" stamp).
+    /// The user's own key and the CSRF token are never carried over.
+    ///
+    /// ```
+    /// use tower_auth::session::{Session, SessionAuthenticator};
+    /// use tower_auth::{Identity, Scheme};
+    ///
+    /// let users = SessionAuthenticator::new("user", |u: &String| Identity::new(u, Scheme::Cookie));
+    /// let session = Session::default();
+    /// session.insert("cart", ["apple"]).unwrap();
+    /// session.insert("mfa_ok", true).unwrap();
+    /// users.login_keeping(&session, &"alice".to_owned(), &["cart"]).unwrap();
+    /// assert!(session.contains_key("cart"));
+    /// assert!(!session.contains_key("mfa_ok"));
+    /// assert_eq!(users.user(&session).unwrap().as_deref(), Some("alice"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The user does not serialize; the session is then left untouched.
+    pub fn login_keeping(
+        &self,
+        session: &Session,
+        user: &U,
+        keep: &[&str],
+    ) -> Result<(), SessionError> {
+        let user = to_value(&self.key, user)?;
+        let kept: Vec<(&str, serde_json::Value)> = keep
+            .iter()
+            .filter(|k| **k != &*self.key && **k != CSRF_TOKEN_KEY)
+            .filter_map(|k| session.get_value(k).map(|v| (*k, v)))
+            .collect();
+        session.destroy();
+        for (k, v) in kept {
+            session.insert_value(k, v);
+        }
+        session.insert_value(&self.key, user);
         Ok(())
     }
 
@@ -153,7 +202,8 @@ where
             ));
         };
         session.get::<U>(&self.key).map_err(|e| {
-            tracing::warn!(key = %self.key, error = %e, "the session's user does not deserialize");
+            // The error names the key and the kind of failure, never the value.
+            tracing::warn!(error = %e, "the session's user does not deserialize");
             AuthError::invalid_credentials("invalid session")
         })
     }

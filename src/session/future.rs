@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use http::header::SET_COOKIE;
+use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -13,9 +13,9 @@ use tower_service::Service;
 
 use super::config::{Config, MaxAge};
 use super::cookie;
-use super::handle::Session;
+use super::handle::{Session, SessionData};
 use super::id::{SessionId, StoreKey};
-use super::layer::{BoxStoreFuture, Ops, Shared};
+use super::layer::{BoxStoreFuture, Ops, Shared, Write};
 use super::store::SessionRecord;
 use crate::body::{self, ResponseBody};
 use crate::error::BoxError;
@@ -64,8 +64,12 @@ pub(crate) struct Ctx {
     shared: Arc<Shared>,
     pub(crate) session: Session,
     loaded: Option<Loaded>,
-    /// The request sent a cookie of ours that names no live session.
-    pub(crate) stale: bool,
+    /// The request sent one or more cookies with the session's name: the
+    /// response depends on them (`Vary: Cookie`).
+    pub(crate) presented: bool,
+    /// The request sent a cookie of ours, live or not (not several naming
+    /// different sessions): an explicit destroy or clear removes it.
+    pub(crate) removable: bool,
     /// An expired record to delete.
     expired: Option<StoreKey>,
     /// The cookie was sealed with a previous key.
@@ -80,7 +84,8 @@ impl Ctx {
             shared,
             session: Session::default(),
             loaded: None,
-            stale: false,
+            presented: false,
+            removable: false,
             expired: None,
             reissue: false,
             grpc,
@@ -105,14 +110,15 @@ impl Ctx {
                     last_active: r.last_active,
                 });
             }
+            // No removal cookie for a dead id: the browser may hold a newer
+            // cookie by now (a login that rotated this id answered first),
+            // which a removal would wipe. The dead cookie is just ignored.
             Some(_) => {
-                tracing::debug!("session expired; removed");
+                tracing::debug!("session expired; record deleted, cookie ignored");
                 self.expired = Some(key);
-                self.stale = true;
             }
             None => {
                 tracing::debug!("session cookie names no stored session; ignored");
-                self.stale = true;
             }
         }
     }
@@ -130,7 +136,8 @@ impl Ctx {
         ))
     }
 
-    fn new_record(&self, data: super::handle::SessionData, now: SystemTime) -> SessionRecord {
+    /// The record of a new session: a new absolute lifetime starts now.
+    fn new_record(&self, data: SessionData, now: SystemTime) -> SessionRecord {
         let config = self.config();
         let absolute = add(now, config.absolute_timeout);
         let expires_at = config
@@ -144,12 +151,9 @@ impl Ctx {
         }
     }
 
-    fn updated_record(
-        &self,
-        loaded: &Loaded,
-        data: super::handle::SessionData,
-        now: SystemTime,
-    ) -> SessionRecord {
+    /// The record of the loaded session, saved now: its absolute lifetime
+    /// still counts from its creation, whatever id it has.
+    fn updated_record(&self, loaded: &Loaded, data: SessionData, now: SystemTime) -> SessionRecord {
         let config = self.config();
         let absolute = add(loaded.created_at, config.absolute_timeout);
         let expires_at = config
@@ -163,58 +167,71 @@ impl Ctx {
         }
     }
 
-    /// A new id and record for the session's current data.
-    fn new_session(&self, now: SystemTime) -> Result<(SessionId, SessionRecord), Refusal> {
-        let id = SessionId::generate().map_err(|e| {
+    /// A fresh session id.
+    fn new_id(&self) -> Result<SessionId, Refusal> {
+        SessionId::generate().map_err(|e| {
             tracing::error!(error = %e, "the random number generator failed");
             Refusal(
                 RejectionKind::Unavailable,
                 "a session could not be created, retry later",
             )
-        })?;
-        let record = self.new_record(self.session.data(), now);
-        Ok((id, record))
+        })
     }
 
     /// Decides the store writes and the cookie once the handler answered.
+    ///
+    /// The client's cookie is removed only when the handler ended the
+    /// session explicitly ([`Session::destroy`], [`Session::clear`]): a
+    /// cookie naming no live session (unknown, expired, destroyed meanwhile,
+    /// forged) is ignored, never removed, since by the time the response
+    /// arrives the browser may hold a newer cookie.
     fn plan(&mut self) -> Result<Option<Ops>, Refusal> {
         let now = self.config().clock.now();
         let mut delete = self.expired.take();
         let had = self.loaded.take();
-        let (changed, rotate, empty) = {
+        let (changed, cycle, destroyed, ended, empty) = {
             let state = self.session.lock();
-            (state.changed, state.rotate, state.data.is_empty())
+            (
+                state.changed,
+                state.cycle,
+                state.destroyed,
+                state.ended,
+                state.data.is_empty(),
+            )
         };
         let mut write = None;
 
-        if rotate || (changed && empty) {
-            // Cycled, destroyed or emptied: the old record goes.
+        if empty {
+            // Nothing to store: the loaded record goes if the handler
+            // destroyed or emptied the session.
+            if let Some(l) = &had {
+                if changed {
+                    delete = Some(l.key);
+                }
+            }
+            if ended && self.removable {
+                self.out = CookieOut::Remove;
+            }
+        } else if destroyed {
+            // Destroyed, then given new data (a login): a new session, and
+            // the old record goes whatever happened to it meanwhile.
             if let Some(l) = &had {
                 delete = Some(l.key);
             }
-            if !empty {
-                write = Some(self.create(now)?);
-            } else if had.is_some() || self.stale {
-                self.out = CookieOut::Remove;
+            write = Some(self.create(now)?);
+        } else if let Some(l) = had {
+            if cycle {
+                write = Some(self.relocate(l, now)?);
+            } else {
+                let due = self.config().idle_timeout.is_some()
+                    && add(l.last_active, self.config().refresh_after) <= now;
+                if changed || due || self.reissue {
+                    write = Some(self.update(l, now));
+                }
             }
         } else if changed {
-            match had {
-                Some(l) => {
-                    let record = self.updated_record(&l, self.session.data(), now);
-                    self.update(l, record, &mut write);
-                }
-                // Never adopt an id the client chose: new data, new id.
-                None => write = Some(self.create(now)?),
-            }
-        } else if let Some(l) = had {
-            let due = self.config().idle_timeout.is_some()
-                && add(l.last_active, self.config().refresh_after) <= now;
-            if due || self.reissue {
-                let record = self.updated_record(&l, self.session.data(), now);
-                self.update(l, record, &mut write);
-            }
-        } else if self.stale {
-            self.out = CookieOut::Remove;
+            // Never adopt an id the client chose: new data, new id.
+            write = Some(self.create(now)?);
         }
 
         if delete.is_none() && write.is_none() {
@@ -224,25 +241,39 @@ impl Ctx {
     }
 
     /// Plans a new session with a new id, and its cookie.
-    fn create(&mut self, now: SystemTime) -> Result<(StoreKey, SessionRecord, bool), Refusal> {
-        let (id, record) = self.new_session(now)?;
+    fn create(&mut self, now: SystemTime) -> Result<Write, Refusal> {
+        let id = self.new_id()?;
+        let record = self.new_record(self.session.data(), now);
         let key = id.store_key();
         self.out = CookieOut::Set {
             expires_at: record.expires_at,
             id,
         };
-        Ok((key, record, true))
+        Ok(Write::Create(key, record))
     }
 
-    /// Plans an update of an existing session, which keeps its id; the
+    /// Plans the move of the loaded session to a new id
+    /// ([`Session::cycle_id`]), and the new cookie.
+    fn relocate(&mut self, loaded: Loaded, now: SystemTime) -> Result<Write, Refusal> {
+        let id = self.new_id()?;
+        let record = self.updated_record(&loaded, self.session.data(), now);
+        let to = id.store_key();
+        self.out = CookieOut::Set {
+            expires_at: record.expires_at,
+            id,
+        };
+        Ok(Write::Move {
+            from: loaded.key,
+            to,
+            record,
+        })
+    }
+
+    /// Plans an update of the loaded session, which keeps its id; the
     /// cookie is sent again when its `Max-Age` follows the expiry that moved,
     /// or when it must be sealed with the current key.
-    fn update(
-        &mut self,
-        loaded: Loaded,
-        record: SessionRecord,
-        write: &mut Option<(StoreKey, SessionRecord, bool)>,
-    ) {
+    fn update(&mut self, loaded: Loaded, now: SystemTime) -> Write {
+        let record = self.updated_record(&loaded, self.session.data(), now);
         let follows_expiry = self.config().cookie.max_age == MaxAge::UntilExpiry
             && self.config().idle_timeout.is_some();
         if follows_expiry || self.reissue {
@@ -251,29 +282,54 @@ impl Ctx {
                 expires_at: record.expires_at,
             };
         }
-        *write = Some((loaded.key, record, false));
+        Write::Update(loaded.key, record)
     }
 
-    /// Adds the planned `Set-Cookie` to `response`.
+    /// Adds the planned `Set-Cookie` to `response`, and the caching headers
+    /// a response that depends on a session needs.
     fn finish<B>(&mut self, mut response: Response<B>) -> Response<ResponseBody<B>> {
         let value = match std::mem::replace(&mut self.out, CookieOut::Keep) {
-            CookieOut::Keep => return body::wrap(response),
+            CookieOut::Keep => None,
             CookieOut::Remove => Some(self.config().removal.clone()),
             CookieOut::Set { id, expires_at } => {
                 let now = self.config().clock.now();
                 let left = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
-                cookie::set_cookie(self.config(), &id, left)
+                let Some(value) = cookie::set_cookie(self.config(), &id, left) else {
+                    tracing::error!("the session cookie could not be rendered");
+                    return self.render(Refusal(
+                        RejectionKind::Internal,
+                        "the session cookie could not be rendered",
+                    ));
+                };
+                Some(value)
             }
         };
-        let Some(value) = value else {
-            tracing::error!("the session cookie could not be rendered");
-            return self.render(Refusal(
-                RejectionKind::Internal,
-                "the session cookie could not be rendered",
-            ));
-        };
-        response.headers_mut().append(SET_COOKIE, value);
+        let headers = response.headers_mut();
+        if let Some(value) = &value {
+            headers.append(SET_COOKIE, value.clone());
+            // A shared cache must not store a session cookie (it would hand
+            // the session to everyone) nor a removal (it would log everyone
+            // out), whatever the handler said.
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        if value.is_some() || self.presented {
+            vary_on_cookie(headers);
+        }
         body::wrap(response)
+    }
+}
+
+/// Adds `Cookie` to the `Vary` header, keeping what is there.
+fn vary_on_cookie(headers: &mut HeaderMap) {
+    let covered = headers.get_all(VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.eq_ignore_ascii_case("cookie"))
+        })
+    });
+    if !covered {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
     }
 }
 
@@ -404,10 +460,12 @@ where
                     return Poll::Ready(Ok(match result {
                         Ok(true) => ctx.finish(response),
                         Ok(false) => {
-                            // Destroyed meanwhile (logout elsewhere): do not
-                            // bring it back, clear the cookie.
-                            tracing::debug!("session vanished during the request; cookie removed");
-                            ctx.out = CookieOut::Remove;
+                            // Destroyed meanwhile (logout elsewhere, or a
+                            // login that rotated the id): do not bring it
+                            // back, and leave the cookie alone, since the
+                            // browser may hold a newer one by now.
+                            tracing::debug!("session vanished during the request; not saved");
+                            ctx.out = CookieOut::Keep;
                             ctx.finish(response)
                         }
                         Err(e) => ctx.unavailable(&e),

@@ -9,19 +9,70 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Why a value could not be read from or written to a [`Session`].
-#[derive(Debug, thiserror::Error)]
-#[error("session value under {key:?} could not be (de)serialized: {source}")]
+///
+/// Its `Display` and `Debug` name the key and what went wrong, never the
+/// value: session values are often secrets (reset tokens, CSRF tokens, user
+/// data), and this error ends up in logs. For the same reason it has no
+/// [`source`](std::error::Error::source): serde's messages quote the value
+/// (`invalid type: string "...", expected u64`).
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session value under {key:?} {}", kind.describe())]
 pub struct SessionError {
     key: String,
-    #[source]
-    source: serde_json::Error,
+    kind: SessionErrorKind,
+}
+
+/// What went wrong with a session value; see [`SessionError::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionErrorKind {
+    /// The value could not be turned into JSON (e.g. a map with non-string
+    /// keys).
+    Serialize,
+    /// The stored JSON does not deserialize into the requested type.
+    Deserialize,
+}
+
+impl SessionErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            SessionErrorKind::Serialize => "could not be serialized to JSON",
+            SessionErrorKind::Deserialize => "does not deserialize into the requested type",
+        }
+    }
 }
 
 impl SessionError {
+    fn new(key: &str, kind: SessionErrorKind) -> Self {
+        SessionError {
+            key: key.to_owned(),
+            kind,
+        }
+    }
+
     /// The key of the value.
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// Whether serializing or deserializing failed.
+    pub fn kind(&self) -> SessionErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionError")
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// `value` as JSON, for the session key `key`.
+pub(crate) fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, SessionError> {
+    serde_json::to_value(value).map_err(|_| SessionError::new(key, SessionErrorKind::Serialize))
 }
 
 /// The data of a session: string keys to JSON values.
@@ -32,9 +83,15 @@ pub(crate) struct State {
     pub(crate) data: SessionData,
     /// The data differs from what was loaded.
     pub(crate) changed: bool,
-    /// The id must change: the old record goes, the data (if any) is saved
-    /// under a new id.
-    pub(crate) rotate: bool,
+    /// [`Session::cycle_id`]: the data moves to a new id, provided the
+    /// loaded record still exists when the request ends.
+    pub(crate) cycle: bool,
+    /// [`Session::destroy`]: the loaded record is deleted whatever happens;
+    /// data stored afterwards is a new session (new id, new lifetime).
+    pub(crate) destroyed: bool,
+    /// [`Session::destroy`] or [`Session::clear`]: if the session ends up
+    /// empty, the client's cookie is removed.
+    pub(crate) ended: bool,
 }
 
 /// The session of a request, put into its extensions by
@@ -55,7 +112,7 @@ pub(crate) struct State {
 /// let cart: Option<Vec<String>> = session.get("cart").unwrap();
 /// assert_eq!(cart.unwrap(), ["apple", "pear"]);
 ///
-/// session.cycle_id(); // after login: the id changes, the data stays
+/// session.cycle_id(); // privilege change: the id changes, the data stays
 /// session.destroy();  // on logout: the data goes, the cookie is removed
 /// assert!(session.is_empty());
 /// ```
@@ -66,8 +123,7 @@ impl Session {
     pub(crate) fn with_data(data: SessionData) -> Self {
         Session(Arc::new(Mutex::new(State {
             data,
-            changed: false,
-            rotate: false,
+            ..State::default()
         })))
     }
 
@@ -87,10 +143,7 @@ impl Session {
         };
         T::deserialize(value)
             .map(Some)
-            .map_err(|source| SessionError {
-                key: key.to_owned(),
-                source,
-            })
+            .map_err(|_| SessionError::new(key, SessionErrorKind::Deserialize))
     }
 
     /// The raw JSON value under `key`.
@@ -106,10 +159,7 @@ impl Session {
     /// The value does not serialize to JSON (e.g. a map with non-string
     /// keys).
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
-        let value = serde_json::to_value(value).map_err(|source| SessionError {
-            key: key.to_owned(),
-            source,
-        })?;
+        let value = to_value(key, value)?;
         self.insert_value(key, value);
         Ok(())
     }
@@ -132,10 +182,7 @@ impl Session {
         match self.remove_value(key) {
             Some(value) => T::deserialize(value)
                 .map(Some)
-                .map_err(|source| SessionError {
-                    key: key.to_owned(),
-                    source,
-                }),
+                .map_err(|_| SessionError::new(key, SessionErrorKind::Deserialize)),
             None => Ok(None),
         }
     }
@@ -159,33 +206,51 @@ impl Session {
         self.lock().data.is_empty()
     }
 
-    /// Removes every value, keeping the id.
+    /// Removes every value, keeping the id. If nothing is stored again in
+    /// this request, the record is deleted and the cookie removed
+    /// (`Max-Age=0`), as with [`destroy`](Session::destroy); values stored
+    /// afterwards in the same request stay under the current id.
     pub fn clear(&self) {
         let mut state = self.lock();
         if !state.data.is_empty() {
             state.data.clear();
             state.changed = true;
         }
+        state.ended = true;
     }
 
-    /// Gives the session a new id, keeping its data: call it when the user
-    /// logs in or gains privileges, so that an id planted by an attacker
-    /// before login (session fixation) is worthless after it. The old record
-    /// is deleted from the store and a new cookie is sent. The absolute
-    /// timeout starts again from the new id.
+    /// Gives the session a new id and **keeps all its data** and its
+    /// creation time (so the absolute timeout still counts from when the
+    /// session started): call it when the same user gains privileges (sudo
+    /// mode, a second factor) or to renew the id periodically.
+    ///
+    /// Do not use it alone at login: the data of whoever used the session
+    /// before (an anonymous visitor, or another user whose cookie ended up
+    /// in this browser) would carry over to the new user. Log in with
+    /// [`SessionAuthenticator::login`](super::SessionAuthenticator::login),
+    /// or call [`destroy`](Session::destroy) then store the user.
+    ///
+    /// When the request ends, the old record is deleted and the data is
+    /// saved under the new id, with a new cookie, only if the old record
+    /// still exists: a session destroyed meanwhile by another request
+    /// (logout in another tab, revocation) stays destroyed, and the response
+    /// then sets no cookie.
     pub fn cycle_id(&self) {
         let mut state = self.lock();
-        state.rotate = true;
+        state.cycle = true;
         state.changed = true;
     }
 
     /// Ends the session: removes its data, deletes its record from the store
     /// and sends a removal cookie (`Max-Age=0`). Values inserted after
-    /// `destroy` in the same request start a new session with a new id.
+    /// `destroy` in the same request start a new session with a new id and a
+    /// new absolute lifetime; that is how to log a user in with a clean
+    /// session.
     pub fn destroy(&self) {
         let mut state = self.lock();
         state.data.clear();
-        state.rotate = true;
+        state.destroyed = true;
+        state.ended = true;
         state.changed = true;
     }
 
@@ -203,7 +268,8 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("keys", &keys)
             .field("changed", &state.changed)
-            .field("cycled", &state.rotate)
+            .field("cycled", &state.cycle)
+            .field("destroyed", &state.destroyed)
             .finish()
     }
 }
@@ -270,7 +336,7 @@ mod tests {
         let s = Session::with_data(SessionData::from([("a".into(), Value::from(1))]));
         s.destroy();
         let state = s.lock();
-        assert!(state.data.is_empty() && state.rotate && state.changed);
+        assert!(state.data.is_empty() && state.destroyed && state.ended && state.changed);
     }
 
     #[test]

@@ -18,19 +18,35 @@ pub(crate) type BoxStoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxErr
 
 /// The store writes that end a request.
 pub(crate) struct Ops {
-    /// A record to delete first: the old id of a cycled or destroyed session,
-    /// or an expired record.
+    /// A record to delete first, whatever else happens: the loaded record of
+    /// a destroyed or emptied session, or an expired record.
     pub(crate) delete: Option<StoreKey>,
-    /// A record to write: `true` for a new id (`save`), `false` for an
-    /// existing one (`update`).
-    pub(crate) write: Option<(StoreKey, SessionRecord, bool)>,
+    /// The session's data to write.
+    pub(crate) write: Option<Write>,
+}
+
+/// How the session's data is written.
+pub(crate) enum Write {
+    /// A new session under a new id: `save`.
+    Create(StoreKey, SessionRecord),
+    /// The loaded session under its id: `update`, only if it still exists.
+    Update(StoreKey, SessionRecord),
+    /// The loaded session under a new id ([`Session::cycle_id`](super::Session::cycle_id)):
+    /// the old record is deleted, and the new one saved only if the old one
+    /// was still there.
+    Move {
+        from: StoreKey,
+        to: StoreKey,
+        record: SessionRecord,
+    },
 }
 
 /// A [`SessionStore`] with its type erased, so that the service and its
 /// future are not generic over the store.
 pub(crate) trait DynStore: Send + Sync + 'static {
     fn load(self: Arc<Self>, key: StoreKey) -> BoxStoreFuture<Option<SessionRecord>>;
-    /// Runs `ops`; `Ok(false)` when the record to update was gone.
+    /// Runs `ops`; `Ok(false)` when the loaded record to update or move was
+    /// gone (destroyed meanwhile), in which case nothing was written.
     fn write(self: Arc<Self>, ops: Ops) -> BoxStoreFuture<bool>;
 }
 
@@ -45,8 +61,16 @@ impl<S: SessionStore> DynStore for S {
                 self.delete(&key).await?;
             }
             match ops.write {
-                Some((key, record, true)) => self.save(&key, &record).await.map(|()| true),
-                Some((key, record, false)) => self.update(&key, &record).await,
+                Some(Write::Create(key, record)) => self.save(&key, &record).await.map(|()| true),
+                Some(Write::Update(key, record)) => self.update(&key, &record).await,
+                Some(Write::Move { from, to, record }) => {
+                    // Delete first: the store's answer says whether the
+                    // session still existed, and a full store has room.
+                    if !self.delete(&from).await? {
+                        return Ok(false);
+                    }
+                    self.save(&to, &record).await.map(|()| true)
+                }
                 None => Ok(true),
             }
         })

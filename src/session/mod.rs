@@ -53,36 +53,71 @@
 //! | live session, only read                                   | -                        | none         |
 //! | live session, read after [`refresh_after`](SessionLayerBuilder::refresh_after) | expiry pushed back | same id, new `Max-Age` |
 //! | live session, data changed                                | record updated           | same id, new `Max-Age` |
-//! | [`Session::cycle_id`] (login)                             | old deleted, new record  | new id       |
-//! | [`Session::destroy`] (logout), or data emptied            | deleted                  | removal (`Max-Age=0`) |
-//! | cookie tampered, forged, unknown or expired               | expired record deleted   | removal (`Max-Age=0`) |
+//! | [`SessionAuthenticator::login`], or [`Session::destroy`] then data stored | old deleted, new record with the new data only | new id |
+//! | [`Session::cycle_id`] (privilege change, renewal)          | record moved to a new id, data and creation time kept | new id |
+//! | [`Session::destroy`] (logout) or [`Session::clear`]       | deleted                  | removal (`Max-Age=0`) |
+//! | last value removed                                        | deleted                  | none         |
+//! | session destroyed by another request meanwhile            | not written back         | none         |
+//! | cookie tampered, forged, unknown or expired               | expired record deleted   | none (ignored) |
 //! | several valid cookies naming different sessions           | -                        | none (all ignored) |
 //! | store error                                               | -                        | `503`, fail closed |
 //!
-//! A cookie that fails verification gets a removal cookie too: it is useless,
-//! and clearing it stops the browser from sending it again. (Several cookies
-//! with the session's name, as planted by a sibling subdomain, are all
-//! ignored and none removed, since the removal would hit the real one; the
-//! `__Host-` prefix prevents this.)
+//! Only an explicit [`destroy`](Session::destroy) or
+//! [`clear`](Session::clear) removes the cookie. A cookie that names no live
+//! session is ignored, not removed: by the time the response arrives the
+//! browser may hold a newer cookie (a login answered meanwhile rotated the
+//! id), which the removal would wipe, logging the user out; and a cookie
+//! planted by a sibling subdomain could otherwise make a cross-site request
+//! remove the real one. (Several cookies with the session's name, as planted
+//! by a sibling subdomain, are all ignored; the `__Host-` prefix prevents
+//! this.)
+//!
+//! # Caching
+//!
+//! A response carrying a session cookie must never be stored by a shared
+//! cache (it would hand the session to the next visitor), nor one carrying a
+//! removal (it would log everyone out). Whenever the layer sets the cookie it
+//! replaces the response's `Cache-Control` with `no-store`. Responses to
+//! requests that sent a session cookie get `Vary: Cookie`, added to any
+//! `Vary` the handler set, so that caches do not serve a page rendered for
+//! one session to another.
 //!
 //! # Timeouts
 //!
 //! A session ends [`idle_timeout`](SessionLayerBuilder::idle_timeout) (2
 //! hours) after its last save and [`absolute_timeout`](SessionLayerBuilder::absolute_timeout)
-//! (24 hours) after its id was created, whichever comes first. The layer
-//! checks both on every load with its [`Clock`], whatever the store does; an
-//! expired session is refused, deleted and its cookie removed. To keep store
-//! writes rare, a session that is only read is saved again (pushing its idle
-//! deadline back and re-sending the cookie) once a tenth of the idle timeout
-//! has passed since its last save. [`MemorySessionStore`] drops expired
-//! records on lookup and sweeps all of them as writes go.
+//! (24 hours) after it was created, whichever comes first. The creation time
+//! survives [`Session::cycle_id`], so renewing the id never extends a
+//! session; a login ([`SessionAuthenticator::login`], or
+//! [`Session::destroy`] then new data) starts a new session with a new
+//! absolute lifetime. The layer checks both timeouts on every load with its
+//! [`Clock`], whatever the store does; an expired session is refused and
+//! deleted. To keep store writes rare, a session that is only read is saved
+//! again (pushing its idle deadline back and re-sending the cookie) once a
+//! tenth of the idle timeout has passed since its last save.
+//! [`MemorySessionStore`] drops expired records on lookup and purges them on
+//! every write.
+//!
+//! # Concurrent requests and disconnects
+//!
+//! Requests on one session run concurrently; the last one to save wins, and
+//! a session destroyed by one request is never written back by another
+//! ([`SessionStore::update`] and [`SessionStore::delete`] are atomic). The
+//! store writes run in the response future, after the handler: if the
+//! client disconnects and the server drops that future while an async
+//! store is still writing, the write may not happen. For a logout, the
+//! session then lives on until it expires (the client, gone, did not get
+//! the removal cookie either); keep the idle timeout short if that matters.
 //!
 //! # Authentication
 //!
 //! [`SessionAuthenticator`] plugs sessions into [`AuthLayer`](crate::AuthLayer):
 //! the user stored in the session is the principal, so `jwt.or(session)`
 //! serves API clients and browsers alike. Its
-//! [`login`](SessionAuthenticator::login) stores the user and cycles the id;
+//! [`login`](SessionAuthenticator::login) starts a clean session holding
+//! only the user, under a new id (nothing of the previous session carries
+//! over unless asked for with
+//! [`login_keeping`](SessionAuthenticator::login_keeping));
 //! [`logout`](SessionAuthenticator::logout) destroys the session.
 //!
 //! # CSRF
@@ -171,7 +206,7 @@ pub use config::{
     DEFAULT_IDLE_TIMEOUT,
 };
 pub use future::ResponseFuture;
-pub use handle::{Session, SessionData, SessionError};
+pub use handle::{Session, SessionData, SessionError, SessionErrorKind};
 pub use id::StoreKey;
 pub use key::{KeyError, SessionKey, KEY_LEN};
 pub use layer::{SessionLayer, SessionLayerBuilder};

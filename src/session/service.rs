@@ -74,6 +74,8 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ctx.reissue = reissue;
+                ctx.presented = true;
+                ctx.removable = true;
                 let key = id.store_key();
                 let load = Arc::clone(&self.shared.store).load(key);
                 ResponseFuture::loading(load, parts, body, inner, id, key, ctx)
@@ -82,12 +84,14 @@ where
                 match incoming {
                     Incoming::Invalid => {
                         tracing::debug!("session cookie failed verification; ignored");
-                        ctx.stale = true;
+                        ctx.presented = true;
+                        ctx.removable = true;
                     }
                     Incoming::Ambiguous => {
                         tracing::debug!(
                             "several session cookies name different sessions; all ignored"
                         );
+                        ctx.presented = true;
                     }
                     _ => {}
                 }

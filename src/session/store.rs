@@ -1,10 +1,9 @@
 //! Session stores: the [`SessionStore`] trait and [`MemorySessionStore`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::{ready, Future};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -46,8 +45,9 @@ where
 pub struct SessionRecord {
     /// The session's values.
     pub data: SessionData,
-    /// When the session (its current id) was created: the absolute timeout
-    /// counts from here.
+    /// When the session was created: the absolute timeout counts from here.
+    /// [`Session::cycle_id`](super::Session::cycle_id) keeps it; a login
+    /// starts a new session and a new creation time.
     pub created_at: SystemTime,
     /// When the session was last saved or refreshed: the idle timeout counts
     /// from here.
@@ -84,6 +84,70 @@ impl fmt::Debug for SessionRecord {
 ///
 /// Stores file records under a [`StoreKey`] (a digest of the session id) and
 /// never see session ids. Errors fail the request closed with `503`.
+///
+/// Every method is required: [`update`](SessionStore::update) and
+/// [`delete`](SessionStore::delete) each promise one atomic step (no
+/// load-then-write), which only the store can keep. A store that cannot make
+/// them atomic is not safe to use across concurrent requests: a session
+/// destroyed by one request could be written back by another.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::future::{ready, Future};
+/// use std::sync::Mutex;
+/// use tower_auth::session::{SessionRecord, SessionStore, StoreKey};
+/// use tower_auth::BoxError;
+///
+/// /// Sessions in a map behind one lock: every method is one step under it.
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<StoreKey, SessionRecord>>);
+///
+/// impl SessionStore for MapStore {
+///     fn load(&self, key: &StoreKey)
+///         -> impl Future<Output = Result<Option<SessionRecord>, BoxError>> + Send {
+///         ready(Ok(self.0.lock().unwrap().get(key).cloned()))
+///     }
+///     fn save(&self, key: &StoreKey, record: &SessionRecord)
+///         -> impl Future<Output = Result<(), BoxError>> + Send {
+///         self.0.lock().unwrap().insert(*key, record.clone());
+///         ready(Ok(()))
+///     }
+///     fn update(&self, key: &StoreKey, record: &SessionRecord)
+///         -> impl Future<Output = Result<bool, BoxError>> + Send {
+///         let mut map = self.0.lock().unwrap();
+///         let found = map.get_mut(key).map(|r| *r = record.clone()).is_some();
+///         ready(Ok(found))
+///     }
+///     fn delete(&self, key: &StoreKey)
+///         -> impl Future<Output = Result<bool, BoxError>> + Send {
+///         ready(Ok(self.0.lock().unwrap().remove(key).is_some()))
+///     }
+/// }
+/// # let _ = MapStore::default();
+/// ```
+///
+/// There is no default `update` or `delete` to forget:
+///
+/// ```compile_fail,E0046
+/// # use std::future::{ready, Future};
+/// # use tower_auth::session::{SessionRecord, SessionStore, StoreKey};
+/// # use tower_auth::BoxError;
+/// struct LoadSaveDelete;
+///
+/// impl SessionStore for LoadSaveDelete {
+///     fn load(&self, _: &StoreKey)
+///         -> impl Future<Output = Result<Option<SessionRecord>, BoxError>> + Send {
+///         ready(Ok(None))
+///     }
+///     fn save(&self, _: &StoreKey, _: &SessionRecord)
+///         -> impl Future<Output = Result<(), BoxError>> + Send {
+///         ready(Ok(()))
+///     }
+///     fn delete(&self, _: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send {
+///         ready(Ok(false))
+///     }
+/// }
+/// ```
 pub trait SessionStore: Send + Sync + 'static {
     /// The record filed under `key`, if any. A store may return an expired
     /// record; the layer refuses and deletes it.
@@ -101,7 +165,7 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A backend failure.
+    /// A backend failure, or no room for a new session.
     fn save(
         &self,
         key: &StoreKey,
@@ -113,8 +177,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// running when the session is destroyed (logout in another tab) cannot
     /// bring it back.
     ///
-    /// The default implementation loads, then saves; stores that can should
-    /// do it atomically (Redis `SET ... XX`, SQL `UPDATE`).
+    /// **Atomicity contract:** the check and the write must be one step of
+    /// the backend (Redis `SET key value XX`, SQL `UPDATE ... WHERE key = ?`
+    /// and its affected-row count, a compare-and-swap, one lock held over
+    /// both), never a load followed by a save: a
+    /// [`delete`](SessionStore::delete) falling between the two would be
+    /// undone. A store may treat a record past its `expires_at` as absent.
     ///
     /// # Errors
     ///
@@ -123,23 +191,23 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         key: &StoreKey,
         record: &SessionRecord,
-    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
-        async move {
-            if self.load(key).await?.is_none() {
-                return Ok(false);
-            }
-            self.save(key, record).await?;
-            Ok(true)
-        }
-    }
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
-    /// Deletes the record filed under `key`; deleting a missing record is
-    /// not an error.
+    /// Deletes the record filed under `key` and says whether one was there;
+    /// deleting a missing record is not an error.
+    ///
+    /// **Atomicity contract:** the answer must come from the removal itself
+    /// (Redis `DEL`'s count, SQL `DELETE`'s affected rows, the removed map
+    /// entry), so that of several concurrent deletes of one record at most
+    /// one answers `true`. The layer relies on it for
+    /// [`Session::cycle_id`](super::Session::cycle_id): the data moves to
+    /// the new id only if the old record was still there. A store may answer
+    /// `false` for a record past its `expires_at`.
     ///
     /// # Errors
     ///
     /// A backend failure.
-    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), BoxError>> + Send;
+    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send;
 }
 
 impl<S: SessionStore> SessionStore for Arc<S> {
@@ -166,51 +234,132 @@ impl<S: SessionStore> SessionStore for Arc<S> {
         (**self).update(key, record)
     }
 
-    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), BoxError>> + Send {
+    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send {
         (**self).delete(key)
     }
 }
 
 /// The [`MemorySessionStore`] is full: [`max_sessions`](MemorySessionStore::max_sessions)
-/// live sessions are stored.
+/// live sessions are stored (and, with
+/// [`evict_anonymous`](MemorySessionStore::evict_anonymous), all of them
+/// have a user).
 #[derive(Debug, thiserror::Error)]
 #[error("the in-memory session store is full")]
 pub struct StoreFull;
 
-/// Fewest writes between two automatic purges of expired records.
-const MIN_PURGE_INTERVAL: usize = 64;
-
 /// An in-memory [`SessionStore`] for one process: sessions are lost when it
 /// stops and are not shared between replicas. Cloning shares the sessions.
 ///
-/// Expired records are never returned and are purged as requests go: a
-/// lookup removes the expired record it finds, and a sweep over all records
-/// runs once the number of writes since the last sweep reaches the number of
-/// records then left (at least 64), so purging costs O(1) amortized per
-/// write. [`purge_expired`](MemorySessionStore::purge_expired) sweeps on
-/// demand, e.g. from a timer. [`max_sessions`](MemorySessionStore::max_sessions)
-/// caps the number of live sessions.
+/// Expired records are never returned and are purged as requests go: the
+/// store keeps its records ordered by expiry, and every write first removes
+/// the records whose deadline has passed. Purging costs O(log n) per expired
+/// record, whatever the number of live ones, so a full store refuses a new
+/// session in O(log n) too. [`purge_expired`](MemorySessionStore::purge_expired)
+/// purges on demand, e.g. from a timer.
+///
+/// # Memory bound
+///
+/// [`max_sessions`](MemorySessionStore::max_sessions) caps the number of
+/// records. When a new session does not fit, expired records are purged
+/// first; if the store is still full the new session is refused (`503`), so
+/// that a flood of new sessions never evicts the sessions of logged-in
+/// users. With [`evict_anonymous`](MemorySessionStore::evict_anonymous), the
+/// new session instead evicts the anonymous session (one without a user)
+/// that expires soonest, and is refused only when every stored session has a
+/// user. Updates of existing sessions are never refused.
 ///
 /// ```
-/// use std::time::Duration;
 /// use tower_auth::session::MemorySessionStore;
 ///
-/// let store = MemorySessionStore::new().max_sessions(100_000);
+/// let store = MemorySessionStore::new()
+///     .max_sessions(100_000)
+///     .evict_anonymous("user");
 /// assert!(store.is_empty());
 /// assert_eq!(store.purge_expired(), 0);
 /// ```
 #[derive(Clone)]
 pub struct MemorySessionStore {
-    shared: Arc<Shared>,
+    shared: Arc<RwLock<Records>>,
     clock: Arc<dyn Clock>,
     max_sessions: Option<usize>,
 }
 
+/// The records, indexed by expiry.
 #[derive(Default)]
-struct Shared {
-    records: RwLock<HashMap<StoreKey, SessionRecord>>,
-    writes_since_purge: AtomicUsize,
-    left_after_purge: AtomicUsize,
+struct Records {
+    map: HashMap<StoreKey, SessionRecord>,
+    /// `(expires_at, key)` of every record, soonest first.
+    deadlines: BTreeSet<(SystemTime, StoreKey)>,
+    /// With [`MemorySessionStore::evict_anonymous`]: the session key of the
+    /// user, and `(expires_at, key)` of the records without it.
+    anonymous: Option<(String, BTreeSet<(SystemTime, StoreKey)>)>,
+    /// Index entries looked at by purges and evictions (tests check that a
+    /// flood at the cap stays cheap).
+    #[cfg(test)]
+    visited: usize,
+}
+
+impl Records {
+    fn insert(&mut self, key: StoreKey, record: SessionRecord) {
+        self.remove(&key);
+        self.deadlines.insert((record.expires_at, key));
+        if let Some((user_key, index)) = &mut self.anonymous {
+            if !record.data.contains_key(user_key.as_str()) {
+                index.insert((record.expires_at, key));
+            }
+        }
+        self.map.insert(key, record);
+    }
+
+    fn remove(&mut self, key: &StoreKey) -> Option<SessionRecord> {
+        let old = self.map.remove(key)?;
+        let entry = (old.expires_at, *key);
+        self.deadlines.remove(&entry);
+        if let Some((_, index)) = &mut self.anonymous {
+            index.remove(&entry);
+        }
+        Some(old)
+    }
+
+    /// Removes the records expired at `now`, soonest first.
+    fn purge(&mut self, now: SystemTime) -> usize {
+        let mut purged = 0;
+        while let Some(&(deadline, key)) = self.deadlines.first() {
+            #[cfg(test)]
+            {
+                self.visited += 1;
+            }
+            if deadline > now {
+                break;
+            }
+            // Pop the entry itself, so that the loop always advances.
+            self.deadlines.pop_first();
+            if self.map.get(&key).is_some_and(|r| r.expires_at == deadline) {
+                self.remove(&key);
+                purged += 1;
+            }
+        }
+        purged
+    }
+
+    /// Evicts the anonymous record that expires soonest; `false` when the
+    /// policy is off or there is none.
+    fn evict_anonymous(&mut self) -> bool {
+        #[cfg(test)]
+        {
+            self.visited += 1;
+        }
+        let Some((_, index)) = &mut self.anonymous else {
+            return false;
+        };
+        let Some((deadline, key)) = index.pop_first() else {
+            return false;
+        };
+        if self.map.get(&key).is_some_and(|r| r.expires_at == deadline) {
+            self.remove(&key);
+        }
+        true
+    }
 }
 
 impl Default for MemorySessionStore {
@@ -232,20 +381,47 @@ impl fmt::Debug for MemorySessionStore {
     }
 }
 
-type Records = HashMap<StoreKey, SessionRecord>;
-
 impl MemorySessionStore {
     /// An empty store without a cap.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Refuses new sessions (the request gets `503`) while `max` live
-    /// sessions are stored, so that memory stays bounded even if an
-    /// application creates sessions for anonymous visitors. Existing sessions
-    /// keep working.
+    /// Caps the store at `max` records. A new session that does not fit
+    /// once expired records are purged is refused (the request gets `503`),
+    /// or evicts an anonymous one with
+    /// [`evict_anonymous`](MemorySessionStore::evict_anonymous), so that
+    /// memory stays bounded even if an application creates sessions for
+    /// anonymous visitors. Existing sessions keep working.
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.max_sessions = Some(max);
+        self
+    }
+
+    /// When the store is full, lets a new session evict the session that
+    /// expires soonest among those holding no value under `user_key` (the
+    /// [`SessionAuthenticator`](super::SessionAuthenticator)'s key, e.g.
+    /// `"user"`), instead of being refused. Sessions with a user are never
+    /// evicted: a flood of anonymous sessions churns anonymous sessions
+    /// (visitors' carts, the flood's own) but cannot log anyone out, and
+    /// logins keep working. Only matters with
+    /// [`max_sessions`](MemorySessionStore::max_sessions).
+    ///
+    /// The policy belongs to the shared records: it applies to every clone
+    /// of this store. Call it before the store holds many records (it
+    /// indexes the existing ones).
+    pub fn evict_anonymous(self, user_key: impl Into<String>) -> Self {
+        let user_key = user_key.into();
+        {
+            let mut records = self.write();
+            let index = records
+                .map
+                .iter()
+                .filter(|(_, r)| !r.data.contains_key(user_key.as_str()))
+                .map(|(k, r)| (r.expires_at, *k))
+                .collect();
+            records.anonymous = Some((user_key, index));
+        }
         self
     }
 
@@ -257,53 +433,22 @@ impl MemorySessionStore {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Records> {
-        self.shared
-            .records
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Records> {
+        self.shared.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Removes every expired record and returns how many were removed.
     pub fn purge_expired(&self) -> usize {
         let now = self.clock.now();
-        let mut records = self.write();
-        self.purge_locked(&mut records, now)
-    }
-
-    fn purge_locked(&self, records: &mut Records, now: SystemTime) -> usize {
-        let before = records.len();
-        records.retain(|_, r| !r.is_expired(now));
-        self.shared.writes_since_purge.store(0, Ordering::Relaxed);
-        self.shared
-            .left_after_purge
-            .store(records.len(), Ordering::Relaxed);
-        before - records.len()
-    }
-
-    /// Counts a write and sweeps when enough writes have happened.
-    fn after_write(&self, records: &mut Records, now: SystemTime) {
-        let writes = self
-            .shared
-            .writes_since_purge
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        let threshold = self
-            .shared
-            .left_after_purge
-            .load(Ordering::Relaxed)
-            .max(MIN_PURGE_INTERVAL);
-        if writes >= threshold {
-            self.purge_locked(records, now);
-        }
+        self.write().purge(now)
     }
 
     /// The number of records, expired ones not yet purged included.
     pub fn len(&self) -> usize {
-        self.shared
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.read().map.len()
     }
 
     /// Whether the store holds no record.
@@ -314,41 +459,28 @@ impl MemorySessionStore {
     /// The keys of the stored records (digests, never session ids), e.g. to
     /// audit what the store holds.
     pub fn keys(&self) -> Vec<StoreKey> {
-        self.shared
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .copied()
-            .collect()
+        self.read().map.keys().copied().collect()
     }
 
     /// The record filed under `key`, expired or not, without side effects.
     pub fn get(&self, key: &StoreKey) -> Option<SessionRecord> {
-        self.shared
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        self.read().map.get(key).cloned()
+    }
+
+    #[cfg(test)]
+    fn visited(&self) -> usize {
+        self.read().visited
     }
 
     fn load_now(&self, key: &StoreKey) -> Option<SessionRecord> {
         let now = self.clock.now();
-        {
-            let records = self
-                .shared
-                .records
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            match records.get(key) {
-                None => return None,
-                Some(r) if !r.is_expired(now) => return Some(r.clone()),
-                Some(_) => {}
-            }
+        match self.read().map.get(key) {
+            None => return None,
+            Some(r) if !r.is_expired(now) => return Some(r.clone()),
+            Some(_) => {}
         }
         let mut records = self.write();
-        if records.get(key).is_some_and(|r| r.is_expired(now)) {
+        if records.map.get(key).is_some_and(|r| r.is_expired(now)) {
             records.remove(key);
         }
         None
@@ -357,37 +489,36 @@ impl MemorySessionStore {
     fn save_now(&self, key: &StoreKey, record: &SessionRecord) -> Result<(), StoreFull> {
         let now = self.clock.now();
         let mut records = self.write();
+        records.purge(now);
         if let Some(max) = self.max_sessions {
-            if !records.contains_key(key) && records.len() >= max {
-                self.purge_locked(&mut records, now);
-                if records.len() >= max {
+            while !records.map.contains_key(key) && records.map.len() >= max {
+                if !records.evict_anonymous() {
                     return Err(StoreFull);
                 }
             }
         }
         records.insert(*key, record.clone());
-        self.after_write(&mut records, now);
         Ok(())
     }
 
     fn update_now(&self, key: &StoreKey, record: &SessionRecord) -> bool {
         let now = self.clock.now();
         let mut records = self.write();
-        let updated = match records.get_mut(key) {
-            Some(r) if !r.is_expired(now) => {
-                r.clone_from(record);
-                true
-            }
-            Some(_) => {
-                records.remove(key);
-                false
-            }
-            None => false,
-        };
-        if updated {
-            self.after_write(&mut records, now);
+        records.purge(now);
+        // Expired records were just purged: any record left is live.
+        if !records.map.contains_key(key) {
+            return false;
         }
-        updated
+        records.insert(*key, record.clone());
+        true
+    }
+
+    fn delete_now(&self, key: &StoreKey) -> bool {
+        let now = self.clock.now();
+        let mut records = self.write();
+        let live = records.remove(key).is_some_and(|r| !r.is_expired(now));
+        records.purge(now);
+        live
     }
 }
 
@@ -415,9 +546,8 @@ impl SessionStore for MemorySessionStore {
         ready(Ok(self.update_now(key, record)))
     }
 
-    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), BoxError>> + Send {
-        self.write().remove(key);
-        ready(Ok(()))
+    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        ready(Ok(self.delete_now(key)))
     }
 }
 
@@ -481,10 +611,10 @@ mod tests {
             .unwrap()
             .unwrap());
         assert_eq!(store.get(&key(1)), Some(record(now, 90)));
-        store.delete(&key(1)).now_or_never().unwrap().unwrap();
+        assert!(store.delete(&key(1)).now_or_never().unwrap().unwrap());
         assert!(store.is_empty());
-        // deleting again is fine
-        store.delete(&key(1)).now_or_never().unwrap().unwrap();
+        // deleting again is fine, and says the record was not there
+        assert!(!store.delete(&key(1)).now_or_never().unwrap().unwrap());
     }
 
     #[test]
@@ -515,6 +645,14 @@ mod tests {
             .now_or_never()
             .unwrap()
             .unwrap());
+        assert!(store.is_empty());
+        // deleting an expired record says it was not there
+        store
+            .save(&key(3), &record(t0, 10))
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        assert!(!store.delete(&key(3)).now_or_never().unwrap().unwrap());
         assert!(store.is_empty());
     }
 
@@ -550,12 +688,9 @@ mod tests {
                 .now_or_never()
                 .unwrap()
                 .unwrap();
-            // never more than live records + one sweep interval
-            assert!(
-                store.len() <= 100 + MIN_PURGE_INTERVAL.max(200),
-                "{}",
-                store.len()
-            );
+            // expired records are purged by every write: only the 100
+            // live ones are left
+            assert!(store.len() <= 100, "{}", store.len());
         }
     }
 
@@ -599,49 +734,128 @@ mod tests {
         assert!(text.contains("csrf") && !text.contains("s3cr3t"));
     }
 
-    /// A store that only implements the required methods gets a working
-    /// `update`.
-    struct Minimal(MemorySessionStore);
-
-    impl SessionStore for Minimal {
-        fn load(
-            &self,
-            key: &StoreKey,
-        ) -> impl Future<Output = Result<Option<SessionRecord>, BoxError>> + Send {
-            self.0.load(key)
-        }
-        fn save(
-            &self,
-            key: &StoreKey,
-            record: &SessionRecord,
-        ) -> impl Future<Output = Result<(), BoxError>> + Send {
-            self.0.save(key, record)
-        }
-        fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), BoxError>> + Send {
-            self.0.delete(key)
-        }
+    fn numbered(i: u32) -> StoreKey {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        StoreKey::from_bytes(k)
     }
 
+    /// Regression: at the cap, every refused session used to sweep all
+    /// records under the write lock (O(n) per request: 0.9 ms with 100k
+    /// records). Now a refusal looks at one index entry.
     #[test]
-    fn default_update_only_replaces_existing_records() {
-        let store = Arc::new(Minimal(MemorySessionStore::new()));
-        let now = SystemTime::now();
-        assert!(!store
-            .update(&key(1), &record(now, 5))
-            .now_or_never()
-            .unwrap()
-            .unwrap());
-        assert!(store.0.is_empty());
+    fn a_flood_at_the_cap_looks_at_one_index_entry_per_refusal() {
+        let (now, c) = clock();
+        let t0 = *now.lock().unwrap();
+        let cap = 5_000;
+        let store = MemorySessionStore::new().clock(c).max_sessions(cap);
+        for i in 0..cap as u32 {
+            store
+                .save(&numbered(i), &record(t0, 3600))
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+        let before = store.visited();
+        let flood = 10_000u32;
+        for i in 0..flood {
+            let refused = store
+                .save(&numbered(1_000_000 + i), &record(t0, 3600))
+                .now_or_never()
+                .unwrap();
+            assert!(refused.unwrap_err().is::<StoreFull>());
+        }
+        let visited = store.visited() - before;
+        // one peek at the soonest deadline and one eviction attempt each,
+        // however many records are stored
+        assert!(
+            visited <= 2 * flood as usize,
+            "{visited} index entries visited for {flood} refusals"
+        );
+        assert_eq!(store.len(), cap);
+        // expired records make room, and purging them costs one visit each
+        *now.lock().unwrap() = t0 + Duration::from_secs(3600);
+        let before = store.visited();
         store
-            .save(&key(1), &record(now, 5))
+            .save(&key(0xee), &record(t0 + Duration::from_secs(3600), 60))
             .now_or_never()
             .unwrap()
             .unwrap();
+        assert_eq!(store.len(), 1);
+        assert!(store.visited() - before <= cap + 2);
+    }
+
+    fn with_user(mut r: SessionRecord) -> SessionRecord {
+        r.data.insert("user".into(), "alice".into());
+        r
+    }
+
+    #[test]
+    fn evict_anonymous_evicts_the_soonest_anonymous_session_never_a_user() {
+        let (now, c) = clock();
+        let t0 = *now.lock().unwrap();
+        let store = MemorySessionStore::new()
+            .clock(c)
+            .max_sessions(4)
+            .evict_anonymous("user");
+        let save = |k: StoreKey, r: SessionRecord| store.save(&k, &r).now_or_never().unwrap();
+        // two users, expiring first, and two anonymous sessions
+        save(key(1), with_user(record(t0, 10))).unwrap();
+        save(key(2), with_user(record(t0, 20))).unwrap();
+        save(key(3), record(t0, 300)).unwrap();
+        save(key(4), record(t0, 200)).unwrap();
+        // a flood of anonymous sessions churns anonymous ones only, soonest
+        // to expire first, and never grows the store
+        save(key(5), record(t0, 1000)).unwrap();
+        assert!(store.get(&key(4)).is_none());
+        for n in 6..100u8 {
+            save(key(n), record(t0, 1000 + u64::from(n))).unwrap();
+            assert_eq!(store.len(), 4);
+            assert!(store.get(&key(1)).is_some() && store.get(&key(2)).is_some());
+        }
+        // a login still fits
+        save(key(200), with_user(record(t0, 50))).unwrap();
+        assert_eq!(store.len(), 4);
+        // an anonymous session that logs in is no longer evictable
+        save(key(99), with_user(record(t0, 2000))).unwrap();
+        // full of users: refused
+        let err = save(key(201), record(t0, 10)).unwrap_err();
+        assert!(err.is::<StoreFull>());
+        let err = save(key(202), with_user(record(t0, 10))).unwrap_err();
+        assert!(err.is::<StoreFull>());
+        // updates of existing sessions are never refused
         assert!(store
-            .update(&key(1), &record(now, 6))
+            .update(&key(1), &with_user(record(t0, 30)))
             .now_or_never()
             .unwrap()
             .unwrap());
-        assert_eq!(store.0.get(&key(1)), Some(record(now, 6)));
+        // a user that logs out (record rewritten without a user) is
+        // evictable again
+        save(key(2), record(t0, 20)).unwrap();
+        save(key(203), record(t0, 100)).unwrap();
+        assert!(store.get(&key(2)).is_none());
+        // expired records go before anything is evicted: the user of key 1
+        // expired, the anonymous key 203 stays
+        *now.lock().unwrap() = t0 + Duration::from_secs(35);
+        save(key(204), record(t0, 100)).unwrap();
+        assert!(store.get(&key(1)).is_none());
+        assert!(store.get(&key(203)).is_some(), "a live session was evicted");
+        assert_eq!(store.len(), 4);
+    }
+
+    #[test]
+    fn evict_anonymous_indexes_existing_records() {
+        let (now, c) = clock();
+        let t0 = *now.lock().unwrap();
+        let store = MemorySessionStore::new().clock(c).max_sessions(2);
+        let save = |s: &MemorySessionStore, k: StoreKey, r: SessionRecord| {
+            s.save(&k, &r).now_or_never().unwrap()
+        };
+        save(&store, key(1), record(t0, 100)).unwrap();
+        save(&store, key(2), with_user(record(t0, 100))).unwrap();
+        assert!(save(&store, key(3), record(t0, 100)).is_err());
+        let store = store.evict_anonymous("user");
+        save(&store, key(3), record(t0, 100)).unwrap();
+        assert!(store.get(&key(1)).is_none() && store.get(&key(2)).is_some());
     }
 }
