@@ -163,9 +163,22 @@ pub(crate) fn verify(
     }
     let message_len = header_b64.len() + 1 + payload_b64.len();
     let message = &token.as_bytes()[..message_len];
-    match jsonwebtoken::crypto::verify(signature_b64, message, key.decoding_key(), alg) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => return Err(JwtError::Signature),
+    let valid = match key.hmac_key(alg) {
+        // HMAC with the precomputed key; the comparison is constant-time.
+        Some(hmac) => {
+            let mut tag = [0u8; 64];
+            match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut tag) {
+                Ok(n) => aws_lc_rs::hmac::verify(hmac, message, &tag[..n]).is_ok(),
+                Err(_) => false,
+            }
+        }
+        None => matches!(
+            jsonwebtoken::crypto::verify(signature_b64, message, key.decoding_key(), alg),
+            Ok(true)
+        ),
+    };
+    if !valid {
+        return Err(JwtError::Signature);
     }
     Ok(VerifiedJws {
         alg,
@@ -250,6 +263,62 @@ mod tests {
         );
         let t = sign(r#"{"alg":"hs256"}"#, "{}");
         assert_eq!(check(&t).unwrap_err(), JwtError::Algorithm);
+    }
+
+    #[test]
+    fn precomputed_hmac_agrees_with_jsonwebtoken() {
+        // Every HMAC algorithm, a key bound to one and a key of the family.
+        let secret = [7u8; 64];
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let msg = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg:?}"}}"#)),
+                URL_SAFE_NO_PAD.encode("{}")
+            );
+            let key = jsonwebtoken::EncodingKey::from_secret(&secret);
+            let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &key, alg).unwrap();
+            let token = format!("{msg}.{sig}");
+            for k in [
+                JwtKey::hmac(alg, &secret).unwrap(),
+                JwtKey::from_jwk(
+                    &serde_json::from_value(serde_json::json!({
+                        "kty": "oct", "k": URL_SAFE_NO_PAD.encode(secret)
+                    }))
+                    .unwrap(),
+                )
+                .unwrap(),
+            ] {
+                assert!(k.hmac_key(alg).is_some());
+                let keys = KeySet::single(k);
+                assert!(verify(&token, &keys, &[alg], 8192).is_ok(), "{alg:?}");
+                // A truncated, extended or flipped tag fails.
+                let (m, s) = token.rsplit_once('.').unwrap();
+                for bad in [
+                    &s[..s.len() - 2],
+                    &format!("{s}AA")[..],
+                    &format!("A{}", &s[1..])[..],
+                ] {
+                    if bad == s {
+                        continue;
+                    }
+                    assert_eq!(
+                        verify(&format!("{m}.{bad}"), &keys, &[alg], 8192).unwrap_err(),
+                        JwtError::Signature
+                    );
+                }
+                // An oversized tag does not overflow the buffer.
+                let huge = "A".repeat(400);
+                assert_eq!(
+                    verify(&format!("{m}.{huge}"), &keys, &[alg], 8192).unwrap_err(),
+                    JwtError::Signature
+                );
+            }
+        }
+        // A key bound to HS256 has no HS512 key.
+        assert!(JwtKey::hmac(Algorithm::HS256, &secret)
+            .unwrap()
+            .hmac_key(Algorithm::HS512)
+            .is_none());
     }
 
     #[test]

@@ -56,6 +56,19 @@ pub struct JwtKey {
     family: AlgorithmFamily,
     alg: Option<Algorithm>,
     key: DecodingKey,
+    /// HMAC keys with their pads precomputed, for HS256 / HS384 / HS512
+    /// (those the key may verify): saves hashing the secret per token.
+    hmac: Option<Arc<[Option<aws_lc_rs::hmac::Key>; 3]>>,
+}
+
+fn hmac_slot(alg: Algorithm) -> Option<(usize, aws_lc_rs::hmac::Algorithm)> {
+    use aws_lc_rs::hmac::{HMAC_SHA256, HMAC_SHA384, HMAC_SHA512};
+    match alg {
+        Algorithm::HS256 => Some((0, HMAC_SHA256)),
+        Algorithm::HS384 => Some((1, HMAC_SHA384)),
+        Algorithm::HS512 => Some((2, HMAC_SHA512)),
+        _ => None,
+    }
 }
 
 impl JwtKey {
@@ -66,11 +79,24 @@ impl JwtKey {
                 return Err(KeyError::AlgorithmMismatch { alg, family });
             }
         }
+        let hmac = match (family, key.try_get_as_bytes()) {
+            (AlgorithmFamily::Hmac, Ok(secret)) => {
+                let mut keys: [Option<aws_lc_rs::hmac::Key>; 3] = [None, None, None];
+                for a in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+                    if let (Some((i, h)), true) = (hmac_slot(a), alg.is_none_or(|b| b == a)) {
+                        keys[i] = Some(aws_lc_rs::hmac::Key::new(h, secret));
+                    }
+                }
+                Some(Arc::new(keys))
+            }
+            _ => None,
+        };
         Ok(JwtKey {
             kid: None,
             family,
             alg,
             key,
+            hmac,
         })
     }
 
@@ -234,6 +260,12 @@ impl JwtKey {
 
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    /// The precomputed HMAC key for `alg`, if this is an HMAC key for it.
+    pub(crate) fn hmac_key(&self, alg: Algorithm) -> Option<&aws_lc_rs::hmac::Key> {
+        let (i, _) = hmac_slot(alg)?;
+        self.hmac.as_ref()?[i].as_ref()
     }
 }
 
