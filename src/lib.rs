@@ -10,10 +10,18 @@
 //!   ([`api_key::ApiKeyAuthenticator`], [`bearer::BearerAuthenticator`], ...)
 //!   and they compose: `jwt.or(api_key)`. An authenticated request carries
 //!   the typed principal and an [`Identity`] in its extensions.
+//! * `RequireLayer` (feature `authz`) enforces role, permission, scope and
+//!   owner policies on the [`Identity`].
+//! * `SessionLayer` (feature `session`) keeps cookie sessions, and
+//!   `RateLimitLayer` (feature `rate-limit`) rate-limits per IP, user, key
+//!   or route, with a failed-login limiter.
 //! * [`rejection`] renders every refusal: JSON body, RFC 6750
 //!   `WWW-Authenticate`, gRPC status for gRPC requests; you can replace it.
-//! * [`extract`] (feature `axum`) has the `Auth<T>` and [`Identity`]
+//! * `extract` (feature `axum`) has the `Auth<T>` and [`Identity`]
 //!   extractors.
+//!
+//! A typical stack, outermost first: `RateLimitLayer` → `SessionLayer` →
+//! `CsrfLayer` → `AuthLayer` → `RequireLayer` → handler.
 //!
 //! # Features
 //!
@@ -26,7 +34,7 @@
 //! | `authz`   | [`authz`]: role / permission / scope / owner policies |
 //! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
-//! | `full`    | all of the above and every later module               |
+//! | `full`    | all of the above                                      |
 //!
 //! No feature is on by default.
 //!
