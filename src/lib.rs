@@ -43,6 +43,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod auth;
 pub mod body;
 mod credentials;
