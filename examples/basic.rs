@@ -90,7 +90,7 @@ async fn posts(user: Option<Auth<User>>) -> Json<Value> {
     }
 }
 
-fn app() -> Router {
+pub(crate) fn app() -> Router {
     Router::new()
         .merge(
             Router::new()

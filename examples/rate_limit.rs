@@ -12,7 +12,10 @@
 //!                                        # RateLimit / RateLimit-Policy headers
 //! ```
 //!
-//! Listens on 127.0.0.1:8080, or on the port in `PORT`.
+//! Listens on 127.0.0.1:8080, or on `PORT`, or on `--addr <ip:port>`.
+
+#[path = "util/addr.rs"]
+mod util;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,7 +46,7 @@ async fn me(identity: Identity) -> Json<Value> {
     Json(json!({ "user_id": identity.subject() }))
 }
 
-fn app() -> Result<Router, QuotaError> {
+pub(crate) fn app() -> Result<Router, QuotaError> {
     let bearer = BearerAuthenticator::new(|token: BearerToken| async move {
         if token.expose() == "valid_token_123" {
             Ok(Authenticated::new((), Identity::new("1", Scheme::Bearer)))
@@ -82,9 +85,7 @@ fn app() -> Result<Router, QuotaError> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok());
-    let addr = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(8080)));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(util::listen_addr()).await?;
     println!("listening on http://{}", listener.local_addr()?);
     // The per-IP limits read the peer address from ConnectInfo.
     let app = app()?.into_make_service_with_connect_info::<SocketAddr>();

@@ -15,10 +15,12 @@
 //! curl -i localhost:8080/admin/users                                       # 401
 //! ```
 //!
-//! Listens on 127.0.0.1:8080, or on `PORT`.
+//! Listens on 127.0.0.1:8080, or on `PORT`, or on `--addr <ip:port>`.
+
+#[path = "util/addr.rs"]
+mod util;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use axum::extract::{Path, State};
@@ -134,7 +136,7 @@ fn error_handler() -> Rejections {
     })
 }
 
-fn app() -> Router {
+pub(crate) fn app() -> Router {
     let posts: Posts = Arc::new(RwLock::new(HashMap::from([
         ("1".into(), ("Post 1".into(), "1".into())),
         ("2".into(), ("Post 2".into(), "2".into())),
@@ -164,11 +166,7 @@ fn app() -> Router {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let port = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8080);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let listener = tokio::net::TcpListener::bind(util::listen_addr()).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app()).await
 }
