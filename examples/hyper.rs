@@ -32,7 +32,7 @@ use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_auth::api_key::ApiKeyAuthenticator;
 use tower_auth::body::ResponseBody;
 use tower_auth::jwt::TokenIssuer;
-use tower_auth::{AuthError, AuthLayer, Authenticated, Authenticator, Identity, Scheme};
+use tower_auth::{AuthError, Authenticated, Authenticator, Identity, Scheme, ServiceBuilderExt};
 
 use common::{Db, User};
 
@@ -179,7 +179,7 @@ pub(crate) fn authenticator(db: Db, issuer: &TokenIssuer) -> impl Authenticator<
 }
 
 /// The whole service: public routes, else the protected ones behind
-/// `AuthLayer`.
+/// `AuthLayer` (added with `ServiceBuilderExt::authenticate`).
 pub(crate) fn service(
     db: Db,
     issuer: TokenIssuer,
@@ -192,7 +192,7 @@ pub(crate) fn service(
        + Send
        + 'static {
     let protected = ServiceBuilder::new()
-        .layer(AuthLayer::new(authenticator(db.clone(), &issuer)))
+        .authenticate(authenticator(db.clone(), &issuer))
         .service_fn({
             let db = db.clone();
             move |req| protected(db.clone(), req)

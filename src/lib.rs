@@ -19,6 +19,8 @@
 //!   `WWW-Authenticate`, gRPC status for gRPC requests; you can replace it.
 //! * `extract` (feature `axum`) has the `Auth<T>` and [`Identity`]
 //!   extractors.
+//! * [`ServiceBuilderExt`] adds the layers to a `tower::ServiceBuilder` by
+//!   name: `.authenticate(jwt).require(role("admin"))`.
 //!
 //! A typical stack, outermost first: `RateLimitLayer` → `SessionLayer` →
 //! `CsrfLayer` → `AuthLayer` → `RequireLayer` → handler.
@@ -48,6 +50,7 @@ mod macros;
 
 pub mod auth;
 pub mod body;
+pub mod builder;
 mod credentials;
 mod error;
 mod identity;
@@ -70,6 +73,7 @@ pub mod rate_limit;
 pub mod session;
 
 pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
+pub use builder::ServiceBuilderExt;
 pub use error::{AuthError, AuthErrorKind, BoxError};
 pub use identity::{Identity, Scheme};
 pub use secret::Secret;
