@@ -1285,3 +1285,46 @@ mod review {
         );
     }
 }
+
+#[tokio::test]
+async fn header_types_enforce_explicit_typing() {
+    let claims = claims().to_string();
+    let at = |typ: &str| raw_hs256(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), &claims);
+    let typed = || hs256().header_types(["at+jwt"]);
+
+    for accepted in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        let r = call(typed(), bearer(&at(accepted))).await;
+        assert_eq!(r.status, StatusCode::OK, "{accepted}: {}", r.body);
+    }
+    for refused in ["JWT", "jwt", "refresh+jwt", "application/jwt", ""] {
+        expect_refused(
+            typed(),
+            &at(refused),
+            StatusCode::UNAUTHORIZED,
+            "token type not accepted",
+        )
+        .await;
+    }
+    let untyped = raw_hs256(r#"{"alg":"HS256"}"#, &claims);
+    expect_refused(
+        typed(),
+        &untyped,
+        StatusCode::UNAUTHORIZED,
+        "token type not accepted",
+    )
+    .await;
+    let not_a_string = raw_hs256(r#"{"alg":"HS256","typ":7}"#, &claims);
+    expect_refused(
+        typed(),
+        &not_a_string,
+        StatusCode::BAD_REQUEST,
+        "malformed token",
+    )
+    .await;
+
+    // Off by default: any header type passes.
+    for typ in ["JWT", "at+jwt", "whatever"] {
+        assert_eq!(call(hs256(), bearer(&at(typ))).await.status, StatusCode::OK);
+    }
+    assert_eq!(call(hs256(), bearer(&untyped)).await.status, StatusCode::OK);
+}

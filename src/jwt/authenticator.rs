@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 
 use super::cache::{Entry, TokenCache};
-use super::claims::{Registered, Rules};
+use super::claims::{media_type_eq, Registered, Rules};
 use super::jws::{self, JwtError};
 use super::keys::KeySet;
 use super::revocation::{self, RevocationStore, SharedStore};
@@ -247,6 +247,21 @@ where
         self.edit(|i| i.rules.names.token_type = name)
     }
 
+    /// Explicit typing (RFC 8725 §3.11): accepts only tokens whose JOSE
+    /// header `typ` is one of `types`, e.g. `["at+jwt"]` for OAuth access
+    /// tokens (RFC 9068). Tokens without a `typ` header are refused. Media
+    /// types compare without regard to case, with or without the
+    /// `application/` prefix. By default the header `typ` is not checked
+    /// (the token type claim is: see [`token_type`](Self::token_type)).
+    pub fn header_types<I, S>(self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let types = types.into_iter().map(Into::into).take(64).collect();
+        self.edit(|i| i.rules.header_types = Some(types))
+    }
+
     /// Claims that must be present (up to 64), e.g. `["jti"]`.
     pub fn required_claims<I, S>(self, names: I) -> Self
     where
@@ -391,6 +406,15 @@ where
     pub(crate) fn verify_parts(&self, token: &str, scheme: Scheme) -> Result<Verified<C>, Refusal> {
         let i = &*self.inner;
         let jws = jws::verify(token, &i.keys, &i.algorithms, i.max_len)?;
+        if let Some(types) = &i.rules.header_types {
+            let accepted = jws
+                .typ
+                .as_deref()
+                .is_some_and(|typ| types.iter().any(|t| media_type_eq(typ, t)));
+            if !accepted {
+                return Err(JwtError::TokenType.into());
+            }
+        }
         let registered = Registered::parse(&jws.payload, &i.rules)?;
         registered.validate(&i.rules, (i.clock)())?;
         let claims: C = serde_json::from_slice(&jws.payload).map_err(|_| JwtError::InvalidClaim)?;

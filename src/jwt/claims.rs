@@ -100,6 +100,9 @@ pub(crate) struct Rules {
     pub(crate) require_token_type: bool,
     pub(crate) required: Vec<Box<str>>,
     pub(crate) names: ClaimNames,
+    /// The JOSE header `typ` values accepted (RFC 8725 §3.11); any when
+    /// `None`.
+    pub(crate) header_types: Option<Vec<Box<str>>>,
 }
 
 impl Default for Rules {
@@ -113,6 +116,7 @@ impl Default for Rules {
             require_token_type: false,
             required: Vec::new(),
             names: ClaimNames::default(),
+            header_types: None,
         }
     }
 }
@@ -390,6 +394,19 @@ impl<'de> Visitor<'de> for Strings {
     }
 }
 
+/// Whether the JOSE header `typ` `found` names the media type `expected`:
+/// compared without regard to case, the `application/` prefix optional
+/// (RFC 7515 §4.1.9).
+pub(crate) fn media_type_eq(found: &str, expected: &str) -> bool {
+    fn short(t: &str) -> &str {
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    }
+    short(found).eq_ignore_ascii_case(short(expected))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +565,18 @@ mod tests {
             validate(r#"{"exp":10}"#, &Rules::default(), 0),
             Err(JwtError::MissingClaim)
         );
+    }
+
+    #[test]
+    fn media_types_compare_without_case_and_application_prefix() {
+        assert!(media_type_eq("at+jwt", "at+jwt"));
+        assert!(media_type_eq("AT+JWT", "at+jwt"));
+        assert!(media_type_eq("application/at+jwt", "at+jwt"));
+        assert!(media_type_eq("at+jwt", "Application/AT+JWT"));
+        assert!(!media_type_eq("JWT", "at+jwt"));
+        assert!(!media_type_eq("application/", "at+jwt"));
+        assert!(!media_type_eq("text/at+jwt", "at+jwt"));
+        assert!(!media_type_eq("at+jwt ", "at+jwt"));
+        assert!(!media_type_eq("applicatiön/at+jwt", "at+jwt"));
     }
 }
