@@ -514,6 +514,8 @@ pub(crate) fn app(
     let auth = authenticator(&state);
 
     // Five failed sign-ins per client IP, then 429 until 15 minutes pass.
+    // One budget for both password forms (token and cookie sign-in): a
+    // guesser locked out of one must not switch to the other.
     let failed_sign_ins = RateLimitLayer::failed_attempts(Limit::new(
         "sign-in",
         Quota::with_period(Duration::from_secs(15 * 60))?.allow_burst(5)?,
@@ -522,9 +524,15 @@ pub(crate) fn app(
 
     let public = Router::new()
         .route("/auth/sign_up", post(sign_up))
-        .route("/auth/sign_in", post(sign_in).route_layer(failed_sign_ins))
+        .route(
+            "/auth/sign_in",
+            post(sign_in).route_layer(failed_sign_ins.clone()),
+        )
         .route("/auth/refresh", post(refresh))
-        .route("/session/login", get(login_page).post(session_login))
+        .route(
+            "/session/login",
+            get(login_page).merge(post(session_login).route_layer(failed_sign_ins)),
+        )
         .route("/session/logout", post(session_logout))
         .route("/healthz", get(healthz));
 

@@ -158,6 +158,33 @@ async fn failed_sign_ins_are_limited_per_ip() {
 }
 
 #[tokio::test]
+async fn token_and_cookie_sign_ins_share_one_failure_budget() {
+    let api = Api::new().await;
+    api.sign_up("alice", "correct horse").await;
+    let session_login = |password: &'static str| {
+        api.c
+            .post(api.url("/session/login"))
+            .json(&json!({"username": "alice", "password": password}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(api.sign_in("alice", "wrong").await.status(), 401);
+    }
+    // A correct cookie sign-in is not a failure.
+    assert_eq!(session_login("correct horse").await.unwrap().status(), 200);
+    for _ in 0..2 {
+        assert_eq!(session_login("wrong").await.unwrap().status(), 401);
+    }
+    let res = session_login("correct horse").await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(api.sign_in("alice", "correct horse").await.status(), 429);
+    // The login page itself is not limited.
+    let page = api.c.get(api.url("/session/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+}
+
+#[tokio::test]
 async fn me_by_jwt_api_key_and_session() {
     let api = Api::new().await;
     let alice = api.user("alice").await;
