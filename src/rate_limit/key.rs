@@ -432,9 +432,13 @@ impl KeyExtractor for Subject {
 /// runs before authentication. Only the limiter's keyed hash of the value is
 /// kept, never the value, and it is never logged.
 ///
-/// Note that a client can send a new made-up key with every request and get
-/// a fresh budget each time (the store's cap bounds the memory this costs):
-/// pair it with a per-IP limit, or key by [`Subject`] after authentication.
+/// The value is taken without surrounding whitespace, as authenticators
+/// read it. Note that a client can send a new made-up key with every
+/// request and get a fresh budget each time (the store's cap bounds the
+/// memory this costs), and that a key sent another way (e.g. in a query
+/// parameter the [`ApiKeyAuthenticator`](crate::api_key) accepts) has no
+/// header: pair this limit with a per-IP one, or better, key by
+/// [`Subject`] after authentication.
 #[derive(Clone, Debug)]
 pub struct Header {
     name: HeaderName,
@@ -470,8 +474,11 @@ impl fmt::Debug for HeaderValues<'_> {
 
 impl Hash for HeaderValues<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        // Without the whitespace around the value, as the authenticators
+        // read it: HTTP/1 parsers strip it but HTTP/2 passes it through, so
+        // `"KEY "` and `" KEY"` would otherwise each get a fresh budget.
         for value in self.headers.get_all(self.name) {
-            value.as_bytes().hash(state);
+            value.as_bytes().trim_ascii().hash(state);
         }
     }
 }
@@ -668,6 +675,14 @@ mod tests {
         let ha = hash(&|h| key.extract(RequestHead::from(&a)).unwrap().hash(h));
         let hb = hash(&|h| key.extract(RequestHead::from(&b)).unwrap().hash(h));
         assert_ne!(ha, hb);
+        // Whitespace around the value (kept by HTTP/2) makes no new key.
+        for padded in ["k1 ", " k1", "\tk1\t", "  k1  "] {
+            let p = parts(|p| {
+                p.headers.insert("x-api-key", http::HeaderValue::from_static(padded));
+            });
+            let hp = hash(&|h| key.extract(RequestHead::from(&p)).unwrap().hash(h));
+            assert_eq!(hp, ha, "{padded:?}");
+        }
         assert_eq!(
             key.extract(RequestHead::from(&parts(|_| {})))
                 .unwrap_err()
