@@ -178,7 +178,9 @@ pub enum ForwardedHeader {
 ///
 /// * peer not trusted (or no proxy trusted, the default): the peer address;
 ///   the header is ignored;
-/// * every hop trusted: the leftmost one;
+/// * every hop trusted: the leftmost one. List only your proxies as
+///   trusted: a client inside a trusted range (a VPN, a pod network) could
+///   otherwise write its own leftmost hop and choose its key;
 /// * a hop that is not an IP address (`unknown`, an obfuscated RFC 7239
 ///   identifier, garbage): the address of the trusted proxy that reported
 ///   it, so such requests share that proxy's budget (fail closed);
@@ -283,11 +285,12 @@ fn walk(
     visit: &mut dyn FnMut(Option<IpAddr>) -> Option<IpAddr>,
 ) -> Option<IpAddr> {
     for line in request.headers.get_all(name).iter().rev() {
-        let Ok(line) = line.to_str() else {
-            return visit(None);
-        };
-        for hop in RevSplit::new(line, separator) {
-            if let Some(found) = visit(parse(hop)) {
+        // Hop by hop, not the whole line: one byte that is not visible
+        // ASCII on the client's side must not hide the hops the proxies
+        // wrote to its right.
+        for hop in RevSplit::new(line.as_bytes(), separator) {
+            let hop = std::str::from_utf8(hop).ok().filter(|h| h.is_ascii());
+            if let Some(found) = visit(hop.and_then(parse)) {
                 return Some(found);
             }
         }
@@ -299,12 +302,12 @@ fn walk(
 /// to left. Works from the right so that a malformed part written by the
 /// client (on the left) cannot hide the hops written by the proxies.
 struct RevSplit<'a> {
-    rest: Option<&'a str>,
+    rest: Option<&'a [u8]>,
     separator: u8,
 }
 
 impl<'a> RevSplit<'a> {
-    fn new(text: &'a str, separator: u8) -> Self {
+    fn new(text: &'a [u8], separator: u8) -> Self {
         RevSplit {
             rest: Some(text),
             separator,
@@ -313,11 +316,11 @@ impl<'a> RevSplit<'a> {
 }
 
 impl<'a> Iterator for RevSplit<'a> {
-    type Item = &'a str;
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<&'a str> {
-        let text = self.rest?;
-        let bytes = text.as_bytes();
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let bytes = self.rest?;
+        let text = bytes;
         let mut quoted = false;
         let mut i = bytes.len();
         while i > 0 {
@@ -364,8 +367,9 @@ fn parse_xff_hop(hop: &str) -> Option<IpAddr> {
 /// identifiers, a missing or repeated `for`, and malformed elements.
 fn parse_forwarded_hop(element: &str) -> Option<IpAddr> {
     let mut node = None;
-    for pair in RevSplit::new(element, b';') {
-        let pair = pair.trim_matches([' ', '\t']);
+    for pair in RevSplit::new(element.as_bytes(), b';') {
+        // `element` is ASCII, split at ASCII bytes: always valid.
+        let pair = std::str::from_utf8(pair).ok()?.trim_matches([' ', '\t']);
         if pair.is_empty() {
             continue;
         }
@@ -545,13 +549,37 @@ mod tests {
         assert_eq!(key.client_ip((&r).into()).unwrap(), ip("10.0.0.2"));
         let r = request("10.0.0.1", &[("x-forwarded-for", "")]);
         assert_eq!(key.client_ip((&r).into()).unwrap(), ip("10.0.0.1"));
-        // non-ASCII header line
+        // a non-ASCII hop: the proxy that reported it
         let mut r = request("10.0.0.1", &[]);
         r.headers.insert(
             "x-forwarded-for",
             http::HeaderValue::from_bytes(b"1.1.1.1\xff").unwrap(),
         );
         assert_eq!(key.client_ip((&r).into()).unwrap(), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn client_bytes_do_not_hide_the_hops_proxies_wrote() {
+        let key = ClientIp::new(proxies());
+        for line in [
+            &b"\xff, 198.51.100.1"[..],
+            b"caf\xc3\xa9, 198.51.100.1, 10.0.0.2",
+            b"\x80\x80,198.51.100.1",
+        ] {
+            let mut r = request("10.0.0.1", &[]);
+            r.headers.insert(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(line).unwrap(),
+            );
+            assert_eq!(key.client_ip((&r).into()).unwrap(), ip("198.51.100.1"));
+        }
+        let key = key.header(ForwardedHeader::Forwarded);
+        let mut r = request("10.0.0.1", &[]);
+        r.headers.insert(
+            "forwarded",
+            http::HeaderValue::from_bytes(b"for=\"\xff\", for=198.51.100.1").unwrap(),
+        );
+        assert_eq!(key.client_ip((&r).into()).unwrap(), ip("198.51.100.1"));
     }
 
     #[test]
@@ -630,7 +658,8 @@ mod tests {
 
     #[test]
     fn rev_split_respects_quotes_and_escapes() {
-        let parts: Vec<_> = RevSplit::new(r#"a,"b,c",d\,e,"f\",g""#, b',').collect();
-        assert_eq!(parts, [r#""f\",g""#, "e", r#"d\"#, r#""b,c""#, "a"]);
+        let parts: Vec<_> = RevSplit::new(br#"a,"b,c",d\,e,"f\",g""#, b',').collect();
+        let expected: [&[u8]; 5] = [br#""f\",g""#, b"e", br#"d\"#, br#""b,c""#, b"a"];
+        assert_eq!(parts, expected);
     }
 }
