@@ -73,7 +73,7 @@ impl AuthRejection {
         parts: &Parts,
         rejection_if_anonymous: impl FnOnce(&Anonymous) -> Rejection,
     ) -> Self {
-        let grpc = is_grpc(&parts.headers);
+        let grpc = is_grpc(parts.version, &parts.headers);
         match parts.extensions.get::<Anonymous>() {
             Some(anonymous) => AuthRejection {
                 rejection: rejection_if_anonymous(anonymous).with_grpc(grpc),

@@ -14,8 +14,8 @@
 //!   When credentials were absent there is no `error` attribute (RFC 6750
 //!   §3.1). Messages are fixed texts written by the authenticators: a token,
 //!   key, password or session id is never echoed.
-//! * gRPC (request `content-type` starting with `application/grpc`): HTTP
-//!   `200` with `content-type: application/grpc`, `grpc-status` (`16`
+//! * gRPC (an HTTP/2 request with `te: trailers` and `content-type:
+//!   application/grpc`, see [`is_grpc`]): HTTP `200` with `content-type: application/grpc`, `grpc-status` (`16`
 //!   UNAUTHENTICATED, `7` PERMISSION_DENIED, `5` NOT_FOUND, `8`
 //!   RESOURCE_EXHAUSTED, `14` UNAVAILABLE, `13` INTERNAL) and a
 //!   percent-encoded `grpc-message`, so tonic
@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Response, StatusCode, Version};
 
 use crate::error::{AuthError, AuthErrorKind};
 
@@ -429,12 +429,34 @@ impl Rejection {
     }
 }
 
-/// Whether `headers` describe a gRPC request (`content-type:
-/// application/grpc`, `application/grpc+proto`, `application/grpc-web`...).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+/// Whether a request is a gRPC request, to be refused with a gRPC status
+/// (HTTP `200` and `grpc-status`) rather than an HTTP status: HTTP/2,
+/// `te: trailers`, and `content-type: application/grpc` (or
+/// `application/grpc+proto`, `application/grpc;...`), as every gRPC client
+/// sends them.
+///
+/// Everything else gets an HTTP status: a REST client (or a status-only
+/// forward-auth proxy such as nginx `auth_request`, which speaks HTTP/1)
+/// cannot turn a refusal into a `200` by sending a gRPC content type.
+/// gRPC-Web (`application/grpc-web`, often over HTTP/1.1) gets HTTP statuses
+/// too, which gRPC-Web clients map to gRPC codes.
+pub fn is_grpc(version: Version, headers: &HeaderMap) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    if version != Version::HTTP_2 {
+        return false;
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    let grpc_content = content_type.is_some_and(|v| {
+        v.len() >= GRPC.len()
+            && v[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+            && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
+    });
+    grpc_content
+        && headers.get_all(header::TE).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        })
 }
 
 /// Percent-encodes a `grpc-message` as the gRPC HTTP/2 protocol asks: bytes
@@ -654,18 +676,39 @@ mod tests {
     }
 
     #[test]
-    fn is_grpc_detects_variants() {
-        let mut h = HeaderMap::new();
-        assert!(!is_grpc(&h));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc+proto"),
-        );
-        assert!(is_grpc(&h));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        assert!(!is_grpc(&h));
+    fn is_grpc_needs_http2_te_trailers_and_a_grpc_content_type() {
+        let headers = |content_type: &'static str, te: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            if !te.is_empty() {
+                h.insert(header::TE, HeaderValue::from_static(te));
+            }
+            h
+        };
+        let h2 = Version::HTTP_2;
+        assert!(!is_grpc(h2, &HeaderMap::new()));
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc;charset=utf-8",
+            "Application/GRPC",
+        ] {
+            assert!(is_grpc(h2, &headers(grpc, "trailers")), "{grpc}");
+            assert!(is_grpc(h2, &headers(grpc, "gzip, Trailers")), "{grpc}");
+            // Not HTTP/2, or no `te: trailers`: an HTTP client.
+            assert!(!is_grpc(Version::HTTP_11, &headers(grpc, "trailers")));
+            assert!(!is_grpc(Version::HTTP_10, &headers(grpc, "trailers")));
+            assert!(!is_grpc(h2, &headers(grpc, "")));
+            assert!(!is_grpc(h2, &headers(grpc, "gzip")));
+        }
+        for other in [
+            "application/json",
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpcx",
+            "application/grp",
+        ] {
+            assert!(!is_grpc(h2, &headers(other, "trailers")), "{other}");
+        }
     }
 }

@@ -388,18 +388,26 @@ async fn owner_or_admin_on_path_parameters() {
     assert_eq!(put("", "2", "x").await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// An HTTP/2 request with `te: trailers`, as gRPC clients send them.
+fn grpc<B>(mut req: Request<B>) -> Request<B> {
+    *req.version_mut() = http::Version::HTTP_2;
+    req.headers_mut()
+        .insert(header::TE, "trailers".parse().unwrap());
+    req
+}
+
 #[tokio::test]
 async fn grpc_requests_get_grpc_statuses() {
     let app = app(Db::seeded());
     for (who, code) in [(BOB, "7"), ("", "16")] {
-        let mut req = request("DELETE", "/posts/1/delete", who, None);
+        let mut req = grpc(request("DELETE", "/posts/1/delete", who, None));
         req.headers_mut()
             .insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
         let res = answer(app.clone().oneshot(req).await.unwrap()).await;
         assert_eq!(res.status, StatusCode::OK);
         assert_eq!(res.headers["grpc-status"], code);
     }
-    let mut req = request("PUT", "/posts/99", BOB, None);
+    let mut req = grpc(request("PUT", "/posts/99", BOB, None));
     req.headers_mut().insert(
         header::CONTENT_TYPE,
         "application/grpc+proto".parse().unwrap(),

@@ -351,6 +351,12 @@ async fn random_requests_fail_closed() {
         let grpc = rng.chance(15);
         let mut req = Request::builder().method(method).uri("/");
         if grpc {
+            req = req
+                .version(http::Version::HTTP_2)
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .header(header::TE, "trailers");
+        } else if rng.chance(10) {
+            // A gRPC content type on HTTP/1.1: still an HTTP client.
             req = req.header(header::CONTENT_TYPE, "application/grpc");
         }
         let mut sent: Vec<Vec<u8>> = Vec::new();

@@ -124,7 +124,7 @@ where
                                 );
                             }
                             let rejection = Rejection::from_auth_error(error, &config.challenges)
-                                .with_grpc(is_grpc(&parts.headers));
+                                .with_grpc(is_grpc(parts.version, &parts.headers));
                             let response = config.rejections.respond(rejection);
                             return Poll::Ready(Ok(body::rejection(response)));
                         }

@@ -353,12 +353,26 @@ mod tests {
             .layer(AuthLayer::new(Header("x-token")))
             .service_fn(echo);
         let r = Request::post("/grpc.health.v1.Health/Check")
+            .version(http::Version::HTTP_2)
             .header(header::CONTENT_TYPE, "application/grpc")
+            .header(header::TE, "trailers")
+            .body(())
+            .unwrap();
+        let res = svc.clone().oneshot(r).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+
+        // A gRPC content type alone (HTTP/1.1, as a REST client or a
+        // forward-auth subrequest sends it) cannot turn the refusal into a
+        // `200`.
+        let r = Request::post("/api")
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header(header::TE, "trailers")
             .body(())
             .unwrap();
         let res = svc.oneshot(r).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(!res.headers().contains_key("grpc-status"));
     }
 
     #[tokio::test]

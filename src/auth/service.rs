@@ -87,7 +87,7 @@ where
             Err(e) => e,
         };
         let rejection = Rejection::from_auth_error(error, &self.config.challenges)
-            .with_grpc(is_grpc(&parts.headers));
+            .with_grpc(is_grpc(parts.version, &parts.headers));
         ResponseFuture::rejected(self.config.rejections.respond(rejection))
     }
 }

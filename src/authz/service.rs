@@ -125,7 +125,7 @@ pub(crate) fn render(
             }
         },
     }
-    .with_grpc(is_grpc(&parts.headers));
+    .with_grpc(is_grpc(parts.version, &parts.headers));
     let rejections = rejections
         .or_else(|| parts.extensions.get::<Rejections>())
         .or_else(|| anonymous.map(Anonymous::rejections));

@@ -414,10 +414,13 @@ fn request(identity: Option<Identity>) -> Request<String> {
 }
 
 fn grpc(mut req: Request<String>) -> Request<String> {
+    *req.version_mut() = http::Version::HTTP_2;
     req.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
     );
+    req.headers_mut()
+        .insert(header::TE, http::HeaderValue::from_static("trailers"));
     req
 }
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{HeaderMap, HeaderName};
 use http::request::Parts;
-use http::{Extensions, Method, Request, Uri};
+use http::{Extensions, Method, Request, Uri, Version};
 
 use crate::identity::Identity;
 
@@ -46,6 +46,8 @@ pub struct RequestHead<'a> {
     pub method: &'a Method,
     /// The URI.
     pub uri: &'a Uri,
+    /// The HTTP version.
+    pub version: Version,
     /// The headers.
     pub headers: &'a HeaderMap,
     /// The extensions: peer address, [`Identity`], ...
@@ -58,6 +60,7 @@ impl<'a, B> From<&'a Request<B>> for RequestHead<'a> {
         RequestHead {
             method: request.method(),
             uri: request.uri(),
+            version: request.version(),
             headers: request.headers(),
             extensions: request.extensions(),
         }
@@ -70,6 +73,7 @@ impl<'a> From<&'a Parts> for RequestHead<'a> {
         RequestHead {
             method: &parts.method,
             uri: &parts.uri,
+            version: parts.version,
             headers: &parts.headers,
             extensions: &parts.extensions,
         }
@@ -678,7 +682,8 @@ mod tests {
         // Whitespace around the value (kept by HTTP/2) makes no new key.
         for padded in ["k1 ", " k1", "\tk1\t", "  k1  "] {
             let p = parts(|p| {
-                p.headers.insert("x-api-key", http::HeaderValue::from_static(padded));
+                p.headers
+                    .insert("x-api-key", http::HeaderValue::from_static(padded));
             });
             let hp = hash(&|h| key.extract(RequestHead::from(&p)).unwrap().hash(h));
             assert_eq!(hp, ha, "{padded:?}");

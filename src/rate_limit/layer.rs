@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::{response, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -143,7 +143,7 @@ impl Config {
         &self,
         limit: &Limit,
         denied: Denied,
-        request: &HeaderMap,
+        request: RequestHead<'_>,
     ) -> Response<Bytes> {
         let retry = std::time::Duration::from_secs(headers::seconds(denied.retry_after()).max(1));
         let mut item = String::new();
@@ -151,7 +151,7 @@ impl Config {
         let rejection = Rejection::too_many_requests(retry)
             .with_header(RATELIMIT_POLICY, self.policy.clone())
             .with_header(RATELIMIT, headers::value(item))
-            .with_grpc(is_grpc(request));
+            .with_grpc(is_grpc(request.version, request.headers));
         self.rejections.respond(rejection)
     }
 
@@ -163,11 +163,11 @@ impl Config {
         &self,
         limit: &Limit,
         error: KeyError,
-        request: &HeaderMap,
+        request: RequestHead<'_>,
     ) -> Response<Bytes> {
         tracing::error!(limit = limit.name(), %error, "rate limit key unavailable");
         let rejection = Rejection::internal(format!("rate limit `{}`: {}", limit.name(), error))
-            .with_grpc(is_grpc(request));
+            .with_grpc(is_grpc(request.version, request.headers));
         self.rejections.respond(rejection)
     }
 
@@ -409,9 +409,9 @@ fn admit(
                     }
                     continue;
                 }
-                Err(denied) => config.too_many_requests(limit, denied, request.headers),
+                Err(denied) => config.too_many_requests(limit, denied, request),
             },
-            Err(error) => config.key_unavailable(limit, error, request.headers),
+            Err(error) => config.key_unavailable(limit, error, request),
         };
         if let (true, Some(keys)) = (failed_attempts, &keys) {
             config.refund(keys);

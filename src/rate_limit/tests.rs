@@ -172,7 +172,9 @@ async fn grpc_requests_get_resource_exhausted() {
         .layer(inner);
     let grpc = || {
         Request::post("/grpc.health.v1.Health/Check")
+            .version(http::Version::HTTP_2)
             .header(header::CONTENT_TYPE, "application/grpc")
+            .header(header::TE, "trailers")
             .body(())
             .unwrap()
     };
@@ -563,7 +565,9 @@ async fn grpc_unauthenticated_counts_as_a_failure() {
     .layer(grpc_denied);
     let grpc = || {
         Request::post("/auth.Login/Login")
+            .version(http::Version::HTTP_2)
             .header(header::CONTENT_TYPE, "application/grpc")
+            .header(header::TE, "trailers")
             .body(())
             .unwrap()
     };

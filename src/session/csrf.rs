@@ -347,7 +347,8 @@ where
             },
             Err((kind, message)) => {
                 tracing::debug!(method = %req.method(), reason = message, "CSRF check refused a request");
-                let rejection = Rejection::new(kind, message).with_grpc(is_grpc(req.headers()));
+                let rejection =
+                    Rejection::new(kind, message).with_grpc(is_grpc(req.version(), req.headers()));
                 CsrfFuture {
                     kind: Kind::Rejected {
                         response: Some(self.config.rejections.respond(rejection)),
@@ -603,11 +604,13 @@ mod tests {
     #[tokio::test]
     async fn grpc_requests_get_permission_denied() {
         let l = layer();
-        let req = post(&[
+        let mut req = post(&[
             (COOKIE.as_str(), "session=x"),
             ("sec-fetch-site", "cross-site"),
             ("content-type", "application/grpc"),
+            ("te", "trailers"),
         ]);
+        *req.version_mut() = http::Version::HTTP_2;
         let res = l.layer(service_fn(ok)).oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "7");

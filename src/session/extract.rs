@@ -44,7 +44,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
                     "the Session extractor found no session: add SessionLayer to this route"
                 );
                 Err(MissingSessionLayer {
-                    grpc: is_grpc(&parts.headers),
+                    grpc: is_grpc(parts.version, &parts.headers),
                 })
             }
         }

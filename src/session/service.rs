@@ -53,7 +53,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        let mut ctx = Ctx::new(Arc::clone(&self.shared), is_grpc(&parts.headers));
+        let mut ctx = Ctx::new(
+            Arc::clone(&self.shared),
+            is_grpc(parts.version, &parts.headers),
+        );
         match cookie::read(&parts.headers, &self.shared.config) {
             Incoming::Valid { id, reissue } => {
                 // Loading awaits the store: move the service that

@@ -581,8 +581,10 @@ async fn store_failure_fails_closed_with_503() {
     }
     // gRPC clients get a gRPC status
     let req = Request::post("/read")
+        .version(http::Version::HTTP_2)
         .header(COOKIE, &cookie)
         .header("content-type", "application/grpc")
+        .header("te", "trailers")
         .body(())
         .unwrap();
     let r = send_req(&layer, req).await;
