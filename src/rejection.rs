@@ -146,6 +146,14 @@ pub(crate) fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
 fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
@@ -294,24 +302,54 @@ impl Rejection {
         Self::new(RejectionKind::Forbidden, message)
     }
 
-    /// A bearer-authenticated request lacking `scope`: `403` with
+    /// A bearer-authenticated request lacking `scope` (one scope, or several
+    /// separated by single spaces): `403` with
     /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scope>"`.
+    ///
+    /// The `scope` attribute is left out when `scope` is not a list of
+    /// RFC 6749 scope tokens (printable ASCII but `"` and `\`, no spaces
+    /// inside a scope): a client doing step-up authorization must never be
+    /// told about a different scope than the one required. The JSON body
+    /// still says a scope is missing.
     pub fn insufficient_scope(challenge: &Challenge, scope: &str) -> Self {
-        let mut r = Self::new(
-            RejectionKind::InsufficientScope,
-            "the access token lacks the required scope",
-        );
-        r.push_challenge(
-            challenge,
-            &[
-                ("error", "insufficient_scope"),
-                (
-                    "error_description",
-                    "the access token lacks the required scope",
-                ),
-                ("scope", scope),
-            ],
-        );
+        let valid = scope.split(' ').all(is_scope_token);
+        Self::insufficient(challenge, valid.then_some(scope))
+    }
+
+    /// Like [`insufficient_scope`](Rejection::insufficient_scope) for
+    /// several scopes, each of which must be a scope token (a name with a
+    /// space would read as two scopes): otherwise the `scope` attribute is
+    /// left out.
+    pub fn insufficient_scopes<I, S>(challenge: &Challenge, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut list = String::new();
+        let mut valid = true;
+        for scope in scopes {
+            let scope = scope.as_ref();
+            valid &= is_scope_token(scope);
+            if !list.is_empty() {
+                list.push(' ');
+            }
+            list.push_str(scope);
+        }
+        valid &= !list.is_empty();
+        Self::insufficient(challenge, valid.then_some(list.as_str()))
+    }
+
+    fn insufficient(challenge: &Challenge, scope: Option<&str>) -> Self {
+        const DESCRIPTION: &str = "the access token lacks the required scope";
+        let mut r = Self::new(RejectionKind::InsufficientScope, DESCRIPTION);
+        let mut params = vec![
+            ("error", "insufficient_scope"),
+            ("error_description", DESCRIPTION),
+        ];
+        if let Some(scope) = scope {
+            params.push(("scope", scope));
+        }
+        r.push_challenge(challenge, &params);
         r
     }
 
@@ -612,6 +650,41 @@ mod tests {
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(www(&res).is_empty());
         assert_eq!(json(&res)["error"], "unavailable");
+    }
+
+    #[test]
+    fn insufficient_scope_names_only_valid_scope_tokens() {
+        let www = |r: Rejection| {
+            let res = r.into_response();
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+            res.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let bearer = Challenge::bearer();
+        let ok = www(Rejection::insufficient_scope(
+            &bearer,
+            "posts:read posts:write",
+        ));
+        assert!(ok.ends_with(r#"scope="posts:read posts:write""#), "{ok}");
+        let ok = www(Rejection::insufficient_scopes(&bearer, ["a", "b:c"]));
+        assert!(ok.ends_with(r#"scope="a b:c""#), "{ok}");
+        // Non-ASCII would be dropped into another scope name; a space inside
+        // one name would read as two scopes; quotes, backslashes, empty.
+        for bad in [
+            Rejection::insufficient_scope(&bearer, "données:lire"),
+            Rejection::insufficient_scope(&bearer, "a  b"),
+            Rejection::insufficient_scope(&bearer, ""),
+            Rejection::insufficient_scope(&bearer, "a\"b"),
+            Rejection::insufficient_scopes(&bearer, ["a b"]),
+            Rejection::insufficient_scopes(&bearer, ["ok", "back\\slash"]),
+            Rejection::insufficient_scopes(&bearer, Vec::<String>::new()),
+        ] {
+            let value = www(bad);
+            assert!(value.contains(r#"error="insufficient_scope""#), "{value}");
+            assert!(!value.contains("scope=\""), "{value}");
+        }
     }
 
     #[test]

@@ -331,7 +331,7 @@ impl Denied {
         let bearer = identity.is_some_and(|id| *id.scheme() == Scheme::Bearer);
         match self.0 {
             Reason::Permissions(ref names) | Reason::Scopes(ref names) if bearer => {
-                Rejection::insufficient_scope(challenge, &names.join(" "))
+                Rejection::insufficient_scopes(challenge, names.iter())
             }
             Reason::Unavailable(ref source) => {
                 tracing::warn!(error = %source, "authorization backend failed");
