@@ -273,7 +273,8 @@ where
     }
 
     /// The claim holding the subject (default `sub`; the seeds use
-    /// `user_id` or `username`).
+    /// `user_id` or `username`). It is required and must not be empty: an
+    /// identity without a subject could match an empty owner field.
     pub fn subject_claim(self, name: impl Into<Box<str>>) -> Self {
         let name = name.into();
         self.edit(|i| i.rules.names.subject = name)

@@ -198,7 +198,9 @@ impl Registered {
         if self.required_seen & all_required != all_required {
             return Err(JwtError::MissingClaim);
         }
-        if self.sub.is_none() {
+        // An empty subject is no subject: it would match an empty owner
+        // field in an owner check.
+        if self.sub.as_deref().is_none_or(str::is_empty) {
             return Err(JwtError::MissingClaim);
         }
         Ok(())
@@ -474,6 +476,13 @@ mod tests {
             ..Rules::default()
         };
         assert_eq!(validate(r#"{"sub":"a","exp":100}"#, &rules, 105), Ok(()));
+        for no_subject in [r#"{"exp":100}"#, r#"{"sub":"","exp":100}"#] {
+            assert_eq!(
+                validate(no_subject, &rules, 0),
+                Err(JwtError::MissingClaim),
+                "{no_subject}"
+            );
+        }
         assert_eq!(
             validate(r#"{"sub":"a","exp":100}"#, &rules, 110),
             Err(JwtError::Expired)
