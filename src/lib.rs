@@ -72,6 +72,11 @@ pub mod rate_limit;
 #[cfg(feature = "session")]
 pub mod session;
 
+/// The README's Rust examples are compiled and run as doc tests.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use auth::{AuthLayer, AuthService, Authenticated, Authenticator};
 pub use builder::ServiceBuilderExt;
 pub use error::{AuthError, AuthErrorKind, BoxError};
