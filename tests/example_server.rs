@@ -84,6 +84,21 @@ impl Api {
         body(res).await
     }
 
+    /// `method url` with a bearer `token` and an optional JSON body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: &str,
+        json: Option<Value>,
+    ) -> Response {
+        let mut req = self.c.request(method, url).bearer_auth(token);
+        if let Some(json) = json {
+            req = req.json(&json);
+        }
+        req.send().await.unwrap()
+    }
+
     async fn get(&self, path: &str, token: &str) -> Response {
         self.c
             .get(self.url(path))
@@ -485,97 +500,50 @@ async fn posts_owner_checks_and_optional_auth() {
     assert_eq!(api.get("/posts", "not.a.jwt").await.status(), 400);
 
     // Owner or admin.
-    assert_eq!(
-        api.c
-            .get(post_url(&draft))
-            .bearer_auth(access(&bob))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    use reqwest::Method;
+    let (get, put, delete) = (Method::GET, Method::PUT, Method::DELETE);
     let res = api
-        .c
-        .get(post_url(&draft))
-        .bearer_auth(access(&carol))
-        .send()
-        .await
-        .unwrap();
+        .send(get.clone(), post_url(&draft), access(&bob), None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = api
+        .send(get.clone(), post_url(&draft), access(&carol), None)
+        .await;
     assert_eq!(res.status(), 403);
     assert_eq!(
         body(res).await["message"],
         "you can only change your own posts"
     );
-    assert_eq!(
-        api.c
-            .get(post_url(&draft))
-            .bearer_auth(access(&alice))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
     let res = api
-        .c
-        .put(post_url(&public))
-        .bearer_auth(access(&bob))
-        .json(&json!({"title": "hello again"}))
-        .send()
-        .await
-        .unwrap();
+        .send(get.clone(), post_url(&draft), access(&alice), None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let again = Some(json!({"title": "hello again"}));
+    let res = api
+        .send(put.clone(), post_url(&public), access(&bob), again)
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(body(res).await["title"], "hello again");
+    let hijack = Some(json!({"title": "hijacked"}));
     let res = api
-        .c
-        .put(post_url(&public))
-        .bearer_auth(access(&carol))
-        .json(&json!({"title": "hijacked"}))
-        .send()
-        .await
-        .unwrap();
+        .send(put, post_url(&public), access(&carol), hijack)
+        .await;
     assert_eq!(res.status(), 403);
-    let res = api
-        .c
-        .get(api.url("/posts/999"))
-        .bearer_auth(access(&bob))
-        .send()
-        .await
-        .unwrap();
+    let missing = api.url("/posts/999");
+    let res = api.send(get, missing, access(&bob), None).await;
     assert_eq!(res.status(), 404);
-    let res = api
-        .c
-        .delete(post_url(&draft))
-        .bearer_auth(access(&carol))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    let res = api
-        .c
-        .delete(post_url(&draft))
-        .bearer_auth(access(&bob))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let res = api
-        .c
-        .delete(post_url(&public))
-        .bearer_auth(access(&alice))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let res = api
-        .c
-        .delete(post_url(&public))
-        .bearer_auth(access(&alice))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    // Deleting: the author, or a moderator / admin (`posts:delete`).
+    for (post, who, status) in [
+        (&draft, &carol, 403),
+        (&draft, &bob, 204),
+        (&public, &alice, 204),
+        (&public, &alice, 404),
+    ] {
+        let res = api
+            .send(delete.clone(), post_url(post), access(who), None)
+            .await;
+        assert_eq!(res.status(), status);
+    }
 }
 
 #[tokio::test]
