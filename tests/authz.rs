@@ -79,13 +79,14 @@ impl Db {
 }
 
 /// Bearer tokens for the seeds' users: alice (admin), carol (moderator),
-/// bob (user).
+/// bob (user), and ghost (a user whose identity has an empty subject).
 fn bearer() -> BearerAuthenticator<impl TokenValidator<Principal = User>> {
     BearerAuthenticator::new(|token: BearerToken| async move {
         let (id, name, role) = match token.expose() {
             "alice-token" => ("1", "Alice", "admin"),
             "bob-token" => ("2", "Bob", "user"),
             "carol-token" => ("3", "Carol", "moderator"),
+            "ghost-token" => ("", "Ghost", "user"),
             _ => return Err(AuthError::invalid_credentials("invalid or expired token")),
         };
         let user = User {
@@ -110,7 +111,11 @@ fn owner_or_admin(db: Arc<Db>) -> impl Policy {
             };
             match db.author_of(&post_id) {
                 None => Err(Denied::not_found("post not found")),
-                Some(author) if author == identity.subject() => Ok(()),
+                // An identity without a subject owns nothing, not even
+                // posts whose author is empty.
+                Some(author) if !identity.subject().is_empty() && author == identity.subject() => {
+                    Ok(())
+                }
                 Some(_) => Err(Denied::forbidden("you can only edit your own posts")),
             }
         }
@@ -242,6 +247,7 @@ async fn send(app: &Router, method: &str, uri: &str, who: &str) -> Answer {
 const ALICE: &str = "alice-token";
 const BOB: &str = "bob-token";
 const CAROL: &str = "carol-token";
+const GHOST: &str = "ghost-token";
 
 #[tokio::test]
 async fn seed_rbac_table() {
@@ -394,6 +400,81 @@ fn grpc<B>(mut req: Request<B>) -> Request<B> {
     req.headers_mut()
         .insert(header::TE, "trailers".parse().unwrap());
     req
+}
+
+#[tokio::test]
+async fn an_identity_without_subject_owns_nothing() {
+    let db = Db::seeded();
+    db.posts.lock().unwrap().insert(
+        "3".into(),
+        Post {
+            title: "Post 3".into(),
+            author_id: String::new(),
+        },
+    );
+    let app = app(db.clone());
+    let req = |who: &str| request("PUT", "/posts/3", who, Some(json!({"title": "mine"})));
+
+    let res = answer(app.clone().oneshot(req(GHOST)).await.unwrap()).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.body["message"], "you can only edit your own posts");
+    assert_eq!(db.posts.lock().unwrap()["3"].title, "Post 3");
+    // Nor anybody else's post.
+    let res = send(&app, "PUT", "/posts/2", GHOST).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // Admins still may.
+    let res = answer(app.oneshot(req(ALICE)).await.unwrap()).await;
+    assert_eq!(res.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn empty_requirement_lists_allow_nobody() {
+    let none = Vec::<String>::new;
+    let app = Router::new()
+        .route("/all-permissions", get(|| async { "ok" }))
+        .route_layer(RequireLayer::new(
+            tower_auth::authz::all_permissions(none()),
+        ))
+        .merge(
+            Router::new()
+                .route("/all-scopes", get(|| async { "ok" }))
+                .route_layer(RequireLayer::new(tower_auth::authz::all_scopes(none()))),
+        )
+        .merge(
+            Router::new()
+                .route("/any-role", get(|| async { "ok" }))
+                .route_layer(RequireLayer::new(tower_auth::authz::any_role(none()))),
+        )
+        .merge(
+            Router::new()
+                .route("/map-all-permissions", get(|| async { "ok" }))
+                .route_layer(RequireLayer::new(ROLES.all_permissions(none()))),
+        )
+        .merge(
+            Router::new()
+                .route("/map-any-role", get(|| async { "ok" }))
+                .route_layer(RequireLayer::new(ROLES.any_role(none()))),
+        )
+        .layer(AuthLayer::optional(bearer()));
+    for path in [
+        "/all-permissions",
+        "/all-scopes",
+        "/any-role",
+        "/map-all-permissions",
+        "/map-any-role",
+    ] {
+        for who in [ALICE, CAROL, BOB, GHOST] {
+            let res = send(&app, "GET", path, who).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{path} as {who}");
+            assert_eq!(
+                res.body,
+                json!({"error": "forbidden", "message": "access denied"}),
+                "{path} as {who}"
+            );
+            assert!(res.headers.get(header::WWW_AUTHENTICATE).is_none());
+        }
+        assert_eq!(send(&app, "GET", path, "").await.status, 401, "{path}");
+    }
 }
 
 #[tokio::test]

@@ -25,10 +25,13 @@
 //! your own with [`policy_fn`] (async, for lookups) or [`sync_policy_fn`].
 //! Role, permission and scope checks are decided in the layer's `call`
 //! without allocating; only asynchronous policies take the slower path.
+//! They fail closed: a policy built from an empty list of roles,
+//! permissions or scopes allows nobody.
 //!
 //! A [`RoleMap`] maps roles to permissions with inheritance (the seeds'
 //! admin ⊇ moderator ⊇ user), built in code or deserialized from a config
-//! file, and checked for cycles.
+//! file, and checked for cycles, duplicate roles, malformed names and
+//! [size](RoleMap#limits).
 //!
 //! With the `axum` feature, [`Guard<G>`](Guard) enforces a policy as a
 //! handler argument, and [`guard_policy!`](crate::guard_policy) names one.
@@ -116,7 +119,7 @@ pub use policies::{
     SyncPolicyFn,
 };
 pub use policy::{Decision, Denied, DeniedKind, Immediate, IntoVerdict, Policy};
-pub use role_map::{RoleMap, RoleMapBuilder, RoleMapError};
+pub use role_map::{RoleMap, RoleMapBuilder, RoleMapError, RoleMapLimit};
 pub use service::RequireService;
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ fn has_any_role(identity: &Identity, roles: &[Box<str>]) -> bool {
 }
 
 /// Requires one of a set of roles. Built by [`role`], [`any_role`] and
-/// [`RoleMap::role`](super::RoleMap::role).
+/// [`RoleMap::role`](super::RoleMap::role). An empty set allows nobody.
 #[derive(Clone, Debug)]
 pub struct Role {
     /// The roles named in denials.
@@ -61,7 +61,7 @@ pub fn role(role: impl Into<String>) -> Role {
 }
 
 /// Requires at least one of `roles` (the seeds' "moderator or admin"). An
-/// empty list allows nobody.
+/// empty list allows nobody: no identity has one of no roles.
 pub fn any_role<I, S>(roles: I) -> Role
 where
     I: IntoIterator<Item = S>,
@@ -73,6 +73,7 @@ where
 
 /// Requires every one of a set of permissions. Built by [`permission`],
 /// [`all_permissions`] and [`RoleMap::permission`](super::RoleMap::permission).
+/// An empty set allows nobody.
 #[derive(Clone, Debug)]
 pub struct Permission {
     required: Names,
@@ -102,7 +103,9 @@ impl Policy for Permission {
                     .and_then(|g| g.get(i))
                     .is_some_and(|roles| has_any_role(identity, roles))
         };
-        if self.required.iter().enumerate().all(|(i, p)| granted(i, p)) {
+        // Fail closed: "every one of none" must not allow everybody.
+        if !self.required.is_empty() && self.required.iter().enumerate().all(|(i, p)| granted(i, p))
+        {
             Decision::Allow
         } else {
             Decision::Deny(Denied::permissions(&self.required))
@@ -117,7 +120,9 @@ pub fn permission(permission: impl Into<String>) -> Permission {
     Permission::new(names([permission]), None)
 }
 
-/// Requires every one of `permissions`.
+/// Requires every one of `permissions`. An empty list allows nobody: a
+/// requirement computed from configuration that comes out empty fails
+/// closed rather than letting every signed-in user through.
 pub fn all_permissions<I, S>(permissions: I) -> Permission
 where
     I: IntoIterator<Item = S>,
@@ -127,7 +132,7 @@ where
 }
 
 /// Requires every one of a set of OAuth 2.0 scopes. Built by [`scope`] and
-/// [`all_scopes`].
+/// [`all_scopes`]. An empty set allows nobody.
 #[derive(Clone, Debug)]
 pub struct Scope {
     required: Names,
@@ -137,7 +142,8 @@ impl Policy for Scope {
     type Future = Immediate;
 
     fn check(&self, identity: &Identity, _: &Parts) -> Decision<Immediate> {
-        if self.required.iter().all(|s| identity.has_scope(s)) {
+        // Fail closed, as for permissions.
+        if !self.required.is_empty() && self.required.iter().all(|s| identity.has_scope(s)) {
             Decision::Allow
         } else {
             Decision::Deny(Denied::scopes(&self.required))
@@ -154,7 +160,8 @@ pub fn scope(scope: impl Into<String>) -> Scope {
     }
 }
 
-/// Requires every one of `scopes`.
+/// Requires every one of `scopes`. An empty list allows nobody, as for
+/// [`all_permissions`].
 pub fn all_scopes<I, S>(scopes: I) -> Scope
 where
     I: IntoIterator<Item = S>,
@@ -227,7 +234,10 @@ pub struct PolicyFn<F> {
 ///         };
 ///         match authors.get(&post_id) {
 ///             None => Err(Denied::not_found("post not found")),
-///             Some(author) if author == identity.subject() => Ok(()),
+///             // An identity without a subject owns nothing.
+///             Some(author) if !identity.subject().is_empty() && author == identity.subject() => {
+///                 Ok(())
+///             }
 ///             Some(_) => Err(Denied::forbidden("you can only edit your own posts")),
 ///         }
 ///     }
@@ -294,9 +304,11 @@ pub struct SyncPolicyFn<F> {
 /// use tower_auth::authz::{role, sync_policy_fn, Policy};
 /// use tower_auth::Identity;
 ///
-/// // `/users/{id}/...`: the user themself, or an admin.
+/// // `/users/{id}/...`: the user themself, or an admin. An identity
+/// // without a subject is nobody's self, not even of `/users//...`.
 /// let self_or_admin = sync_policy_fn(|identity: &Identity, head: &Parts| {
-///     head.uri.path().split('/').nth(2) == Some(identity.subject())
+///     let subject = identity.subject();
+///     !subject.is_empty() && head.uri.path().split('/').nth(2) == Some(subject)
 /// })
 /// .or(role("admin"));
 /// # let _ = self_or_admin;

@@ -81,7 +81,8 @@ pub trait Policy: Clone + Send + Sync + 'static {
 
     /// Allows when `self` denies a right, and denies when `self` allows.
     /// `not` fails closed: a "not found" or "unavailable" denial stays a
-    /// denial.
+    /// denial, and so does the denial of a policy built from an empty list
+    /// of roles, permissions or scopes (`not(any_role([]))` allows nobody).
     fn not(self) -> Not<Self> {
         Not::new(self)
     }
@@ -219,8 +220,11 @@ impl Denied {
         Denied(Reason::Forbidden(message.into()))
     }
 
-    /// The resource does not exist: `404` with `message`. Answering `404`
-    /// rather than `403` also hides which resources exist.
+    /// The resource does not exist: `404` with `message`.
+    ///
+    /// This hides which resources exist only if the policy also answers
+    /// `404`, not `403`, for resources that exist but the caller may not
+    /// see; otherwise the difference between the two statuses tells.
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
         Denied(Reason::NotFound(message.into()))
     }
@@ -313,10 +317,13 @@ impl Denied {
     }
 
     /// The permissions or scopes whose absence caused the denial, space
-    /// separated as in RFC 6750 `scope`; `None` for other denials.
+    /// separated as in RFC 6750 `scope`; `None` for other denials, and for
+    /// the denials of an empty requirement list.
     pub fn required_scope(&self) -> Option<String> {
         match &self.0 {
-            Reason::Permissions(names) | Reason::Scopes(names) => Some(names.join(" ")),
+            Reason::Permissions(names) | Reason::Scopes(names) if !names.is_empty() => {
+                Some(names.join(" "))
+            }
             _ => None,
         }
     }
@@ -324,13 +331,16 @@ impl Denied {
     /// Renders the denial for `identity`: a missing permission or scope of
     /// a bearer-authenticated identity is `insufficient_scope` with
     /// `challenge`'s scheme and parameters (see
-    /// [`Rejection::insufficient_scope`]); other denials are plain `403`,
+    /// [`Rejection::insufficient_scope`]), unless the requirement list was
+    /// empty (no scope would help); other denials are plain `403`,
     /// `404` or `503`. Call [`Rejection::with_grpc`] on the result for gRPC
     /// requests.
     pub fn into_rejection(self, identity: Option<&Identity>, challenge: &Challenge) -> Rejection {
         let bearer = identity.is_some_and(|id| *id.scheme() == Scheme::Bearer);
         match self.0 {
-            Reason::Permissions(ref names) | Reason::Scopes(ref names) if bearer => {
+            Reason::Permissions(ref names) | Reason::Scopes(ref names)
+                if bearer && !names.is_empty() =>
+            {
                 Rejection::insufficient_scopes(challenge, names.iter())
             }
             Reason::Unavailable(ref source) => {
@@ -353,9 +363,15 @@ impl Denied {
     }
 
     /// Whether `not` may turn this denial into an allow: only a missing
-    /// right, never "not found" or "unavailable".
+    /// right, never "not found" or "unavailable", and never the denial of
+    /// an empty requirement list, which must not allow anybody.
     pub(crate) fn is_invertible(&self) -> bool {
-        self.kind() == DeniedKind::Forbidden
+        match &self.0 {
+            Reason::Roles(names) | Reason::Permissions(names) | Reason::Scopes(names) => {
+                !names.is_empty()
+            }
+            _ => self.kind() == DeniedKind::Forbidden,
+        }
     }
 }
 

@@ -119,6 +119,84 @@ async fn any_role_allows_one_of_them_and_empty_allows_nobody() {
     assert!(decide(&nobody, &moderator).await.is_err());
 }
 
+/// Every identity the empty-requirement tests try: rights of every kind,
+/// by API key and by bearer token.
+fn everyone() -> [Identity; 4] {
+    [
+        api_key_user(&[], &[]),
+        api_key_user(&["admin", "user"], &["posts:read", "users:delete"]),
+        bearer_user(&["posts:read"], &["read", "write"]),
+        Identity::new("", Scheme::Bearer),
+    ]
+}
+
+/// Decides `policy` for every identity of [`everyone`]: each must be
+/// denied immediately with a bare "access denied".
+async fn denies_everyone<P: Policy>(what: &str, policy: &P) {
+    for id in everyone() {
+        let decision = policy.check(&id, &head());
+        assert!(is_sync(&decision), "{what}");
+        let denied = decide(policy, &id).await.unwrap_err();
+        assert_eq!(denied.kind(), DeniedKind::Forbidden, "{what}");
+        assert_eq!(denied.message(), "access denied", "{what}");
+        assert_eq!(denied.required_scope(), None, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn empty_requirement_lists_allow_nobody() {
+    let none = Vec::<String>::new;
+    let roles = seed_roles();
+    denies_everyone("all_permissions", &all_permissions(none())).await;
+    denies_everyone("all_permissions([])", &all_permissions([""; 0])).await;
+    denies_everyone("all_scopes", &all_scopes(none())).await;
+    denies_everyone("all_scopes([])", &all_scopes([""; 0])).await;
+    denies_everyone("any_role", &any_role(none())).await;
+    denies_everyone("RoleMap::all_permissions", &roles.all_permissions(none())).await;
+    denies_everyone("RoleMap::any_role", &roles.any_role(none())).await;
+    // Combined with other policies, the empty one still never allows:
+    // not even inverted.
+    denies_everyone("and", &all_permissions(none()).and(authenticated())).await;
+    denies_everyone("not all_permissions", &all_permissions(none()).not()).await;
+    denies_everyone("not all_scopes", &not(all_scopes(none()))).await;
+    denies_everyone("not any_role", &any_role(none()).not()).await;
+    denies_everyone(
+        "not RoleMap::all_permissions",
+        &roles.all_permissions(none()).not(),
+    )
+    .await;
+    denies_everyone("not RoleMap::any_role", &roles.any_role(none()).not()).await;
+    let or = all_scopes(none()).or(role("admin"));
+    let admin = api_key_user(&["admin"], &[]);
+    assert!(decide(&or, &admin).await.is_ok());
+    assert!(decide(&or, &api_key_user(&["user"], &[])).await.is_err());
+}
+
+#[tokio::test]
+async fn empty_requirement_lists_are_a_plain_403_even_for_bearer_tokens() {
+    let none = Vec::<String>::new;
+    let bearer = bearer_user(&["posts:read"], &["read"]);
+    for layer in [
+        RequireLayer::new(all_permissions(none())),
+        RequireLayer::new(seed_roles().all_permissions(none())),
+    ] {
+        let res = run(layer, request(Some(bearer.clone()))).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+        assert!(res.www().is_empty(), "{:?}", res.www());
+        assert_eq!(
+            res.json(),
+            serde_json::json!({"error": "forbidden", "message": "access denied"})
+        );
+    }
+    let res = run(
+        RequireLayer::new(all_scopes(none())),
+        request(Some(bearer.clone())),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.www().is_empty(), "{:?}", res.www());
+}
+
 #[tokio::test]
 async fn permission_and_all_permissions() {
     let id = api_key_user(&[], &["posts:read", "posts:write"]);
@@ -166,7 +244,7 @@ async fn authenticated_allows_any_identity() {
 #[tokio::test]
 async fn sync_policy_fn_sees_the_request_head() {
     let policy = sync_policy_fn(|id: &Identity, head: &Parts| {
-        head.uri.path().rsplit('/').next() == Some(id.subject())
+        !id.subject().is_empty() && head.uri.path().rsplit('/').next() == Some(id.subject())
     });
     let decision = policy.check(&api_key_user(&[], &[]), &head());
     assert!(is_sync(&decision));
@@ -882,27 +960,9 @@ fn unknown_parents_and_bad_configs_are_refused() {
     }
 }
 
-#[test]
-fn long_inheritance_loops_are_found_without_recursion() {
-    // r0 -> r99999 -> r99998 -> ... -> r1 -> r0: a recursive search would
-    // overflow the stack long before finding the loop.
-    let n = 100_000;
-    let mut builder = RoleMap::builder().inherits("r0", [format!("r{}", n - 1)]);
-    for i in 1..n {
-        builder = builder.inherits(format!("r{i}"), [format!("r{}", i - 1)]);
-    }
-    match builder.build() {
-        Err(RoleMapError::Cycle { cycle }) => {
-            assert_eq!(cycle.len(), n + 1);
-            assert_eq!(cycle.first(), cycle.last());
-        }
-        other => panic!("expected a cycle, got {other:?}"),
-    }
-}
-
-#[test]
-fn deep_inheritance_chains_expand() {
-    let n = 300;
+/// `n` roles `r0`..`r{n-1}`, each with a permission `p{i}`, each
+/// inheriting the previous one.
+fn chain(n: usize) -> RoleMapBuilder {
     let mut builder = RoleMap::builder();
     for i in 0..n {
         builder = builder.role(format!("r{i}"), [format!("p{i}")]);
@@ -910,12 +970,320 @@ fn deep_inheritance_chains_expand() {
             builder = builder.inherits(format!("r{i}"), [format!("r{}", i - 1)]);
         }
     }
-    let roles = builder.build().unwrap();
+    builder
+}
+
+fn too_large(limit: RoleMapLimit, role: Option<&str>) -> RoleMapError {
+    RoleMapError::TooLarge {
+        limit,
+        role: role.map(str::to_owned),
+    }
+}
+
+fn is_too_large(err: &RoleMapError, expected: RoleMapLimit) -> bool {
+    matches!(err, RoleMapError::TooLarge { limit, .. } if *limit == expected)
+}
+
+#[test]
+fn inheritance_loops_are_found_and_long_ones_refused_without_recursion() {
+    // r0 -> r{n-1} -> ... -> r1 -> r0
+    let loop_of = |n: usize| {
+        let mut builder = RoleMap::builder().inherits("r0", [format!("r{}", n - 1)]);
+        for i in 1..n {
+            builder = builder.inherits(format!("r{i}"), [format!("r{}", i - 1)]);
+        }
+        builder.build()
+    };
+    // As deep as allowed: the loop is found.
+    let n = RoleMap::MAX_DEPTH;
+    match loop_of(n) {
+        Err(RoleMapError::Cycle { cycle }) => {
+            assert_eq!(cycle.len(), n + 1);
+            assert_eq!(cycle.first(), cycle.last());
+        }
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+    // A longer loop is too deep before it closes; a recursive search
+    // would have overflowed the stack long before.
+    let err = loop_of(9_000).unwrap_err();
+    assert!(is_too_large(&err, RoleMapLimit::Depth), "{err:?}");
+    assert_eq!(
+        loop_of(100_000).unwrap_err(),
+        too_large(RoleMapLimit::Roles, None)
+    );
+}
+
+#[test]
+fn inheritance_chains_expand_up_to_the_depth_limit() {
+    // MAX_DEPTH + 1 roles: the top one inherits through MAX_DEPTH levels.
+    let n = RoleMap::MAX_DEPTH + 1;
+    let roles = chain(n).build().unwrap();
     let top = format!("r{}", n - 1);
     assert!(roles.grants(&top, "p0"));
     assert!(roles.includes(&top, "r0"));
     assert_eq!(roles.permissions(&top).unwrap().len(), n);
     assert!(!roles.grants("r0", "p1"));
+
+    // One more level is refused, naming the role at the top of the chain.
+    let err = chain(n + 1).build().unwrap_err();
+    assert_eq!(err, too_large(RoleMapLimit::Depth, Some(&format!("r{n}"))));
+    assert_eq!(
+        err.to_string(),
+        format!("role map too large: role 'r{n}' inherits through more than 64 levels")
+    );
+}
+
+#[test]
+fn long_inheritance_chain_configs_are_refused() {
+    // The review's case: an 8 000-role chain took minutes and a gigabyte.
+    let n = 8_000;
+    let roles: Vec<String> = (0..n)
+        .map(|i| {
+            let parent = if i > 0 {
+                format!(r#""r{}""#, i - 1)
+            } else {
+                String::new()
+            };
+            format!(
+                r#""r{i}": {{"permissions": ["p{i}:read", "p{i}:write"], "inherits": [{parent}]}}"#
+            )
+        })
+        .collect();
+    let json = format!("{{{}}}", roles.join(","));
+    let err = serde_json::from_str::<RoleMap>(&json).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("role map too large: role 'r")
+            && message.contains("inherits through more than 64 levels"),
+        "{message}"
+    );
+    let err = chain(n).build().unwrap_err();
+    assert!(is_too_large(&err, RoleMapLimit::Depth), "{err:?}");
+}
+
+#[test]
+fn role_maps_with_too_many_roles_are_refused() {
+    let flat = |n: usize| {
+        (0..n).fold(RoleMap::builder(), |b, i| {
+            b.role(format!("r{i}"), [format!("p{i}")])
+        })
+    };
+    let roles = flat(RoleMap::MAX_ROLES).build().unwrap();
+    assert_eq!(roles.roles().count(), RoleMap::MAX_ROLES);
+    let err = flat(RoleMap::MAX_ROLES + 1).build().unwrap_err();
+    assert_eq!(err, too_large(RoleMapLimit::Roles, None));
+    assert_eq!(err.to_string(), "role map too large: more than 10000 roles");
+
+    // From a configuration, parsing stops at the first role too many.
+    let json = |n: usize| {
+        let roles: Vec<String> = (0..n).map(|i| format!(r#""r{i}": ["p"]"#)).collect();
+        format!("{{{}}}", roles.join(","))
+    };
+    assert!(serde_json::from_str::<RoleMap>(&json(RoleMap::MAX_ROLES)).is_ok());
+    let err = serde_json::from_str::<RoleMap>(&json(RoleMap::MAX_ROLES + 1)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("role map too large: more than 10000 roles"),
+        "{err}"
+    );
+}
+
+#[test]
+fn role_maps_that_expand_too_much_are_refused() {
+    // One role with too many permissions of its own.
+    let many = (0..RoleMap::MAX_EXPANDED).map(|i| format!("p{i}"));
+    let err = RoleMap::builder().role("big", many).build().unwrap_err();
+    assert_eq!(err, too_large(RoleMapLimit::Expanded, Some("big")));
+    assert!(
+        err.to_string()
+            .contains("expanding role 'big' goes past 1000000"),
+        "{err}"
+    );
+
+    // Shallow but wide: 300 roles of 1 000 permissions, each inherited by
+    // 300 other roles. 90 000 edges to write, 90 million copies to expand.
+    let perms: Vec<String> = (0..1_000).map(|i| format!("p{i}")).collect();
+    let bases: Vec<String> = (0..300).map(|i| format!("base{i}")).collect();
+    let mut builder = RoleMap::builder();
+    for base in &bases {
+        builder = builder.role(base, perms.iter().cloned());
+    }
+    for i in 0..300 {
+        builder = builder.inherits(format!("top{i}"), bases.iter().cloned());
+    }
+    let err = builder.build().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RoleMapError::TooLarge {
+                limit: RoleMapLimit::Expanded,
+                role: Some(ref r),
+            } if r.starts_with("top")
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn realistic_role_maps_load() {
+    // 1 000 roles of 50 permissions: 100 departments of 10 levels.
+    let mut roles = Vec::new();
+    for d in 0..100 {
+        for level in 0..10 {
+            let perms: Vec<String> = (0..50)
+                .map(|p| format!(r#""d{d}:l{level}:p{p}""#))
+                .collect();
+            let inherits = if level > 0 {
+                format!(r#""d{d}-l{}""#, level - 1)
+            } else {
+                String::new()
+            };
+            roles.push(format!(
+                r#""d{d}-l{level}": {{"permissions": [{}], "inherits": [{inherits}]}}"#,
+                perms.join(",")
+            ));
+        }
+    }
+    let json = format!("{{{}}}", roles.join(","));
+    let roles: RoleMap = serde_json::from_str(&json).unwrap();
+    assert_eq!(roles.roles().count(), 1_000);
+    assert_eq!(roles.permissions("d99-l9").unwrap().len(), 500);
+    assert!(roles.grants("d42-l9", "d42:l0:p49"));
+    assert!(!roles.grants("d42-l9", "d41:l0:p49"));
+    assert!(roles.includes("d7-l5", "d7-l0"));
+    // And the seeds' table, of course.
+    let seed: RoleMap = serde_json::from_str(SEED_JSON).unwrap();
+    assert_eq!(seed, seed_roles());
+}
+
+#[test]
+fn duplicate_roles_in_configs_are_refused() {
+    for config in [
+        r#"{"admin": {"permissions": ["users:delete"]}, "admin": []}"#,
+        r#"{"admin": [], "user": ["posts:read"], "admin": ["users:delete"]}"#,
+    ] {
+        let err = serde_json::from_str::<RoleMap>(config).unwrap_err();
+        assert!(
+            err.to_string().contains("role 'admin' is defined twice"),
+            "{config}: {err}"
+        );
+    }
+    // In code, several calls extend one role.
+    let roles = RoleMap::builder()
+        .role("admin", ["a"])
+        .role("admin", ["b"])
+        .build()
+        .unwrap();
+    assert_eq!(
+        roles.permissions("admin").unwrap().collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+}
+
+#[test]
+fn empty_and_odd_names_in_configs_are_refused() {
+    for (config, expected) in [
+        (r#"{"": ["users:delete"]}"#, "invalid role name ''"),
+        (r#"{" admin": []}"#, "invalid role name ' admin'"),
+        (r#"{"ad min": []}"#, "invalid role name 'ad min'"),
+        (r#"{"admin\t": []}"#, r"invalid role name 'admin\t'"),
+        (r#"{"admin\u0000": []}"#, r"invalid role name 'admin\0'"),
+        (
+            r#"{"admin\u001b[2J": []}"#,
+            r"invalid role name 'admin\u{1b}[2J'",
+        ),
+        (r#"{"admin\u00a0": []}"#, r"invalid role name 'admin\u{a0}'"),
+        (
+            r#"{"admin": [""]}"#,
+            "role 'admin' grants the invalid permission ''",
+        ),
+        (
+            r#"{"admin": ["users: delete"]}"#,
+            "role 'admin' grants the invalid permission 'users: delete'",
+        ),
+        (
+            r#"{"admin": {"permissions": ["users:delete\n"]}}"#,
+            r"role 'admin' grants the invalid permission 'users:delete\n'",
+        ),
+        (
+            r#"{"user": [], "admin": {"inherits": [""]}}"#,
+            "role 'admin' inherits the invalid role name ''",
+        ),
+        (
+            r#"{"user": [], "admin": {"inherits": ["user "]}}"#,
+            "role 'admin' inherits the invalid role name 'user '",
+        ),
+    ] {
+        let message = serde_json::from_str::<RoleMap>(config)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(expected), "{config}: {message}");
+        assert!(
+            message.contains("names must be non-empty, without whitespace or control characters"),
+            "{config}: {message}"
+        );
+    }
+}
+
+#[test]
+fn empty_and_odd_names_in_code_are_refused() {
+    let err = RoleMap::builder().role("", ["users:delete"]).build();
+    assert_eq!(err, Err(RoleMapError::InvalidRole { role: "".into() }));
+    let err = RoleMap::builder().role("a\u{7f}", ["x"]).build();
+    assert_eq!(
+        err,
+        Err(RoleMapError::InvalidRole {
+            role: "a\u{7f}".into()
+        })
+    );
+    let err = RoleMap::builder().role("admin", ["ok", "not ok"]).build();
+    assert_eq!(
+        err,
+        Err(RoleMapError::InvalidPermission {
+            role: "admin".into(),
+            permission: "not ok".into()
+        })
+    );
+    let err = RoleMap::builder()
+        .role("user", ["posts:read"])
+        .inherits("admin", ["user", "\u{2003}"])
+        .build();
+    assert_eq!(
+        err,
+        Err(RoleMapError::InvalidParent {
+            role: "admin".into(),
+            parent: "\u{2003}".into()
+        })
+    );
+}
+
+#[test]
+fn role_map_errors_never_dump_huge_names() {
+    let a = "a".repeat(500_000);
+    let spaced = format!("{a} b");
+    for err in [
+        RoleMap::builder().role(&spaced, ["x"]).build().unwrap_err(),
+        RoleMap::builder()
+            .role("admin", [&spaced])
+            .build()
+            .unwrap_err(),
+        RoleMap::builder().inherits(&a, [&a]).build().unwrap_err(),
+        RoleMap::builder()
+            .inherits("admin", [&a])
+            .build()
+            .unwrap_err(),
+    ] {
+        let message = err.to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(message.contains(&format!("{}...", &a[..64])), "{message}");
+    }
+    let r = "r".repeat(100_000);
+    let config = format!(r#"{{"{r}": [], "{r}": []}}"#);
+    let message = serde_json::from_str::<RoleMap>(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(message.len() < 300, "{message}");
+    assert!(message.contains("is defined twice"), "{message}");
 }
 
 #[tokio::test]
