@@ -217,6 +217,71 @@ async fn five_failed_logins_per_15_minutes_then_429() {
     assert_eq!(handled.load(Ordering::SeqCst), 9);
 }
 
+/// The failed-login limiter at its key cap, behind a trusted proxy: once
+/// the cap is full of clients who failed, new clients who log in
+/// successfully are never refused (their attempts do not spend the shared
+/// overflow budget), while failures of new clients do.
+#[tokio::test]
+async fn failed_login_limiter_at_its_key_cap_still_lets_good_logins_in() {
+    let clock = FakeRelativeClock::default();
+    let login = |Json(body): Json<Value>| async move {
+        if body["password"] == "secret" {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    };
+    let quota = Quota::with_period(Duration::from_secs(15 * 60))
+        .unwrap()
+        .allow_burst(5)
+        .unwrap();
+    let limiter = Limiter::builder(quota)
+        .max_keys(16)
+        .overflow_quota(quota)
+        .clock(clock.clone())
+        .build();
+    let proxies = TrustedProxies::new(["127.0.0.1/32", "::1"]).unwrap();
+    let app = Router::new()
+        .route("/login", post(login))
+        .layer(RateLimitLayer::failed_attempts(Limit::new(
+            "login",
+            limiter.clone(),
+            ClientIp::new(proxies),
+        )));
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    let attempt = |client_ip: String, password: &'static str| {
+        client
+            .post(format!("{base}/login"))
+            .header("x-forwarded-for", client_ip)
+            .json(&json!({"password": password}))
+            .send()
+    };
+
+    for i in 0..16 {
+        let res = attempt(format!("198.51.100.{i}"), "wrong").await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(limiter.len(), 16);
+    for i in 0..30 {
+        let res = attempt(format!("203.0.113.{i}"), "secret").await.unwrap();
+        assert_eq!(res.status(), 200, "new client {i}");
+    }
+    // Failures of untracked clients share one budget of 5.
+    let mut statuses = Vec::new();
+    for i in 30..37 {
+        let res = attempt(format!("203.0.113.{i}"), "wrong").await.unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    // The tracked clients' failures are idle after 75 minutes: their room
+    // goes to new clients at once.
+    clock.advance(Duration::from_secs(75 * 60));
+    let res = attempt("192.0.2.1".into(), "wrong").await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(limiter.len(), 1);
+}
+
 /// Plain hyper: the per-connection service inserts the peer address.
 #[tokio::test]
 async fn plain_hyper_inserts_the_peer_address() {

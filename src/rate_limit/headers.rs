@@ -43,11 +43,13 @@ pub(crate) fn push_policy(out: &mut String, name: &str, quota: Quota) {
     );
 }
 
-/// Appends the service limit item `"name";r=<remaining>;t=<seconds>`.
-pub(crate) fn push_limit(out: &mut String, name: &str, remaining: u32, reset: Duration) {
+/// Appends the service limit item `"name";r=<remaining>;t=<seconds>`,
+/// where `t` is the time until more quota is made available (draft -10
+/// §4.1.2), rounded up.
+pub(crate) fn push_limit(out: &mut String, name: &str, remaining: u32, next_in: Duration) {
     separate(out);
     push_quoted(out, name);
-    let _ = write!(out, ";r={remaining};t={}", seconds(reset));
+    let _ = write!(out, ";r={remaining};t={}", seconds(next_in));
 }
 
 /// The list as a header value. Only printable ASCII is ever written, so

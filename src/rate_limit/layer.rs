@@ -12,7 +12,7 @@ use super::failed::{is_failed_attempt, Predicate};
 use super::future::{After, ResponseFuture, Then};
 use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
 use super::key::{KeyError, KeyExtractor, RequestHead};
-use super::limiter::{Denied, Limiter};
+use super::limiter::{Attempt, Denied, Limiter};
 use crate::body::ResponseBody;
 use crate::rejection::{is_grpc, Rejection, RejectionHandler, Rejections};
 
@@ -171,39 +171,57 @@ impl Config {
         self.rejections.respond(rejection)
     }
 
-    /// Gives back the units `keys` took (failed-attempts limiter).
-    #[cold]
-    #[inline(never)]
-    fn refund(&self, keys: &[u64]) {
-        for (limit, key) in self.limits.iter().zip(keys) {
-            limit.limiter().refund_hashed(*key);
+    /// Checks every limit in order with `take`: the refusal of the first
+    /// one that refuses, or whose key cannot be found.
+    #[inline]
+    fn check_each(
+        &self,
+        request: RequestHead<'_>,
+        mut take: impl FnMut(&Limiter, u64) -> Result<(), Denied>,
+    ) -> Result<(), Box<Response<Bytes>>> {
+        for limit in &self.limits {
+            let refused = match limit.key_of(request) {
+                Ok(key) => match take(limit.limiter(), key) {
+                    Ok(()) => continue,
+                    Err(denied) => self.too_many_requests(limit, denied, request),
+                },
+                Err(error) => self.key_unavailable(limit, error, request),
+            };
+            return Err(Box::new(refused));
         }
+        Ok(())
     }
 }
 
-/// The units a request took from a failed-attempts limiter, settled when
-/// its response is known.
+/// The attempts a request holds in a failed-attempts limiter (one per
+/// limit), settled when its response is known. Dropped unsettled (the
+/// response future was dropped), they count as failures.
 pub(crate) struct Settle {
     config: Arc<Config>,
-    keys: Vec<u64>,
+    attempts: Vec<Attempt>,
 }
 
 impl Settle {
-    /// Keeps the units if `response` is a failure and gives them back
-    /// otherwise (an error, `None`, is not a failure). Returns the
-    /// remaining-quota headers to add, if enabled.
+    /// Records the attempts as failures if `response` is one, and gives
+    /// their units back otherwise (an error, `None`, is not a failure).
+    /// Returns the remaining-quota headers to add, if enabled.
     pub(crate) fn finish(self, response: Option<&response::Parts>) -> Option<[HeaderValue; 2]> {
         let config = &*self.config;
         let failed = match (response, &config.is_failure) {
             (Some(response), Some(is_failure)) => is_failure(response),
             _ => false,
         };
-        if !failed {
-            config.refund(&self.keys);
+        let keys: Vec<u64> = self.attempts.iter().map(Attempt::key).collect();
+        for attempt in self.attempts {
+            if failed {
+                attempt.fail();
+            } else {
+                attempt.release();
+            }
         }
         config
             .remaining_headers
-            .then(|| [config.policy.clone(), config.limits_header(self.keys)])
+            .then(|| [config.policy.clone(), config.limits_header(keys)])
     }
 }
 
@@ -220,16 +238,25 @@ impl Settle {
 ///
 /// # Failed attempts
 ///
-/// Each request takes one unit from every limit when it arrives and gives
-/// them back when its response is not a failure (by default
-/// [`is_failed_attempt`](super::is_failed_attempt): `401`, gRPC
-/// `UNAUTHENTICATED`, or the [`FailedAttempt`](super::FailedAttempt)
-/// extension; see [`failure_when`](RateLimitLayer::failure_when)). So
-/// concurrent attempts cannot overrun the budget: with 5 units left, at most
-/// 5 attempts are in flight. A request refused by one limit gives back what
-/// it took from the others. A request whose future is dropped before it
-/// completes keeps its units; one whose inner service errors gives them
-/// back.
+/// Each request holds one unit of every limit while it runs
+/// ([`Limiter::attempt`]), and the units count only if its response is a
+/// failure (by default [`is_failed_attempt`](super::is_failed_attempt):
+/// `401`, gRPC `UNAUTHENTICATED`, or the
+/// [`FailedAttempt`](super::FailedAttempt) extension; see
+/// [`failure_when`](RateLimitLayer::failure_when)); a failure counts from
+/// the moment its response is known. So concurrent attempts cannot overrun
+/// the budget: with 5 units left, at most 5 attempts are in flight, however
+/// long they take. A success gives back the unit it held and nothing else,
+/// so it can never forgive a failure. A request refused by one limit gives
+/// back what it held in the others. A request whose future is dropped
+/// before it completes counts as a failure; one whose inner service errors
+/// does not.
+///
+/// Units are held and recorded where the key's budget is: its own, or the
+/// limiter's shared overflow budget when the key was not tracked at the
+/// cap (see [Memory](Limiter#memory)). At the cap, successful logins of
+/// untracked clients therefore never use up the overflow budget; failed
+/// ones do.
 ///
 /// The seed's "5 failed logins per 15 minutes, then 429 until the window
 /// passes" is `Quota::with_period(15 min)?.allow_burst(5)?`: five failures
@@ -395,37 +422,47 @@ fn admit(
     request: RequestHead<'_>,
 ) -> Result<After, Box<Response<Bytes>>> {
     let config = &**config_arc;
-    let failed_attempts = config.is_failure.is_some();
-    // Keys taken so far, for the failed-attempts limiter and the
-    // remaining-quota headers; no allocation otherwise.
-    let mut keys = (failed_attempts || config.remaining_headers)
-        .then(|| Vec::with_capacity(config.limits.len()));
-    for limit in &config.limits {
-        let refused = match limit.key_of(request) {
-            Ok(key) => match limit.limiter().check_hashed(key) {
-                Ok(()) => {
-                    if let Some(keys) = &mut keys {
-                        keys.push(key);
-                    }
-                    continue;
-                }
-                Err(denied) => config.too_many_requests(limit, denied, request),
-            },
-            Err(error) => config.key_unavailable(limit, error, request),
-        };
-        if let (true, Some(keys)) = (failed_attempts, &keys) {
-            config.refund(keys);
-        }
-        return Err(Box::new(refused));
+    if config.is_failure.is_some() {
+        return admit_attempt(config_arc, request);
     }
+    // Keys, for the remaining-quota headers; no allocation otherwise.
+    let mut keys = config
+        .remaining_headers
+        .then(|| Vec::with_capacity(config.limits.len()));
+    config.check_each(request, |limiter, key| {
+        limiter.check_hashed(key)?;
+        if let Some(keys) = &mut keys {
+            keys.push(key);
+        }
+        Ok(())
+    })?;
     Ok(keys.map(|keys| {
-        Box::new(if failed_attempts {
-            Then::Settle(Settle {
-                config: Arc::clone(config_arc),
-                keys,
-            })
-        } else {
-            Then::Headers([config.policy.clone(), config.limits_header(keys)])
-        })
+        Box::new(Then::Headers([
+            config.policy.clone(),
+            config.limits_header(keys),
+        ]))
     }))
+}
+
+/// [`admit`] for a failed-attempts limiter: holds one unit of every limit.
+#[cold]
+#[inline(never)]
+fn admit_attempt(
+    config_arc: &Arc<Config>,
+    request: RequestHead<'_>,
+) -> Result<After, Box<Response<Bytes>>> {
+    let config = &**config_arc;
+    let mut attempts = Vec::with_capacity(config.limits.len());
+    let checked = config.check_each(request, |limiter, key| {
+        attempts.push(limiter.attempt_hashed(key)?);
+        Ok(())
+    });
+    if let Err(refused) = checked {
+        attempts.into_iter().for_each(Attempt::release);
+        return Err(refused);
+    }
+    Ok(Some(Box::new(Then::Settle(Settle {
+        config: Arc::clone(config_arc),
+        attempts,
+    }))))
 }

@@ -1,4 +1,4 @@
-//! [`Limiter`]: a governor keyed rate limiter over the bounded store.
+//! [`Limiter`]: governor's GCRA, keyed, over the bounded store.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, FakeRelativeClock, QuantaClock, QuantaInstant, Reference};
-use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
-use governor::RateLimiter;
 
 use super::quota::Quota;
-use super::store::Store;
+use super::store::{Place, Store};
 
 /// The default cap on tracked keys per limiter.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// By default the overflow budget is this many times a key's quota: this
+/// many times the burst, replenished this many times faster.
+pub const DEFAULT_OVERFLOW_FACTOR: u32 = 16;
 
 /// The clock of a [`Limiter`]: the fast monotonic clock governor uses by
 /// default, or governor's [`FakeRelativeClock`] for tests.
@@ -110,7 +112,8 @@ impl KeyState {
     }
 
     /// How long until the key has one more request available (zero when
-    /// its whole burst is available).
+    /// its whole burst is available). This is the `t` of the `RateLimit`
+    /// header: see the [module docs](super#headers).
     pub fn next_in(&self) -> Duration {
         self.next_in
     }
@@ -135,14 +138,36 @@ impl Denied {
 pub struct LimiterBuilder {
     quota: Quota,
     max_keys: usize,
+    overflow_quota: Option<Quota>,
     clock: Option<LimiterClock>,
 }
 
 impl LimiterBuilder {
     /// Caps the number of keys the limiter tracks (default
-    /// [`DEFAULT_MAX_KEYS`]). See [`Limiter`] for the behaviour at the cap.
+    /// [`DEFAULT_MAX_KEYS`]).
+    ///
+    /// At the cap, a key that is not tracked yet is measured against the
+    /// shared [overflow budget](LimiterBuilder::overflow_quota) instead of
+    /// its own, after the limiter tried to make room by dropping idle keys;
+    /// keys already tracked keep their own budget. See
+    /// [Memory](Limiter#memory).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
+        self
+    }
+
+    /// The budget shared by the keys that are not tracked because the
+    /// limiter is at its [cap](LimiterBuilder::max_keys). By default
+    /// [`DEFAULT_OVERFLOW_FACTOR`] (16) times the key quota: 16 times the
+    /// burst, replenished 16 times faster.
+    ///
+    /// A larger overflow budget serves more new clients while the cap is
+    /// full; a smaller one gives less to whoever filled the cap (who can
+    /// spend it too). `overflow_quota(quota)` makes it one key's quota, the
+    /// strictest choice, e.g. for failed logins where every unit is a
+    /// password guess.
+    pub fn overflow_quota(mut self, quota: Quota) -> Self {
+        self.overflow_quota = Some(quota);
         self
     }
 
@@ -155,70 +180,74 @@ impl LimiterBuilder {
     /// Builds the limiter.
     pub fn build(self) -> Limiter {
         let clock = self.clock.unwrap_or_default();
-        let store = Store::new(self.max_keys);
-        let governor = RateLimiter::<u64, Store, LimiterClock, NoOpMiddleware<Nanos>>::new(
-            self.quota.to_governor(),
-            store.clone(),
-            clock,
-        );
-        // Read after governor took its own start time: our "now" is never
-        // ahead of governor's, so sweeps and estimates err on the safe side.
-        let start = governor.clock().now();
-        let t = self.quota.replenish_interval().as_nanos() as u64;
+        let overflow_quota = self
+            .overflow_quota
+            .unwrap_or_else(|| self.quota.times(DEFAULT_OVERFLOW_FACTOR));
+        let start = clock.now();
         Limiter {
             inner: Arc::new(Inner {
-                governor,
-                store,
+                store: Store::new(self.max_keys, self.quota, overflow_quota),
+                clock,
+                start,
                 hasher: RandomState::new(),
                 quota: self.quota,
-                start,
-                t,
-                tau: t.saturating_mul(u64::from(self.quota.burst()) - 1),
+                overflow_quota,
             }),
         }
     }
 }
 
-/// A keyed rate limiter: governor's GCRA over a state store with a hard cap
-/// on tracked keys. Cloning is a reference-count increment; clones share
-/// their state.
+/// A keyed rate limiter: governor's GCRA (generic cell rate algorithm,
+/// with governor's [`Quota`] and clocks) over a state store with a hard
+/// cap on tracked keys. Cloning is a reference-count increment; clones
+/// share their state.
 ///
 /// Keys are anything [`Hash`]: they are hashed with a per-limiter random
 /// SipHash key, and only that 64-bit digest is kept, never the key itself
 /// (an API key, a user id).
 ///
+/// [`check`](Limiter::check) takes one unit per request;
+/// [`attempt`](Limiter::attempt) holds one while an attempt whose outcome
+/// is not known yet runs, and counts it only if the attempt fails.
+///
 /// # Memory
 ///
 /// At most [`max_keys`](LimiterBuilder::max_keys) keys are tracked (about
-/// 40 bytes each at worst). A key whose state is the same as a fresh one
-/// (idle for one replenish interval) is *idle* and may be dropped:
+/// 40 bytes each at worst). A key whose budget is whole again (no unit
+/// spent that has not been replenished) is *idle*: its state is the same
+/// as a fresh one, and it may be dropped at any time.
 ///
-/// * every so many new keys (`max_keys / shards`, at least 16) one shard of
+/// * Every so many new keys (`max_keys / shards`, at least 16) one shard of
 ///   the store is swept of idle keys, on the request path; the cost is
-///   O(1) amortized per new key;
+///   O(1) amortized per new key.
+/// * **At the cap**, a new key first sweeps its own shard of idle keys (at
+///   most once per replenish interval per shard, clamped to 0.1-1 s, so a
+///   flood of new keys against a cap full of busy keys does not rescan
+///   the shard each time), and is tracked if that made room. So the room
+///   held by keys that went idle is reused as soon as new keys need it.
+/// * Otherwise the new key is not tracked: it shares the
+///   [overflow budget](LimiterBuilder::overflow_quota) (by default 16 times
+///   the key quota) with every other untracked key. A flood of distinct
+///   keys therefore gets that one budget in total, keys already tracked
+///   keep their own, memory never grows and nothing panics. The limit is
+///   never bypassed: busy keys are never evicted, since that would hand
+///   them a fresh budget. Whoever fills the cap with busy keys can also
+///   spend the overflow budget, and then new clients are refused until keys
+///   go idle: size `max_keys` for your real number of clients per window.
 /// * [`purge`](Limiter::purge) sweeps every shard; call it from a
-///   background task if you want memory back during quiet periods;
-/// * **at the cap**, a new key is not tracked: it shares one overflow
-///   budget (the same quota) with every other untracked key until sweeps
-///   free room. A flood of distinct keys therefore gets one key's quota in
-///   total, keys already tracked keep their own budget, memory never grows
-///   and nothing panics. The limit is never bypassed: evicting a busy key
-///   would hand it a fresh budget, so busy keys are never evicted.
+///   background task if you want memory back during quiet periods.
 #[derive(Clone)]
 pub struct Limiter {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    governor: RateLimiter<u64, Store, LimiterClock, NoOpMiddleware<Nanos>>,
     store: Store,
+    clock: LimiterClock,
+    start: Nanos,
     hasher: RandomState,
     quota: Quota,
-    start: Nanos,
-    /// Weight of one request, in nanoseconds.
-    t: u64,
-    /// Burst tolerance, in nanoseconds: `t × (burst - 1)`.
-    tau: u64,
+    overflow_quota: Quota,
 }
 
 impl Limiter {
@@ -227,11 +256,12 @@ impl Limiter {
         Self::builder(quota).build()
     }
 
-    /// A builder, to set the key cap or the clock.
+    /// A builder, to set the key cap, the overflow budget or the clock.
     pub fn builder(quota: Quota) -> LimiterBuilder {
         LimiterBuilder {
             quota,
             max_keys: DEFAULT_MAX_KEYS,
+            overflow_quota: None,
             clock: None,
         }
     }
@@ -246,21 +276,49 @@ impl Limiter {
         self.check_hashed(self.hash(key))
     }
 
-    /// What `key` has left, without consuming anything.
-    pub fn state<K: Hash + ?Sized>(&self, key: &K) -> KeyState {
-        self.state_of(self.hash(key))
+    /// Holds one unit of `key` for an attempt whose outcome is not known
+    /// yet, such as a login: the unit counts only if the attempt
+    /// [fails](Attempt::fail), and is given back if it is
+    /// [released](Attempt::release). Attempts in flight hold their units,
+    /// so concurrent attempts cannot overrun the budget; a success never
+    /// gives back more than the unit its own attempt held.
+    ///
+    /// This is what [`RateLimitLayer::failed_attempts`] does per request.
+    ///
+    /// ```
+    /// use tower_auth::rate_limit::{Limiter, Quota};
+    ///
+    /// let limiter = Limiter::new(Quota::per_hour(2).unwrap());
+    /// limiter.attempt("alice").unwrap().release(); // right password
+    /// limiter.attempt("alice").unwrap().fail(); // wrong password
+    /// let pending = limiter.attempt("alice").unwrap();
+    /// assert!(limiter.attempt("alice").is_err()); // one failure + one in flight
+    /// pending.release();
+    /// assert!(limiter.attempt("alice").is_ok());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Denied`] when the failures recorded plus the attempts in flight
+    /// use the whole budget; `retry_after` assumes the attempts in flight
+    /// fail.
+    ///
+    /// [`RateLimitLayer::failed_attempts`]: super::RateLimitLayer::failed_attempts
+    pub fn attempt<K: Hash + ?Sized>(&self, key: &K) -> Result<Attempt, Denied> {
+        self.attempt_hashed(self.hash(key))
     }
 
-    /// Gives back the unit a request of `key` consumed, e.g. when a login
-    /// attempt turned out to succeed. Untracked keys are not refunded.
-    pub fn refund<K: Hash + ?Sized>(&self, key: &K) {
-        self.refund_hashed(self.hash(key));
+    /// What `key` has left, without consuming anything. For a key that is
+    /// not tracked at the cap, what the overflow budget has left (at most
+    /// the key's burst). Attempts in flight are not deducted.
+    pub fn state<K: Hash + ?Sized>(&self, key: &K) -> KeyState {
+        self.state_of(self.hash(key))
     }
 
     /// Drops every idle key now. The request path already does this
     /// incrementally; see [Memory](Limiter#memory).
     pub fn purge(&self) -> usize {
-        self.inner.store.sweep_all(self.drop_below())
+        self.inner.store.sweep_all(self.now())
     }
 
     /// How many keys are tracked.
@@ -278,15 +336,20 @@ impl Limiter {
         self.inner.store.max_keys()
     }
 
-    /// How many checks were measured against the shared overflow budget
-    /// because the store was full.
+    /// How many checks and attempts were measured against the shared
+    /// overflow budget because the store was full.
     pub fn overflowed(&self) -> u64 {
         self.inner.store.overflowed()
     }
 
-    /// The quota.
+    /// The quota of each key.
     pub fn quota(&self) -> Quota {
         self.inner.quota
+    }
+
+    /// The quota of the overflow budget.
+    pub fn overflow_quota(&self) -> Quota {
+        self.inner.overflow_quota
     }
 
     #[inline]
@@ -297,56 +360,69 @@ impl Limiter {
     /// The hot path: no state is read back after the decision.
     #[inline]
     pub(crate) fn check_hashed(&self, key: u64) -> Result<(), Denied> {
-        let inner = &*self.inner;
-        let outcome = inner.governor.check_key(&key);
-        if inner.store.take_sweep_due() {
-            inner.store.sweep_next(self.drop_below());
+        let store = &self.inner.store;
+        let now = self.now();
+        let outcome = store.take(key, now);
+        if store.take_sweep_due() {
+            store.sweep_next(now);
         }
-        outcome.map_err(|not_until| Denied {
-            retry_after: not_until.wait_time_from(inner.governor.clock().now()),
+        outcome.map_err(|earliest| denied(earliest, now))
+    }
+
+    pub(crate) fn attempt_hashed(&self, key: u64) -> Result<Attempt, Denied> {
+        let now = self.now();
+        let place = self
+            .inner
+            .store
+            .attempt(key, now)
+            .map_err(|earliest| denied(earliest, now))?;
+        Ok(Attempt {
+            limiter: self.clone(),
+            key,
+            place,
+            open: true,
         })
     }
 
-    pub(crate) fn refund_hashed(&self, key: u64) {
-        self.inner.store.refund(key, self.inner.t);
+    fn settle(&self, key: u64, place: Place, failed: bool) {
+        let store = &self.inner.store;
+        let now = self.now();
+        store.settle(key, place, failed, now);
+        if store.take_sweep_due() {
+            store.sweep_next(now);
+        }
     }
 
     /// What `key` has left right now, read back from the store.
     pub(crate) fn state_of(&self, key: u64) -> KeyState {
-        let inner = &*self.inner;
-        let burst = inner.quota.burst();
-        let Some(tat) = inner.store.tat(key) else {
-            return KeyState {
+        let (tat, gcra) = self.inner.store.state(key);
+        let (remaining, next_in) = gcra.remaining(tat, self.now());
+        let burst = self.inner.quota.burst();
+        // The overflow budget may be larger than a key's: report at most a
+        // key's burst, which is then whole.
+        match u32::try_from(remaining) {
+            Ok(remaining) if remaining < burst => KeyState {
+                remaining,
+                next_in: Duration::from_nanos(next_in),
+            },
+            _ => KeyState {
                 remaining: burst,
                 next_in: Duration::ZERO,
-            };
-        };
-        let now = self.elapsed();
-        // GCRA: a request conforms while `now >= tat - tau`; each `t` more
-        // adds one to what is left, up to the burst.
-        let slack = now
-            .saturating_add(inner.tau)
-            .saturating_add(inner.t)
-            .saturating_sub(tat);
-        let remaining = (slack / inner.t).min(u64::from(burst)) as u32;
-        let next_in = if remaining >= burst {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(inner.t - slack % inner.t)
-        };
-        KeyState { remaining, next_in }
+            },
+        }
     }
 
-    /// Nanoseconds since the limiter was built, never ahead of governor's
-    /// own reading.
-    fn elapsed(&self) -> u64 {
-        let now = self.inner.governor.clock().now();
-        now.duration_since(self.inner.start).into()
+    /// Nanoseconds since the limiter was built.
+    #[inline]
+    fn now(&self) -> u64 {
+        let inner = &*self.inner;
+        inner.clock.now().duration_since(inner.start).into()
     }
+}
 
-    /// Keys whose TAT is at or before this are idle.
-    fn drop_below(&self) -> u64 {
-        self.elapsed().saturating_sub(self.inner.t)
+fn denied(earliest: u64, now: u64) -> Denied {
+    Denied {
+        retry_after: Duration::from_nanos(earliest.saturating_sub(now)),
     }
 }
 
@@ -360,8 +436,63 @@ impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limiter")
             .field("quota", &self.inner.quota)
+            .field("overflow_quota", &self.inner.overflow_quota)
             .field("keys", &self.len())
             .field("max_keys", &self.max_keys())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One unit of a [`Limiter`] held by an attempt in flight: see
+/// [`Limiter::attempt`]. Settle it with [`release`](Attempt::release) or
+/// [`fail`](Attempt::fail); dropping it counts as a failure (fail closed:
+/// an attempt cancelled half-way may have been a wrong password).
+///
+/// The unit is held in the budget it was taken from (the key's own, or the
+/// overflow budget when the key was not tracked at the cap), and settled
+/// there.
+#[must_use = "dropping an Attempt counts it as a failure"]
+pub struct Attempt {
+    limiter: Limiter,
+    key: u64,
+    place: Place,
+    open: bool,
+}
+
+impl Attempt {
+    /// The attempt did not fail (e.g. the password was right): the held
+    /// unit is given back, and nothing is recorded.
+    pub fn release(mut self) {
+        self.settle(false);
+    }
+
+    /// The attempt failed: one unit is spent from now on.
+    pub fn fail(mut self) {
+        self.settle(true);
+    }
+
+    /// The hashed key, for the remaining-quota headers.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    fn settle(&mut self, failed: bool) {
+        if std::mem::take(&mut self.open) {
+            self.limiter.settle(self.key, self.place, failed);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.settle(true);
+    }
+}
+
+impl fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attempt")
+            .field("overflow", &(self.place == Place::Overflow))
             .finish_non_exhaustive()
     }
 }
@@ -422,28 +553,147 @@ mod tests {
         assert_eq!(state(&limiter), (2, Duration::from_secs(20)));
     }
 
+    /// The GCRA here makes governor's decisions: same outcome and same
+    /// wait for a pseudo-random sequence of keys and clock steps.
     #[test]
-    fn refund_restores_a_unit() {
-        let (limiter, _clock) = fake(Quota::per_hour(2).unwrap(), 10);
-        limiter.check("k").unwrap();
-        limiter.check("k").unwrap();
-        assert!(limiter.check("k").is_err());
-        limiter.refund("k");
-        assert!(limiter.check("k").is_ok());
-        assert!(limiter.check("k").is_err());
+    fn decisions_match_governors_keyed_limiter() {
+        use std::num::NonZeroU32;
+
+        let quota = Quota::per_second(7).unwrap().allow_burst(3).unwrap();
+        let governor_quota = governor::Quota::with_period(quota.replenish_interval())
+            .unwrap()
+            .allow_burst(NonZeroU32::new(quota.burst()).unwrap());
+        let clock = FakeRelativeClock::default();
+        let theirs = governor::RateLimiter::hashmap_with_clock(governor_quota, clock.clone());
+        let ours = Limiter::builder(quota).clock(clock.clone()).build();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut allowed = 0;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = x % 3;
+            clock.advance(Duration::from_nanos((x >> 8) % 20_000_000));
+            let expected = theirs
+                .check_key(&key)
+                .map_err(|not_until| not_until.wait_time_from(clock.now()));
+            let got = ours.check(&key).map_err(|denied| denied.retry_after());
+            assert_eq!(got, expected);
+            allowed += usize::from(got.is_ok());
+        }
+        assert!((1_000..19_000).contains(&allowed), "allowed {allowed}");
     }
 
     #[test]
-    fn purge_drops_idle_keys() {
+    fn attempts_count_only_failures_and_hold_units_meanwhile() {
+        let (limiter, clock) = fake(Quota::per_hour(2).unwrap(), 10);
+        for _ in 0..5 {
+            limiter.attempt("k").unwrap().release();
+        }
+        assert_eq!(limiter.state("k").remaining(), 2);
+        let first = limiter.attempt("k").unwrap();
+        let second = limiter.attempt("k").unwrap();
+        let denied = limiter.attempt("k").unwrap_err();
+        assert_eq!(denied.retry_after(), Duration::from_secs(1800));
+        // Held units are not spent: a release gives one back, and only one.
+        first.release();
+        let third = limiter.attempt("k").unwrap();
+        assert!(limiter.attempt("k").is_err());
+        second.fail();
+        third.release();
+        assert_eq!(limiter.state("k").remaining(), 1);
+        // A dropped attempt counts as a failure.
+        drop(limiter.attempt("k").unwrap());
+        assert_eq!(limiter.state("k").remaining(), 0);
+        assert!(limiter.attempt("k").is_err());
+        clock.advance(Duration::from_secs(1800));
+        assert!(limiter.attempt("k").is_ok());
+    }
+
+    /// Review finding: a success held across a refill, then failures, then
+    /// the success's refund forgave one of the failures (6 failures against
+    /// a burst of 5). A held unit is not replenished and a release gives
+    /// back only that unit.
+    #[test]
+    fn a_success_held_across_a_refill_cannot_forgive_a_failure() {
+        let quota = Quota::with_period(Duration::from_secs(15 * 60))
+            .unwrap()
+            .allow_burst(5)
+            .unwrap();
+        let (limiter, clock) = fake(quota, 10);
+        let slow_success = limiter.attempt("ip").unwrap();
+        clock.advance(Duration::from_secs(75 * 60));
+        let mut failures = 0;
+        for _ in 0..5 {
+            if let Ok(attempt) = limiter.attempt("ip") {
+                attempt.fail();
+                failures += 1;
+            }
+        }
+        slow_success.release();
+        while let Ok(attempt) = limiter.attempt("ip") {
+            attempt.fail();
+            failures += 1;
+        }
+        assert_eq!(failures, 5);
+    }
+
+    #[test]
+    fn purge_drops_idle_keys_as_soon_as_their_budget_is_whole() {
         let (limiter, clock) = fake(Quota::per_second(10).unwrap(), 100);
         for i in 0..50 {
             limiter.check(&i).unwrap();
         }
         assert_eq!(limiter.len(), 50);
+        clock.advance(Duration::from_millis(99));
         assert_eq!(limiter.purge(), 0);
-        clock.advance(Duration::from_millis(200));
+        clock.advance(Duration::from_millis(1));
         assert_eq!(limiter.purge(), 50);
         assert!(limiter.is_empty());
+    }
+
+    /// Review finding: with the cap full of keys gone idle, new clients
+    /// landed in the overflow budget until the incremental sweeps came
+    /// round (1 525 of 2 000 refused). A new key at the cap now sweeps its
+    /// shard first.
+    #[test]
+    fn new_clients_reuse_the_room_of_idle_keys_at_once() {
+        let (limiter, clock) = fake(Quota::per_minute(5).unwrap(), DEFAULT_MAX_KEYS);
+        for i in 0..DEFAULT_MAX_KEYS as u64 {
+            limiter.check(&i).unwrap();
+        }
+        assert_eq!(limiter.len(), DEFAULT_MAX_KEYS);
+        clock.advance(Duration::from_secs(3600));
+        let refused = (0..2_000u64)
+            .filter(|i| limiter.check(&(1_000_000 + i)).is_err())
+            .count();
+        assert_eq!(refused, 0);
+        assert_eq!(limiter.overflowed(), 0);
+        assert!(limiter.len() <= DEFAULT_MAX_KEYS);
+    }
+
+    /// The overflow budget has its own quota, 16 times the key's by
+    /// default, and is reported to untracked keys as at most a key's
+    /// burst.
+    #[test]
+    fn overflow_budget_has_its_own_quota() {
+        let (limiter, clock) = fake(Quota::per_minute(2).unwrap(), 1);
+        assert_eq!(limiter.overflow_quota().burst(), 32);
+        limiter.check("tracked").unwrap();
+        let allowed = (0..100).filter(|i| limiter.check(i).is_ok()).count();
+        assert_eq!(allowed, 32);
+        let denied = limiter.check("another").unwrap_err();
+        assert_eq!(denied.retry_after(), Duration::from_millis(1875));
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(limiter.state("untracked").remaining(), 2);
+
+        let strict = Limiter::builder(Quota::per_minute(2).unwrap())
+            .max_keys(0)
+            .overflow_quota(Quota::per_minute(2).unwrap())
+            .clock(clock.clone())
+            .build();
+        assert_eq!((0..10).filter(|i| strict.check(i).is_ok()).count(), 2);
+        assert_eq!(strict.state("x").remaining(), 0);
     }
 
     /// A flood of a million distinct keys while no time passes: the store
@@ -462,8 +712,9 @@ mod tests {
             assert!(limiter.len() <= CAP);
         }
         assert_eq!(limiter.len(), CAP);
-        // CAP - 1 tracked flood keys, then 5 from the shared overflow budget.
-        assert_eq!(allowed, CAP - 1 + 5);
+        // CAP - 1 tracked flood keys, then 16 × 5 from the shared overflow
+        // budget.
+        assert_eq!(allowed, CAP - 1 + 80);
         assert_eq!(limiter.overflowed(), 1_000_000 - (CAP as u64 - 1));
         limiter.check("regular").unwrap();
         assert_eq!(limiter.state("regular").remaining(), 3);

@@ -1,5 +1,5 @@
-//! Middleware that rate-limits requests with [governor]: keyed limits per
-//! client IP, user, API key or route, `429` with the IETF `RateLimit`
+//! Middleware that rate-limits requests with [governor]'s GCRA: keyed limits
+//! per client IP, user, API key or route, `429` with the IETF `RateLimit`
 //! headers, bounded memory, and a failed-login limiter.
 //!
 //! [`RateLimitLayer`] enforces one or more [`Limit`]s. A limit is a name, a
@@ -31,12 +31,32 @@
 //! ratelimit: "per-ip";r=0;t=17
 //! ```
 //!
-//! `q` is the burst, `w` the seconds an exhausted key takes to get it all
-//! back, `r` the remaining requests and `t` the seconds until one more
-//! request is available (equal to `Retry-After` on a `429`). With
-//! [`remaining_headers`](RateLimitLayer::remaining_headers), successful
-//! responses carry both fields too. No partition key (`pk`) is sent: it
-//! would echo client data.
+//! # Headers
+//!
+//! * `q` is the burst: how many requests a key may make at once.
+//! * `w` is the seconds an exhausted key takes to get its whole burst back
+//!   (`q` times the replenish interval). It is not a fixed window: the
+//!   budget refills one request every `w / q` seconds, so up to `2q - 1`
+//!   requests can pass within `w` seconds (a whole burst, then one per
+//!   interval), while the long-run rate is `q` per `w`.
+//! * `r` is the requests the key may make right now.
+//! * `t` is the seconds until more quota is made available: one more
+//!   request, rounded up (`0` when the whole burst is there). That is the
+//!   meaning draft -10 gives this parameter (§4.1.2), and it warns clients
+//!   not to expect their whole quota back at that moment. Drafts up to -09
+//!   described it as the time until the quota resets; -10 changed that
+//!   (working group issue #149) for algorithms like GCRA, where quota comes
+//!   back gradually. The whole burst is back `(q - r - 1) × w / q` seconds
+//!   after `t`.
+//! * On a `429`, `Retry-After` is the seconds until the request would be
+//!   admitted, rounded up and at least 1 (never early), and `t` equals it,
+//!   as draft -10 §6 asks (`Retry-After` no earlier than `t`).
+//!
+//! With [`remaining_headers`](RateLimitLayer::remaining_headers),
+//! successful responses carry both fields too. No partition key (`pk`) is
+//! sent: it would echo client data.
+//!
+//! # Missing keys
 //!
 //! A request whose key cannot be found (no peer address, no identity) is
 //! refused with `500`: the stack is misconfigured, and letting it through
@@ -65,19 +85,29 @@
 //! # Memory
 //!
 //! Each [`Limiter`] tracks at most [`max_keys`](LimiterBuilder::max_keys)
-//! keys (100 000 by default), as 64-bit keyed hashes. Idle keys are swept
+//! keys (100 000 by default), as 64-bit keyed hashes. A key whose budget is
+//! whole again is idle and may be dropped: idle keys are swept
 //! incrementally on the request path (no background task, no runtime
-//! needed); [`Limiter::purge`] sweeps them all. At the cap, new keys share
-//! one overflow budget instead of being tracked: a flood of distinct keys
-//! gets one key's quota in total, memory does not grow, and clients already
-//! tracked keep their own budget. See [`Limiter`].
+//! needed), and at the cap a new key first sweeps its shard of idle keys
+//! (at most once per interval), so the room of idle keys is reused as soon
+//! as it is needed; [`Limiter::purge`] sweeps them all.
+//!
+//! When the cap is full of busy keys, new keys are not tracked: they share
+//! one [overflow budget](LimiterBuilder::overflow_quota) (by default 16
+//! times a key's quota). A flood of distinct keys gets that budget in
+//! total, memory does not grow, clients already tracked keep their own
+//! budget, and no request bypasses the limit. Whoever fills the cap can
+//! spend the overflow budget too, so new clients may then be refused until
+//! keys go idle: size `max_keys` for your real clients. See [`Limiter`].
 //!
 //! # Failed attempts
 //!
 //! [`RateLimitLayer::failed_attempts`] counts only failed attempts (by
 //! default `401` responses) and, once a key's budget is spent, answers `429`
 //! before the request reaches the login handler; see
-//! [Failed attempts](RateLimitLayer#failed-attempts).
+//! [Failed attempts](RateLimitLayer#failed-attempts). Each request holds a
+//! unit while it runs, so successes never count and never give back more
+//! than they held. [`Limiter::attempt`] does the same inside a handler.
 //!
 //! ```
 //! use std::time::Duration;
@@ -154,7 +184,10 @@ pub use key::{
     RequestHead, Route, Subject,
 };
 pub use layer::{Limit, RateLimitLayer, RateLimitService};
-pub use limiter::{Denied, KeyState, Limiter, LimiterBuilder, LimiterClock, DEFAULT_MAX_KEYS};
+pub use limiter::{
+    Attempt, Denied, KeyState, Limiter, LimiterBuilder, LimiterClock, DEFAULT_MAX_KEYS,
+    DEFAULT_OVERFLOW_FACTOR,
+};
 pub use quota::{Quota, QuotaError};
 
 #[cfg(test)]

@@ -157,8 +157,13 @@ impl Quota {
         self.inner.burst_size_replenished_in()
     }
 
-    pub(crate) fn to_governor(self) -> governor::Quota {
-        self.inner
+    /// `n` times this quota: `n` times the burst, replenished `n` times
+    /// faster (the same window). Saturates at the finest quota there is;
+    /// `self` if even that cannot be built.
+    pub(crate) fn times(self, n: u32) -> Quota {
+        let burst = NonZeroU32::new(self.burst().saturating_mul(n)).unwrap_or(NonZeroU32::MIN);
+        let interval = (self.replenish_interval() / n.max(1)).max(Duration::from_nanos(1));
+        Self::from_parts(interval, burst).unwrap_or(self)
     }
 }
 
@@ -193,6 +198,20 @@ mod tests {
         assert_eq!(q.replenish_interval(), Duration::from_secs(1));
         assert_eq!(q.burst(), 5);
         assert_eq!(q.window(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn times_keeps_the_window() {
+        let q = Quota::with_period(Duration::from_secs(15 * 60))
+            .unwrap()
+            .allow_burst(5)
+            .unwrap()
+            .times(16);
+        assert_eq!(q.burst(), 80);
+        assert_eq!(q.window(), Duration::from_secs(75 * 60));
+        let finest = Quota::per_second(1_000_000_000).unwrap().times(16);
+        assert_eq!(finest.burst(), u32::MAX);
+        assert_eq!(finest.replenish_interval(), Duration::from_nanos(1));
     }
 
     #[test]

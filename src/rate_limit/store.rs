@@ -1,28 +1,46 @@
-//! A keyed governor state store with a hard cap on tracked keys.
+//! A keyed GCRA state store with a hard cap on tracked keys.
 //!
 //! Keys are 64-bit keyed SipHash digests computed by the
 //! [`Limiter`](super::Limiter) (the raw key is never stored), so the maps
 //! use them as their own hash. The map is split into shards, each behind a
 //! `parking_lot::RwLock`: known keys are updated under a read lock with a
-//! compare-and-swap of governor's theoretical arrival time (TAT); a new key
+//! compare-and-swap of the GCRA theoretical arrival time (TAT); a new key
 //! takes the shard's write lock.
 //!
+//! A TAT at or before now is the same state as no state at all (see
+//! [`Gcra`]), so such a key is *idle* and may be dropped at any time. Idle
+//! keys are dropped:
+//!
+//! * one shard at a time, every `sweep_every` new or overflowing keys, so
+//!   the sweeps cost O(1) amortized per new key;
+//! * at the cap, from the shard of a new key, under the write lock that key
+//!   already holds, before it is sent to the overflow budget. This happens
+//!   at most once per `reclaim_every` per shard, so a flood of new keys at
+//!   a cap that is genuinely full scans each shard at most once per
+//!   interval, while a cap full of idle keys frees up for the first new key
+//!   of each shard;
+//! * all at once by [`Store::sweep_all`] (`Limiter::purge`).
+//!
 //! At the cap a new key is not inserted: it is measured against one shared
-//! overflow state, so a flood of distinct keys shares a single budget while
-//! the keys already tracked keep their own. Idle keys (whose state is
-//! indistinguishable from a fresh one) are swept one shard at a time, every
-//! `sweep_every` new or overflowing keys, so the sweep costs O(1) amortized
-//! per new key and the cap frees up as soon as keys go idle.
+//! overflow state with its own quota, so a flood of distinct keys shares a
+//! single budget while the keys already tracked keep their own.
+//!
+//! Failed-attempts limiters *hold* units instead of taking them
+//! ([`Store::attempt`]): the number of attempts in flight is kept beside the
+//! TAT (in a small per-shard map, only while attempts are in flight) and an
+//! attempt is admitted while the units held plus one fit in the budget. A
+//! failure is recorded in the TAT when it is known ([`Store::settle`]); a
+//! success only gives the held unit back. Nothing is ever subtracted from a
+//! TAT, so no outcome can forgive a unit it did not take.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::time::Duration;
 
-use governor::nanos::Nanos;
-use governor::state::StateStore;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+
+use super::quota::Quota;
 
 /// The keys are already uniformly distributed keyed hashes: use them as is.
 #[derive(Default)]
@@ -46,6 +64,8 @@ impl Hasher for PassThrough {
 }
 
 type Map = HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>;
+/// Attempts in flight per key.
+type Held = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
 
 /// Above this many keys per shard, the store uses more shards (at most
 /// [`MAX_SHARDS`]).
@@ -53,96 +73,214 @@ const KEYS_PER_SHARD: usize = 1024;
 const MAX_SHARDS: usize = 64;
 /// Fewest new keys between two sweeps.
 const MIN_SWEEP_EVERY: usize = 16;
+/// Bounds of the interval between two sweeps of one shard at the cap: the
+/// replenish interval, clamped to these.
+const RECLAIM_EVERY_MIN: Duration = Duration::from_millis(100);
+const RECLAIM_EVERY_MAX: Duration = Duration::from_secs(1);
 
-/// The state store: cheap to clone, clones share the state.
-#[derive(Clone)]
-pub(crate) struct Store {
-    shared: Arc<Shared>,
+/// governor's GCRA in nanoseconds since the limiter started. A TAT of `0`
+/// stands for "no state yet"; a real TAT is never `0`.
+///
+/// A TAT at or before `now` is the same as no state: `take` works from
+/// `max(tat, now)`, so both admit the whole burst and lead to the same TAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// Weight of one unit.
+    t: u64,
+    /// Burst tolerance: `t × (burst - 1)`.
+    tau: u64,
 }
 
-struct Shared {
-    shards: Box<[RwLock<Map>]>,
+impl Gcra {
+    pub(crate) fn new(quota: Quota) -> Self {
+        let t = u64::try_from(quota.replenish_interval().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Gcra {
+            t,
+            tau: t.saturating_mul(u64::from(quota.burst()) - 1),
+        }
+    }
+
+    /// Whether `held + 1` units fit at `now`: `Err` carries the earliest
+    /// time they would.
+    #[inline]
+    fn fits(self, tat: u64, now: u64, held: u32) -> Result<(), u64> {
+        let earliest = tat
+            .max(now)
+            .saturating_add(self.t.saturating_mul(u64::from(held)))
+            .saturating_sub(self.tau);
+        if earliest > now {
+            Err(earliest)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The TAT once one more unit is spent at `now`.
+    #[inline]
+    fn record(self, tat: u64, now: u64) -> u64 {
+        tat.max(now).saturating_add(self.t)
+    }
+
+    /// Takes one unit: the new TAT, or the earliest time one fits.
+    #[inline]
+    fn take(self, tat: u64, now: u64) -> Result<u64, u64> {
+        self.fits(tat, now, 0)?;
+        Ok(self.record(tat, now))
+    }
+
+    /// The units left at `now` (at most the burst) and the nanoseconds
+    /// until one more is available (`0` when the whole burst is).
+    pub(crate) fn remaining(self, tat: u64, now: u64) -> (u64, u64) {
+        let burst = self.tau / self.t + 1;
+        // A unit fits while `now >= tat - tau`; each `t` more adds one.
+        let slack = now
+            .saturating_add(self.tau)
+            .saturating_add(self.t)
+            .saturating_sub(tat);
+        let remaining = (slack / self.t).min(burst);
+        if remaining >= burst {
+            (burst, 0)
+        } else {
+            (remaining, self.t - slack % self.t)
+        }
+    }
+}
+
+/// Where an attempt holds its unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// The key's own budget (tracked, or fresh with room to track it).
+    Key,
+    /// The shared overflow budget: the key was not tracked at the cap.
+    Overflow,
+}
+
+struct Shard {
+    map: RwLock<Map>,
+    held: Mutex<Held>,
+    /// When this shard was last swept at the cap (see [`Store::reclaim`]).
+    reclaimed_at: AtomicU64,
+}
+
+/// The budget shared by the keys that are not tracked at the cap.
+struct Overflow {
+    gcra: Gcra,
+    tat: AtomicU64,
+    held: Mutex<u32>,
+}
+
+/// The state store of one [`Limiter`](super::Limiter).
+pub(crate) struct Store {
+    shards: Box<[Shard]>,
     /// `shards.len() - 1`; the shard of a key is taken from its bits 32..,
     /// the map buckets from its low bits, so they stay independent.
     shard_mask: usize,
+    gcra: Gcra,
     len: AtomicUsize,
     max_keys: usize,
-    overflow: AtomicU64,
+    overflow: Overflow,
     overflowed: AtomicU64,
     misses: AtomicUsize,
     sweep_every: usize,
     sweep_due: AtomicBool,
     next_shard: AtomicUsize,
+    reclaim_every: u64,
+    reclaims: AtomicU64,
 }
 
 impl Store {
-    pub(crate) fn new(max_keys: usize) -> Self {
+    pub(crate) fn new(max_keys: usize, quota: Quota, overflow: Quota) -> Self {
         let shards = (max_keys / KEYS_PER_SHARD)
             .clamp(1, MAX_SHARDS)
             .next_power_of_two();
+        let reclaim_every = quota
+            .replenish_interval()
+            .clamp(RECLAIM_EVERY_MIN, RECLAIM_EVERY_MAX)
+            .as_nanos() as u64;
         Store {
-            shared: Arc::new(Shared {
-                shards: (0..shards).map(|_| RwLock::new(Map::default())).collect(),
-                shard_mask: shards - 1,
-                len: AtomicUsize::new(0),
-                max_keys,
-                overflow: AtomicU64::new(0),
-                overflowed: AtomicU64::new(0),
-                misses: AtomicUsize::new(0),
-                sweep_every: (max_keys / shards).max(MIN_SWEEP_EVERY),
-                sweep_due: AtomicBool::new(false),
-                next_shard: AtomicUsize::new(0),
-            }),
+            shards: (0..shards)
+                .map(|_| Shard {
+                    map: RwLock::new(Map::default()),
+                    held: Mutex::new(Held::default()),
+                    reclaimed_at: AtomicU64::new(0),
+                })
+                .collect(),
+            shard_mask: shards - 1,
+            gcra: Gcra::new(quota),
+            len: AtomicUsize::new(0),
+            max_keys,
+            overflow: Overflow {
+                gcra: Gcra::new(overflow),
+                tat: AtomicU64::new(0),
+                held: Mutex::new(0),
+            },
+            overflowed: AtomicU64::new(0),
+            misses: AtomicUsize::new(0),
+            sweep_every: (max_keys / shards).max(MIN_SWEEP_EVERY),
+            sweep_due: AtomicBool::new(false),
+            next_shard: AtomicUsize::new(0),
+            reclaim_every,
+            reclaims: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, key: u64) -> &RwLock<Map> {
-        let i = (key >> 32) as usize & self.shared.shard_mask;
-        &self.shared.shards[i]
+    #[inline]
+    fn shard(&self, key: u64) -> &Shard {
+        let i = (key >> 32) as usize & self.shard_mask;
+        &self.shards[i]
     }
 
     /// The number of tracked keys (the overflow state is not one).
     pub(crate) fn len(&self) -> usize {
-        self.shared.len.load(Ordering::Acquire)
+        self.len.load(Ordering::Acquire)
     }
 
     pub(crate) fn max_keys(&self) -> usize {
-        self.shared.max_keys
+        self.max_keys
     }
 
     /// How many measurements went to the overflow state.
     pub(crate) fn overflowed(&self) -> u64 {
-        self.shared.overflowed.load(Ordering::Relaxed)
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// How many times a shard was swept to make room at the cap.
+    #[cfg(test)]
+    pub(crate) fn reclaims(&self) -> u64 {
+        self.reclaims.load(Ordering::Relaxed)
     }
 
     /// Whether enough new keys arrived since the last sweep; clears the flag.
+    #[inline]
     pub(crate) fn take_sweep_due(&self) -> bool {
-        self.shared.sweep_due.load(Ordering::Relaxed)
-            && self.shared.sweep_due.swap(false, Ordering::AcqRel)
+        self.sweep_due.load(Ordering::Relaxed) && self.sweep_due.swap(false, Ordering::AcqRel)
     }
 
     /// Sweeps the next shard in turn.
-    pub(crate) fn sweep_next(&self, drop_below: u64) -> usize {
-        let i = self.shared.next_shard.fetch_add(1, Ordering::Relaxed) & self.shared.shard_mask;
-        self.sweep_shard(i, drop_below)
+    #[cold]
+    pub(crate) fn sweep_next(&self, now: u64) -> usize {
+        let i = self.next_shard.fetch_add(1, Ordering::Relaxed) & self.shard_mask;
+        self.drop_idle(&mut self.shards[i].map.write(), now)
     }
 
     /// Sweeps every shard.
-    pub(crate) fn sweep_all(&self, drop_below: u64) -> usize {
-        (0..self.shared.shards.len())
-            .map(|i| self.sweep_shard(i, drop_below))
+    pub(crate) fn sweep_all(&self, now: u64) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| self.drop_idle(&mut shard.map.write(), now))
             .sum()
     }
 
-    /// Removes the keys of shard `i` whose TAT is at or before `drop_below`:
-    /// their state is the same as a fresh one.
-    fn sweep_shard(&self, i: usize, drop_below: u64) -> usize {
-        let mut map = self.shared.shards[i].write();
+    /// Removes the keys of `map` (a shard under its write lock) that are
+    /// idle at `now`.
+    fn drop_idle(&self, map: &mut Map, now: u64) -> usize {
         let before = map.len();
-        map.retain(|_, tat| tat.load(Ordering::Acquire) > drop_below);
+        map.retain(|_, tat| tat.load(Ordering::Acquire) > now);
         let removed = before - map.len();
         if removed > 0 {
-            self.shared.len.fetch_sub(removed, Ordering::AcqRel);
+            self.len.fetch_sub(removed, Ordering::AcqRel);
         }
         if map.capacity() > 2 * KEYS_PER_SHARD && map.len() * 4 < map.capacity() {
             let keep = map.len() * 2;
@@ -151,106 +289,228 @@ impl Store {
         removed
     }
 
-    /// The TAT of `key`: its own, or the overflow state's when the store is
-    /// full and does not track it. `None` for a fresh key.
-    pub(crate) fn tat(&self, key: u64) -> Option<u64> {
-        if let Some(tat) = self.shard(key).read().get(&key) {
-            return nonzero(tat.load(Ordering::Acquire));
+    /// At the cap: sweeps `shard` (whose write lock the caller holds as
+    /// `map`) unless it was swept less than `reclaim_every` ago. Whether
+    /// keys were dropped.
+    fn reclaim(&self, shard: &Shard, map: &mut Map, now: u64) -> bool {
+        let last = shard.reclaimed_at.load(Ordering::Relaxed);
+        if now < last.saturating_add(self.reclaim_every) {
+            return false;
         }
-        if self.len() >= self.shared.max_keys {
-            return nonzero(self.shared.overflow.load(Ordering::Acquire));
-        }
-        None
-    }
-
-    /// Gives one cell of weight `t` back to a tracked key. The overflow
-    /// state is never refunded.
-    pub(crate) fn refund(&self, key: u64, t: u64) {
-        if let Some(tat) = self.shard(key).read().get(&key) {
-            let _ = tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                (v != 0).then(|| v.saturating_sub(t))
-            });
-        }
+        // Under the write lock: no other thread updates this shard's stamp.
+        shard.reclaimed_at.store(now, Ordering::Relaxed);
+        self.reclaims.fetch_add(1, Ordering::Relaxed);
+        self.drop_idle(map, now) > 0
     }
 
     /// Reserves a slot for a new key; `false` at the cap.
     fn reserve(&self) -> bool {
-        self.shared
-            .len
+        self.len
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.shared.max_keys).then_some(n + 1)
+                (n < self.max_keys).then_some(n + 1)
             })
             .is_ok()
     }
 
+    /// Reserves a slot for a new key of `shard`, sweeping the shard first
+    /// at the cap (see [`Store::reclaim`]).
+    fn make_room(&self, shard: &Shard, map: &mut Map, now: u64) -> bool {
+        self.reserve() || (self.reclaim(shard, map, now) && self.reserve())
+    }
+
     fn note_miss(&self) {
-        let n = self.shared.misses.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(self.shared.sweep_every) {
-            self.shared.sweep_due.store(true, Ordering::Release);
+        let n = self.misses.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(self.sweep_every) {
+            self.sweep_due.store(true, Ordering::Release);
+        }
+    }
+
+    /// Takes one unit of `key` at `now`, or says when one fits (`Err`
+    /// carries that time). The hot path: a known key is one read lock and
+    /// one compare-and-swap.
+    #[inline]
+    pub(crate) fn take(&self, key: u64, now: u64) -> Result<(), u64> {
+        if let Some(tat) = self.shard(key).map.read().get(&key) {
+            return update(tat, |v| self.gcra.take(v, now));
+        }
+        self.take_new(key, now)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_new(&self, key: u64, now: u64) -> Result<(), u64> {
+        let shard = self.shard(key);
+        let mut map = shard.map.write();
+        if let Some(tat) = map.get(&key) {
+            // Inserted by another request since the read lock was released.
+            return update(tat, |v| self.gcra.take(v, now));
+        }
+        self.note_miss();
+        if self.make_room(shard, &mut map, now) {
+            // A fresh key always has its whole burst.
+            map.insert(key, AtomicU64::new(self.gcra.record(0, now)));
+            return Ok(());
+        }
+        drop(map);
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        update(&self.overflow.tat, |v| self.overflow.gcra.take(v, now))
+    }
+
+    /// Holds one unit of `key` for an attempt whose outcome is not known
+    /// yet: admitted while the attempts in flight plus this one fit in the
+    /// budget. `Err` carries the earliest time one more would fit if the
+    /// attempts in flight all failed.
+    pub(crate) fn attempt(&self, key: u64, now: u64) -> Result<Place, u64> {
+        let shard = self.shard(key);
+        {
+            let map = shard.map.read();
+            let tat = map.get(&key);
+            if tat.is_some() || self.len() < self.max_keys {
+                return self.hold(shard, key, tat, now);
+            }
+        }
+        // Not tracked, at the cap: make room if the shard has idle keys.
+        let mut map = shard.map.write();
+        let room = map.contains_key(&key)
+            || self.len() < self.max_keys
+            || (self.reclaim(shard, &mut map, now) && self.len() < self.max_keys);
+        if room {
+            return self.hold(shard, key, map.get(&key), now);
+        }
+        let mut held = self.overflow.held.lock();
+        hold(self.overflow.gcra, &self.overflow.tat, &mut held, now)?;
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        Ok(Place::Overflow)
+    }
+
+    /// Holds a unit of `key`'s own budget; the caller holds a lock of the
+    /// shard's map, so `tat` stays put.
+    fn hold(
+        &self,
+        shard: &Shard,
+        key: u64,
+        tat: Option<&AtomicU64>,
+        now: u64,
+    ) -> Result<Place, u64> {
+        let fresh = AtomicU64::new(0);
+        let mut held = shard.held.lock();
+        let count = held.entry(key).or_insert(0);
+        let admitted = hold(self.gcra, tat.unwrap_or(&fresh), count, now);
+        if *count == 0 {
+            held.remove(&key);
+        }
+        admitted.map(|()| Place::Key)
+    }
+
+    /// Ends an attempt held at `place`: a failure is recorded in the budget
+    /// at `now`, then the held unit is given back.
+    pub(crate) fn settle(&self, key: u64, place: Place, failed: bool, now: u64) {
+        match (place, failed) {
+            (Place::Overflow, _) => {
+                let mut held = self.overflow.held.lock();
+                if failed {
+                    record(self.overflow.gcra, &self.overflow.tat, now);
+                }
+                *held = held.saturating_sub(1);
+            }
+            (Place::Key, false) => release(&mut self.shard(key).held.lock(), key),
+            (Place::Key, true) => self.record_failure(key, now),
         }
     }
 
     #[cold]
-    fn measure_new<T, F, E>(&self, key: u64, f: &F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        let mut map = self.shard(key).write();
+    fn record_failure(&self, key: u64, now: u64) {
+        let shard = self.shard(key);
+        if let Some(tat) = shard.map.read().get(&key) {
+            return self.record_held(shard, key, tat, now);
+        }
+        // A fresh key (or one swept since it was admitted): track it.
+        let mut map = shard.map.write();
+        if !map.contains_key(&key) {
+            self.note_miss();
+            if !self.make_room(shard, &mut map, now) {
+                // The cap filled up while the attempt ran: the failure
+                // counts against the overflow budget.
+                drop(map);
+                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                {
+                    let _overflow = self.overflow.held.lock();
+                    record(self.overflow.gcra, &self.overflow.tat, now);
+                }
+                return release(&mut shard.held.lock(), key);
+            }
+            // No state yet; only seen under this write lock.
+            map.insert(key, AtomicU64::new(0));
+        }
         if let Some(tat) = map.get(&key) {
-            // Inserted by another request since the read lock was released.
-            return measure(tat, f);
+            self.record_held(shard, key, tat, now);
         }
-        self.note_miss();
-        if self.reserve() {
-            return match f(None) {
-                Ok((outcome, tat)) => {
-                    map.insert(key, AtomicU64::new(tat.into()));
-                    Ok(outcome)
-                }
-                Err(e) => {
-                    self.shared.len.fetch_sub(1, Ordering::AcqRel);
-                    Err(e)
-                }
-            };
+    }
+
+    /// Records a failure of `key` in `tat` and gives back the unit it held,
+    /// under the shard's held lock so that admissions see both at once.
+    fn record_held(&self, shard: &Shard, key: u64, tat: &AtomicU64, now: u64) {
+        let mut held = shard.held.lock();
+        record(self.gcra, tat, now);
+        release(&mut held, key);
+    }
+
+    /// The TAT that applies to `key` and its GCRA: its own, or the overflow
+    /// state's when the store is full and does not track it. `0` for a
+    /// fresh key.
+    pub(crate) fn state(&self, key: u64) -> (u64, Gcra) {
+        if let Some(tat) = self.shard(key).map.read().get(&key) {
+            return (tat.load(Ordering::Acquire), self.gcra);
         }
-        drop(map);
-        self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
-        measure(&self.shared.overflow, f)
+        if self.len() >= self.max_keys {
+            return (
+                self.overflow.tat.load(Ordering::Acquire),
+                self.overflow.gcra,
+            );
+        }
+        (0, self.gcra)
     }
 }
 
-fn nonzero(tat: u64) -> Option<u64> {
-    (tat != 0).then_some(tat)
-}
-
-/// Runs governor's decision `f` on `tat` and stores the new TAT with a
+/// Runs the decision `f` on `tat` and stores the new TAT with a
 /// compare-and-swap, retrying when another request changed it meanwhile.
-/// `0` stands for "no state yet" (a real TAT is never 0).
-fn measure<T, F, E>(tat: &AtomicU64, f: &F) -> Result<T, E>
-where
-    F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-{
+#[inline]
+fn update(tat: &AtomicU64, f: impl Fn(u64) -> Result<u64, u64>) -> Result<(), u64> {
     let mut current = tat.load(Ordering::Acquire);
     loop {
-        let (outcome, next) = f(NonZeroU64::new(current).map(|v| Nanos::from(v.get())))?;
-        match tat.compare_exchange_weak(current, next.into(), Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(outcome),
+        let next = f(current)?;
+        match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
             Err(actual) => current = actual,
         }
     }
 }
 
-impl StateStore for Store {
-    type Key = u64;
+/// Adds one held unit to `count` if it fits with the others in `tat`.
+fn hold(gcra: Gcra, tat: &AtomicU64, count: &mut u32, now: u64) -> Result<(), u64> {
+    gcra.fits(tat.load(Ordering::Acquire), now, *count)?;
+    *count = count.saturating_add(1);
+    Ok(())
+}
 
-    fn measure_and_replace<T, F, E>(&self, key: &u64, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        if let Some(tat) = self.shard(*key).read().get(key) {
-            return measure(tat, &f);
+/// Spends one unit of `tat` at `now`, whatever is left.
+fn record(gcra: Gcra, tat: &AtomicU64, now: u64) {
+    let _ = tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        Some(gcra.record(v, now))
+    });
+}
+
+/// Gives back one unit held by `key`. The map only holds keys with
+/// attempts in flight; its memory goes back once a burst of them is over.
+fn release(held: &mut Held, key: u64) {
+    if let Some(count) = held.get_mut(&key) {
+        *count -= 1;
+        if *count == 0 {
+            held.remove(&key);
+            if held.is_empty() && held.capacity() > KEYS_PER_SHARD {
+                held.shrink_to_fit();
+            }
         }
-        self.measure_new(*key, &f)
     }
 }
 
@@ -258,67 +518,148 @@ impl StateStore for Store {
 mod tests {
     use super::*;
 
-    /// Allows when the TAT is before `now`, and sets it to `now + 10`.
-    fn at(now: u64) -> impl Fn(Option<Nanos>) -> Result<((), Nanos), ()> {
-        move |tat| {
-            let tat = tat.map_or(0, u64::from);
-            if tat > now {
-                Err(())
-            } else {
-                Ok(((), Nanos::from(now + 10)))
-            }
-        }
+    const S: u64 = 1_000_000_000;
+
+    /// 10 per 10 seconds (`t` = 1 s), overflow: 2 per 2 seconds.
+    fn store(max_keys: usize) -> Store {
+        let quota = Quota::new(10, Duration::from_secs(10)).unwrap();
+        let overflow = Quota::new(2, Duration::from_secs(2)).unwrap();
+        Store::new(max_keys, quota, overflow)
+    }
+
+    fn takes(store: &Store, key: u64, now: u64) -> usize {
+        (0..100)
+            .take_while(|_| store.take(key, now).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn gcra_matches_governor_arithmetic() {
+        let g = Gcra::new(Quota::new(3, Duration::from_secs(3)).unwrap());
+        assert_eq!(g.take(0, 5 * S), Ok(6 * S));
+        assert_eq!(g.take(6 * S, 5 * S), Ok(7 * S));
+        assert_eq!(g.take(7 * S, 5 * S), Ok(8 * S));
+        // tat - tau = 6 s > now: refused until then.
+        assert_eq!(g.take(8 * S, 5 * S), Err(6 * S));
+        // A TAT in the past is a full budget, like no state at all.
+        assert_eq!(g.take(2 * S, 5 * S), g.take(0, 5 * S));
+        assert_eq!(g.remaining(2 * S, 5 * S), (3, 0));
+        assert_eq!(g.remaining(8 * S, 5 * S), (0, S));
+        assert_eq!(g.remaining(7 * S, 5 * S + S / 2), (1, S / 2));
+        // Two held units leave room for one more.
+        assert_eq!(g.fits(0, 5 * S, 2), Ok(()));
+        assert_eq!(g.fits(0, 5 * S, 3), Err(6 * S));
     }
 
     #[test]
     fn tracks_keys_up_to_the_cap_then_shares_the_overflow() {
-        let store = Store::new(3);
+        let store = store(3);
         for k in 0..3u64 {
-            assert_eq!(store.measure_and_replace(&(k << 32), at(1)), Ok(()));
+            assert_eq!(store.take(k << 32, S), Ok(()));
         }
         assert_eq!(store.len(), 3);
-        // A fourth key goes to the overflow state: allowed once, then shared.
-        assert_eq!(store.measure_and_replace(&99, at(1)), Ok(()));
-        assert_eq!(store.measure_and_replace(&100, at(1)), Err(()));
+        // More keys go to the overflow state, with its own quota (2).
+        assert_eq!(takes(&store, 99, S), 2);
+        assert_eq!(store.take(100, S), Err(2 * S));
         assert_eq!(store.len(), 3);
-        assert_eq!(store.overflowed(), 2);
+        assert_eq!(store.overflowed(), 4);
         // Tracked keys keep their own state.
-        assert_eq!(store.tat(0), Some(11));
-        assert_eq!(store.tat(99), Some(11));
+        assert_eq!(store.state(0), (2 * S, store.gcra));
+        assert_eq!(store.state(99), (3 * S, store.overflow.gcra));
     }
 
     #[test]
-    fn sweep_removes_idle_keys_only() {
-        let store = Store::new(100);
-        store.measure_and_replace(&1, at(0)).unwrap(); // tat 10
-        store.measure_and_replace(&2, at(50)).unwrap(); // tat 60
-        assert_eq!(store.sweep_all(10), 1);
+    fn sweep_removes_idle_keys_only_and_idle_means_tat_not_after_now() {
+        let store = store(100);
+        store.take(1, 0).unwrap(); // tat 1 s
+        store.take(2, 5 * S).unwrap(); // tat 6 s
+        assert_eq!(store.sweep_all(S - 1), 0);
+        // At its TAT a key is idle: its state is the same as a fresh one.
+        assert_eq!(store.sweep_all(S), 1);
         assert_eq!(store.len(), 1);
-        assert_eq!(store.tat(1), None);
-        assert_eq!(store.tat(2), Some(60));
+        assert_eq!(store.state(1), (0, store.gcra));
+        assert_eq!(store.state(2), (6 * S, store.gcra));
     }
 
     #[test]
     fn sweep_becomes_due_after_enough_new_keys() {
-        let store = Store::new(10);
+        let store = store(10);
         for k in 0..MIN_SWEEP_EVERY as u64 - 1 {
-            store.measure_and_replace(&k, at(0)).unwrap_or(());
+            let _ = store.take(k, 0);
         }
         assert!(!store.take_sweep_due());
-        store.measure_and_replace(&1000, at(0)).unwrap_or(());
+        let _ = store.take(1000, 0);
         assert!(store.take_sweep_due());
         assert!(!store.take_sweep_due());
     }
 
+    /// At the cap, a new key sweeps its shard before it overflows, so a cap
+    /// full of idle keys frees up at once; without idle keys the sweep is
+    /// not repeated within `reclaim_every` (1 s here).
     #[test]
-    fn refund_gives_a_cell_back() {
-        let store = Store::new(10);
-        store.measure_and_replace(&7, at(0)).unwrap();
-        store.refund(7, 4);
-        assert_eq!(store.tat(7), Some(6));
-        store.refund(7, 100);
-        assert_eq!(store.tat(7), None);
-        store.refund(8, 4); // untracked: nothing happens
-        assert_eq!(store.tat(8), None);
+    fn a_new_key_at_a_full_cap_reclaims_idle_keys_once_per_interval() {
+        let store = store(4);
+        for k in 0..4 {
+            for _ in 0..5 {
+                store.take(k, 0).unwrap(); // tat 5 s
+            }
+        }
+        // All busy: the sweep finds nothing, the new key overflows.
+        assert_eq!(store.take(10, 1_500_000_000), Ok(()));
+        assert_eq!((store.reclaims(), store.overflowed()), (1, 1));
+        assert_eq!(store.take(11, 2 * S), Ok(()));
+        assert_eq!(store.reclaims(), 1, "swept again within the interval");
+        // Idle from 5 s on: the next new key is tracked at once.
+        assert_eq!(store.take(12, 5 * S), Ok(()));
+        assert_eq!((store.reclaims(), store.overflowed()), (2, 2));
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.state(12), (6 * S, store.gcra));
+    }
+
+    #[test]
+    fn attempts_hold_units_until_settled() {
+        let store = store(10);
+        let places: Vec<_> = (0..11).map(|_| store.attempt(7, 0)).collect();
+        assert!(places[..10].iter().all(|p| *p == Ok(Place::Key)));
+        assert_eq!(places[10], Err(S));
+        // Nothing is recorded while they run, and the key is not tracked.
+        assert_eq!(store.state(7), (0, store.gcra));
+        assert_eq!(store.len(), 0);
+        for _ in 0..9 {
+            store.settle(7, Place::Key, false, 0);
+        }
+        store.settle(7, Place::Key, true, 0);
+        assert_eq!(store.state(7), (S, store.gcra));
+        assert_eq!(store.len(), 1);
+        assert!(store.shard(7).held.lock().is_empty());
+        // Nine units are back; the failure counts.
+        let more: Vec<_> = (0..10).map(|_| store.attempt(7, 0).is_ok()).collect();
+        assert_eq!(more.iter().filter(|ok| **ok).count(), 9);
+    }
+
+    #[test]
+    fn attempts_at_the_cap_hold_and_record_in_the_overflow() {
+        let store = store(1);
+        store.take(1, 0).unwrap();
+        assert_eq!(store.attempt(2, 0), Ok(Place::Overflow));
+        assert_eq!(store.attempt(3, 0), Ok(Place::Overflow));
+        assert_eq!(store.attempt(4, 0), Err(S));
+        store.settle(2, Place::Overflow, false, 0);
+        store.settle(3, Place::Overflow, true, 0);
+        assert_eq!(store.state(4), (S, store.overflow.gcra));
+        assert_eq!(*store.overflow.held.lock(), 0);
+        assert_eq!(store.attempt(4, 0), Ok(Place::Overflow));
+        assert_eq!(store.attempt(5, 0), Err(S));
+    }
+
+    #[test]
+    fn a_failure_of_a_key_admitted_below_the_cap_goes_to_the_overflow_once_full() {
+        let store = store(1);
+        assert_eq!(store.attempt(2, 0), Ok(Place::Key));
+        store.take(1, 0).unwrap(); // fills the cap meanwhile
+        store.settle(2, Place::Key, true, 0);
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.overflow.tat.load(Ordering::Relaxed), S);
+        assert!(store.shard(2).held.lock().is_empty());
     }
 }

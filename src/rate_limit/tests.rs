@@ -397,24 +397,32 @@ async fn key_cap_is_respected_through_the_layer() {
         refused += usize::from(res.status() == StatusCode::TOO_MANY_REQUESTS);
         assert!(limiter.len() <= 1_000);
     }
-    // 1 000 tracked clients, then the flood shares one budget of 5.
-    assert_eq!(calls.load(Ordering::SeqCst), 1_005);
-    assert_eq!(refused, 20_000 - 1_005);
-    // Once the tracked keys are idle, purge frees the room.
+    // 1 000 tracked clients, then the flood shares one overflow budget of
+    // 16 × 5.
+    assert_eq!(calls.load(Ordering::SeqCst), 1_080);
+    assert_eq!(refused, 20_000 - 1_080);
+    // Once the tracked keys are idle, new clients take their room at once,
+    // without a purge.
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(limiter.purge(), 1_000);
-    assert_eq!(
-        send(&svc, from([10, 200, 0, 1])).await.status(),
-        StatusCode::OK
-    );
+    let overflowed = limiter.overflowed();
+    for i in 0..100u8 {
+        let res = send(&svc, from([10, 200, 0, i])).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(limiter.overflowed(), overflowed);
+    assert!(limiter.len() <= 1_000);
+}
+
+/// The seed's quota: 5 failed logins, then one more every 15 minutes.
+fn login_quota() -> Quota {
+    Quota::with_period(Duration::from_secs(15 * 60))
+        .unwrap()
+        .allow_burst(5)
+        .unwrap()
 }
 
 fn login_limit(clock: &FakeRelativeClock) -> Limit {
-    let quota = Quota::with_period(Duration::from_secs(15 * 60))
-        .unwrap()
-        .allow_burst(5)
-        .unwrap();
-    limit("login", quota, PeerIp::new(), clock)
+    limit("login", login_quota(), PeerIp::new(), clock)
 }
 
 #[tokio::test]
@@ -654,4 +662,181 @@ async fn failed_attempts_with_two_limits_refunds_what_a_refused_request_took() {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&res, "ratelimit"), Some(r#""ip";r=0;t=1200"#));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// `t` is the time until more quota is made available (draft -10 §4.1.2),
+/// not until the whole quota is back: 100 per minute gives one request back
+/// every 0.6 s.
+#[tokio::test]
+async fn ratelimit_t_is_the_time_until_more_quota_not_until_a_full_reset() {
+    let clock = FakeRelativeClock::default();
+    let (inner, _) = counting(StatusCode::OK);
+    let svc = RateLimitLayer::new(limit(
+        "per-ip",
+        Quota::per_minute(100).unwrap(),
+        PeerIp::new(),
+        &clock,
+    ))
+    .remaining_headers(true)
+    .layer(inner);
+    let ip = [192, 0, 2, 90];
+    for _ in 0..2 {
+        send(&svc, from(ip)).await;
+    }
+    // Three spent: back to whole in 1.8 s, but one more in 0.6 s.
+    let res = send(&svc, from(ip)).await;
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-ip";r=97;t=1"#));
+    for _ in 0..97 {
+        assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+    }
+    // On a 429, Retry-After and t agree: rounded up, never early.
+    clock.advance(Duration::from_millis(100));
+    let res = send(&svc, from(ip)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("1"));
+    assert_eq!(header(&res, "ratelimit"), Some(r#""per-ip";r=0;t=1"#));
+    clock.advance(Duration::from_millis(499));
+    assert_eq!(
+        send(&svc, from(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(send(&svc, from(ip)).await.status(), StatusCode::OK);
+}
+
+fn login_limiter(clock: &FakeRelativeClock, max_keys: usize) -> Limiter {
+    Limiter::builder(login_quota())
+        .max_keys(max_keys)
+        .clock(clock.clone())
+        .build()
+}
+
+/// Review finding (high): at the key cap, successful logins of untracked
+/// clients used up the shared overflow budget (they were never refunded
+/// there), locking every new client out: [200 × 5, 429 × 5].
+#[tokio::test]
+async fn at_the_key_cap_successful_logins_never_lock_new_clients_out() {
+    let clock = FakeRelativeClock::default();
+    let (ok, ok_calls) = counting(StatusCode::OK);
+    let (bad, _) = counting(StatusCode::UNAUTHORIZED);
+    let limiter = login_limiter(&clock, 16);
+    let layer =
+        RateLimitLayer::failed_attempts(Limit::new("login", limiter.clone(), PeerIp::new()));
+    let (good_login, bad_login) = (layer.layer(ok), layer.layer(bad));
+    for i in 0..16 {
+        let res = send(&bad_login, from([198, 51, 100, i])).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(limiter.len(), 16);
+
+    let mut statuses = Vec::new();
+    for i in 0..200 {
+        for _ in 0..2 {
+            let res = send(&good_login, from([203, 0, 113, i])).await;
+            statuses.push(res.status().as_u16());
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(ok_calls.load(Ordering::SeqCst), 400);
+    assert_eq!(limiter.len(), 16);
+    assert!(limiter.overflowed() >= 400);
+}
+
+/// At the cap, failures of untracked clients count against the overflow
+/// budget, successes hold a unit only while they run.
+#[tokio::test]
+async fn at_the_key_cap_only_failures_spend_the_overflow_budget() {
+    let clock = FakeRelativeClock::default();
+    let (ok, _) = counting(StatusCode::OK);
+    let (bad, _) = counting(StatusCode::UNAUTHORIZED);
+    let limiter = Limiter::builder(login_quota())
+        .max_keys(1)
+        .overflow_quota(login_quota())
+        .clock(clock.clone())
+        .build();
+    let layer = RateLimitLayer::failed_attempts(Limit::new("login", limiter, PeerIp::new()));
+    let (good_login, bad_login) = (layer.layer(ok), layer.layer(bad));
+    send(&bad_login, from([198, 51, 100, 1])).await;
+
+    let mut statuses = Vec::new();
+    for i in 0..8u8 {
+        statuses.push(
+            send(&good_login, from([203, 0, 113, i]))
+                .await
+                .status()
+                .as_u16(),
+        );
+        statuses.push(
+            send(&bad_login, from([203, 0, 113, i]))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [200, 401, 200, 401, 200, 401, 200, 401, 200, 401, 429, 429, 429, 429, 429, 429]
+    );
+}
+
+/// An inner service whose response waits for `gate`.
+fn gated(
+    status: StatusCode,
+    gate: Arc<tokio::sync::Notify>,
+) -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone {
+    service_fn(move |_: Request<()>| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            let mut res = Response::new(String::new());
+            *res.status_mut() = status;
+            Ok::<_, Infallible>(res)
+        }
+    })
+}
+
+/// Review finding (low): a successful login held across a refill, then
+/// five failures, then the success's refund forgave one of them:
+/// [401 × 6, 429] against a burst of 5.
+#[tokio::test]
+async fn a_slow_success_cannot_forgive_a_failure() {
+    let clock = FakeRelativeClock::default();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (bad, _) = counting(StatusCode::UNAUTHORIZED);
+    let layer = RateLimitLayer::failed_attempts(login_limit(&clock));
+    let mut slow_login = layer.layer(gated(StatusCode::OK, gate.clone()));
+    let bad_login = layer.layer(bad);
+    let ip = [192, 0, 2, 99];
+
+    slow_login.ready().await.unwrap();
+    let slow = slow_login.call(from(ip));
+    clock.advance(Duration::from_secs(75 * 60));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(send(&bad_login, from(ip)).await.status().as_u16());
+    }
+    gate.notify_one();
+    assert_eq!(slow.await.unwrap().status(), StatusCode::OK);
+    for _ in 0..2 {
+        statuses.push(send(&bad_login, from(ip)).await.status().as_u16());
+    }
+    // The slow login held one of the five units while it ran.
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 401, 429]);
+}
+
+/// A request whose response future is dropped counts as a failure.
+#[tokio::test]
+async fn a_dropped_attempt_counts_as_a_failure() {
+    let clock = FakeRelativeClock::default();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let limiter = login_limiter(&clock, 10);
+    let mut svc =
+        RateLimitLayer::failed_attempts(Limit::new("login", limiter.clone(), PeerIp::new()))
+            .layer(gated(StatusCode::OK, gate));
+    for _ in 0..2 {
+        svc.ready().await.unwrap();
+        drop(svc.call(from([192, 0, 2, 98])));
+    }
+    let ip = std::net::IpAddr::from([192, 0, 2, 98]);
+    assert_eq!(limiter.state(&IpKey::from(ip)).remaining(), 3);
 }
