@@ -15,7 +15,8 @@
 //!   §3.1). Messages are fixed texts written by the authenticators: a token,
 //!   key, password or session id is never echoed.
 //! * gRPC (an HTTP/2 request with `te: trailers` and `content-type:
-//!   application/grpc`, see [`is_grpc`]): HTTP `200` with `content-type: application/grpc`, `grpc-status` (`16`
+//!   application/grpc`, see [`is_grpc`]): HTTP `200` with
+//!   `content-type: application/grpc`, `grpc-status` (`16`
 //!   UNAUTHENTICATED, `7` PERMISSION_DENIED, `5` NOT_FOUND, `8`
 //!   RESOURCE_EXHAUSTED, `14` UNAVAILABLE, `13` INTERNAL) and a
 //!   percent-encoded `grpc-message`, so tonic
