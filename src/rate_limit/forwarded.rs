@@ -320,7 +320,6 @@ impl<'a> Iterator for RevSplit<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let bytes = self.rest?;
-        let text = bytes;
         let mut quoted = false;
         let mut i = bytes.len();
         while i > 0 {
@@ -328,14 +327,14 @@ impl<'a> Iterator for RevSplit<'a> {
             match bytes[i] {
                 b'"' if !is_escaped(bytes, i) => quoted = !quoted,
                 b if b == self.separator && !quoted => {
-                    self.rest = Some(&text[..i]);
-                    return Some(&text[i + 1..]);
+                    self.rest = Some(&bytes[..i]);
+                    return Some(&bytes[i + 1..]);
                 }
                 _ => {}
             }
         }
         self.rest = None;
-        Some(text)
+        Some(bytes)
     }
 }
 

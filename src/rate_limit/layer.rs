@@ -211,7 +211,11 @@ impl Settle {
             (Some(response), Some(is_failure)) => is_failure(response),
             _ => false,
         };
-        let keys: Vec<u64> = self.attempts.iter().map(Attempt::key).collect();
+        // The keys for the remaining-quota headers (the attempts are consumed
+        // below); no allocation when the headers are off.
+        let keys = config
+            .remaining_headers
+            .then(|| self.attempts.iter().map(Attempt::key).collect::<Vec<u64>>());
         for attempt in self.attempts {
             if failed {
                 attempt.fail();
@@ -219,9 +223,7 @@ impl Settle {
                 attempt.release();
             }
         }
-        config
-            .remaining_headers
-            .then(|| [config.policy.clone(), config.limits_header(keys)])
+        keys.map(|keys| [config.policy.clone(), config.limits_header(keys)])
     }
 }
 
