@@ -25,8 +25,8 @@
 //! Limits and defences:
 //!
 //! * Over the limits above: `429` with `Retry-After`. The limits count per
-//!   TCP peer address; behind a reverse proxy use `ForwardedIp` with the
-//!   proxy's address instead of `PeerIp`.
+//!   TCP peer address; behind a reverse proxy key them on `ClientIp` with
+//!   the proxy's address in `TrustedProxies` instead of `PeerIp`.
 //! * Password hashing (argon2id, 19 MiB each) runs on the blocking pool, at
 //!   most one hash per CPU at once; a sign-up or sign-in that waits more than
 //!   5 seconds for its turn gets `503` `{"error": "unavailable", ...}` with
