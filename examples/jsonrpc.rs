@@ -23,6 +23,12 @@
 //! (or a bad one) get a JSON-RPC error, never a 401, so that the other
 //! methods of the same endpoint keep working.
 //!
+//! Error codes besides the standard ones: `-32001` a bearer token is needed
+//! (missing or refused), `-32002` sign-up or sign-in refused, `-32003` every
+//! password-hashing slot stayed busy (argon2id runs at most once per CPU at
+//! a time; retry shortly). HTTP answers are `Cache-Control: no-store`: they
+//! may carry an access token (RFC 6749 §5.1).
+//!
 //! Listens on 127.0.0.1:8080, or `PORT`, or `--addr <ip:port>`. Users live
 //! in SQLite (`DATABASE` env, default `jsonrpc.db`; `:memory:` for none).
 
@@ -31,7 +37,7 @@ pub(crate) mod common;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -88,6 +94,8 @@ const INTERNAL_ERROR: i64 = -32603;
 const UNAUTHORIZED: i64 = -32001;
 /// Server error: sign-up or sign-in refused.
 const AUTH_FAILED: i64 = -32002;
+/// Server error: every password-hashing slot is busy; retry shortly.
+const BUSY: i64 = -32003;
 
 fn error(code: i64, message: impl Into<String>) -> RpcError {
     RpcError {
@@ -141,6 +149,7 @@ fn params(names: &[&str], params: Option<&Value>) -> Result<Vec<String>, RpcErro
 fn db_error(e: DbError) -> RpcError {
     match e {
         DbError::Conflict => error(AUTH_FAILED, "username already taken"),
+        DbError::Busy => error(BUSY, "too many password checks in progress; retry shortly"),
         other => {
             eprintln!("database error: {other}");
             error(INTERNAL_ERROR, "internal error")
@@ -269,7 +278,14 @@ async fn http_rpc(State(app): State<App>, request: Request) -> Response {
             .into_response();
     };
     match handle(&app, &caller, &body).await {
-        Some(answer) => ([(CONTENT_TYPE, "application/json")], answer.to_string()).into_response(),
+        Some(answer) => (
+            [
+                (CONTENT_TYPE, "application/json"),
+                (CACHE_CONTROL, "no-store"),
+            ],
+            answer.to_string(),
+        )
+            .into_response(),
         None => axum::http::StatusCode::NO_CONTENT.into_response(),
     }
 }

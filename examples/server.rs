@@ -7,19 +7,41 @@
 //!
 //! | route                         | who                         | what |
 //! |-------------------------------|-----------------------------|------|
-//! | `POST /auth/sign_up`          | anyone                      | `{username, password}` → `201` user |
-//! | `POST /auth/sign_in`          | anyone (5 failures / 15 min per IP) | `{access_token, refresh_token, token_type, expires_in}` |
-//! | `POST /auth/refresh`          | anyone                      | `{refresh_token}` → new pair (rotation; a reuse revokes the sign-in) |
+//! | `POST /auth/sign_up`          | anyone (10 / hour per IP)   | `{username, password}` → `201` user |
+//! | `POST /auth/sign_in`          | anyone (5 failures / 15 min per IP) | `{access_token, refresh_token, token_type, expires_in}`, `no-store` |
+//! | `POST /auth/refresh`          | anyone                      | `{refresh_token}` → new pair (rotation; a reuse revokes the sign-in), `no-store` |
 //! | `POST /auth/logout`           | bearer                      | `{refresh_token}`: ends the sign-in |
 //! | `GET /me`                     | JWT, API key or session     | the user, roles, permissions |
 //! | `GET /admin/users`            | admin                       | every user |
-//! | `POST /admin/api_keys`        | admin                       | `{name, user_id?}` → a key, shown once |
+//! | `DELETE /admin/users/{id}`    | admin (not themselves)      | `204`; the user's sessions, tokens and API keys stop working at once |
+//! | `POST /admin/api_keys`        | admin                       | `{name, user_id?}` → a key, shown once, `no-store` |
 //! | `POST /posts`                 | signed in                   | `{title, body, published}` → `201` |
 //! | `GET /posts`                  | anyone                      | anonymous: published posts, fewer fields |
 //! | `GET/PUT/DELETE /posts/{id}`  | the author or an admin (moderators may delete) | |
-//! | `GET/POST /session/login`     | anyone                      | HTML form / cookie sign-in |
+//! | `GET/POST /session/login`     | anyone; the `POST` same-origin only (login CSRF), 5 failures / 15 min per IP shared with sign-in | HTML form / cookie sign-in |
 //! | `POST /session/logout`        | session                     | ends the cookie session |
 //! | `GET /healthz`                | anyone                      | liveness |
+//!
+//! Limits and defences:
+//!
+//! * Over the limits above: `429` with `Retry-After`. The limits count per
+//!   TCP peer address; behind a reverse proxy key them on `ClientIp` with
+//!   the proxy's address in `TrustedProxies` instead of `PeerIp`.
+//! * Password hashing (argon2id, 19 MiB each) runs on the blocking pool, at
+//!   most one hash per CPU at once; a sign-up or sign-in that waits more than
+//!   5 seconds for its turn gets `503` `{"error": "unavailable", ...}` with
+//!   `Retry-After`. Memory stays flat under any number of concurrent
+//!   password requests.
+//! * Responses carrying a token or key are `Cache-Control: no-store` (RFC
+//!   6749 §5.1): no cache, proxy or browser history keeps them.
+//! * Every authenticated request checks that its user still exists (one
+//!   indexed SQLite lookup), and uses the user's current role: deleting a
+//!   user ends their cookie sessions, access tokens and API keys at once,
+//!   and their refresh tokens are refused (and their sign-in revoked) on the
+//!   next refresh.
+//! * Unsafe requests carrying cookies must be same-origin (`CsrfLayer`); so
+//!   must the cookie sign-in, which carries no cookie yet, so that a
+//!   cross-site form cannot sign a browser into the attacker's account.
 //!
 //! Configuration (environment): `PORT` (or `--addr ip:port`; default
 //! 127.0.0.1:8080), `JWT_SECRET` (at least 32 bytes; random with a warning
@@ -37,9 +59,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Form, Json, RequestPartsExt, Router};
 use http::request::Parts;
 use serde::Deserialize;
@@ -52,7 +75,7 @@ use tower_auth::rate_limit::{Limit, PeerIp, Quota, RateLimitLayer};
 use tower_auth::session::{
     CsrfLayer, MemorySessionStore, Session, SessionAuthenticator, SessionKey, SessionLayer,
 };
-use tower_auth::{AuthLayer, Authenticated, Authenticator, Identity, Scheme};
+use tower_auth::{AuthError, AuthLayer, Authenticated, Authenticator, Identity, Scheme};
 
 use common::{Db, DbError, Post, User};
 
@@ -109,8 +132,28 @@ fn internal(e: impl std::fmt::Display) -> Response {
 fn db_error(e: DbError) -> Response {
     match e {
         DbError::Conflict => error(StatusCode::CONFLICT, "conflict", "username already taken"),
+        DbError::Busy => {
+            let mut res = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "too many password checks in progress; retry shortly",
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res
+        }
         other => internal(other),
     }
+}
+
+/// `Cache-Control: no-store` (and `Pragma: no-cache` for HTTP/1.0 caches)
+/// on responses that carry a token or key (RFC 6749 §5.1), whatever their
+/// status.
+async fn no_store(mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
 }
 
 /// `{username, password}` of the sign-up and sign-in forms.
@@ -193,7 +236,14 @@ async fn refresh(State(app): State<App>, Json(r): Json<RefreshRequest>) -> Respo
     let user = match grant.subject().parse().map(|id| app.db.user(id)) {
         Ok(lookup) => match lookup.await {
             Ok(Some(user)) => user,
-            Ok(None) => return error(StatusCode::UNAUTHORIZED, "invalid_token", "unknown user"),
+            Ok(None) => {
+                // A deleted user: end the whole sign-in, so that the access
+                // tokens of this family are refused too.
+                if let Err(e) = app.issuer.logout(None, Some(&r.refresh_token)).await {
+                    eprintln!("revoking a deleted user's sign-in failed: {}", e.message());
+                }
+                return error(StatusCode::UNAUTHORIZED, "invalid_token", "unknown user");
+            }
             Err(e) => return db_error(e),
         },
         Err(_) => return error(StatusCode::UNAUTHORIZED, "invalid_token", "invalid subject"),
@@ -243,6 +293,30 @@ async fn me(Auth(user): Auth<User>, identity: Identity) -> Json<Value> {
 async fn admin_users(State(app): State<App>) -> Response {
     match app.db.users().await {
         Ok(users) => Json(json!({ "users": users })).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// Deletes a user with their posts and API keys. Nothing else is needed to
+/// end their sessions and tokens: the authenticator checks on every request
+/// that the user still exists (see [`authenticator`]). An admin cannot
+/// delete their own account here (`409`), so the last admin cannot lock
+/// everyone out by accident.
+async fn admin_delete_user(
+    State(app): State<App>,
+    Auth(admin): Auth<User>,
+    Path(id): Path<i64>,
+) -> Response {
+    if id == admin.id {
+        return error(
+            StatusCode::CONFLICT,
+            "conflict",
+            "you cannot delete your own account",
+        );
+    }
+    match app.db.delete_user(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such user"),
         Err(e) => db_error(e),
     }
 }
@@ -478,7 +552,10 @@ async fn healthz() -> Json<Value> {
 }
 
 /// JWT (`Authorization: Bearer`), API key (`x-api-key`) or session cookie,
-/// the first present deciding; roles expanded into permissions.
+/// the first present deciding; then the user is loaded from the database,
+/// so that a deleted user is refused at once (`401`) and a changed role
+/// applies at once, whatever the token or session says; roles expanded
+/// into permissions.
 fn authenticator(app: &App) -> impl Authenticator<Principal = User> {
     let jwt = app
         .issuer
@@ -492,8 +569,24 @@ fn authenticator(app: &App) -> impl Authenticator<Principal = User> {
             };
             Authenticated::new(user, a.identity)
         });
+    let db = app.db.clone();
     jwt.or(ApiKeyAuthenticator::new(app.db.clone()))
         .or(app.sessions.clone())
+        .and_then(move |a: Authenticated<User>| {
+            let db = db.clone();
+            async move {
+                match db.user(a.principal.id).await {
+                    // Ids are never reused; the name check also covers a
+                    // database created before `AUTOINCREMENT`.
+                    Ok(Some(user)) if user.username == a.principal.username => {
+                        let identity = user.identity(a.identity.scheme().clone());
+                        Ok(Authenticated::new(user, identity))
+                    }
+                    Ok(_) => Err(AuthError::invalid_credentials("unknown user")),
+                    Err(e) => Err(AuthError::unavailable(e)),
+                }
+            }
+        })
         .map(ROLES.expander())
 }
 
@@ -521,17 +614,34 @@ pub(crate) fn app(
         Quota::with_period(Duration::from_secs(15 * 60))?.allow_burst(5)?,
         PeerIp::new(),
     ));
+    // Each sign-up costs an argon2id hash: ten per client IP and hour,
+    // counting every attempt (a taken name or an invalid form too).
+    let sign_ups = RateLimitLayer::new(Limit::new("sign-up", Quota::per_hour(10)?, PeerIp::new()));
+    // Login CSRF: the sign-in form carries no cookie yet, so the global
+    // CsrfLayer lets it through; without this a cross-site form could sign
+    // the victim's browser into the attacker's account. Outside the limiter:
+    // a refused cross-site post costs the real user no attempt.
+    let login_csrf = CsrfLayer::new().check_without_cookies(true);
 
     let public = Router::new()
-        .route("/auth/sign_up", post(sign_up))
+        .route("/auth/sign_up", post(sign_up).route_layer(sign_ups))
         .route(
             "/auth/sign_in",
-            post(sign_in).route_layer(failed_sign_ins.clone()),
+            post(sign_in)
+                .route_layer(failed_sign_ins.clone())
+                .route_layer(map_response(no_store)),
         )
-        .route("/auth/refresh", post(refresh))
+        .route(
+            "/auth/refresh",
+            post(refresh).route_layer(map_response(no_store)),
+        )
         .route(
             "/session/login",
-            get(login_page).merge(post(session_login).route_layer(failed_sign_ins)),
+            get(login_page).merge(
+                post(session_login)
+                    .route_layer(failed_sign_ins)
+                    .route_layer(login_csrf),
+            ),
         )
         .route("/session/logout", post(session_logout))
         .route("/healthz", get(healthz));
@@ -550,7 +660,7 @@ pub(crate) fn app(
         )
         .merge(
             Router::new()
-                .route("/posts/{id}", axum::routing::delete(delete_post))
+                .route("/posts/{id}", delete(delete_post))
                 .route_layer(RequireLayer::new(
                     permission("posts:delete").or(post_owner(db.clone())),
                 )),
@@ -558,7 +668,11 @@ pub(crate) fn app(
         .merge(
             Router::new()
                 .route("/admin/users", get(admin_users))
-                .route("/admin/api_keys", post(admin_api_keys))
+                .route("/admin/users/{id}", delete(admin_delete_user))
+                .route(
+                    "/admin/api_keys",
+                    post(admin_api_keys).route_layer(map_response(no_store)),
+                )
                 .route_layer(RequireLayer::new(role("admin"))),
         )
         .route_layer(AuthLayer::new(auth.clone()));

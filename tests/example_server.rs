@@ -1,20 +1,25 @@
 //! The main example server end to end over TCP with reqwest: sign-up,
 //! sign-in, refresh rotation, logout, `/me` by JWT, API key and session,
-//! admin routes, posts with owner checks, optional authentication, CSRF and
-//! the failed sign-in limiter.
+//! admin routes, posts with owner checks, optional authentication, CSRF
+//! (login CSRF too), the failed sign-in and sign-up limiters, the bound on
+//! password hashing, `no-store` on token responses and user deletion.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/server.rs"]
 mod server;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use tower_auth::session::SessionKey;
 
-async fn start() -> String {
-    let db = server::common::Db::open(":memory:", None).unwrap();
+fn db() -> server::common::Db {
+    server::common::Db::open(":memory:", None).unwrap()
+}
+
+async fn start(db: server::common::Db) -> String {
     let settings = server::Settings {
         jwt_secret: b"a test secret that is long enough!!".to_vec(),
         session_key: SessionKey::generate().unwrap(),
@@ -45,12 +50,16 @@ struct Api {
 
 impl Api {
     async fn new() -> Self {
+        Self::with_db(db()).await
+    }
+
+    async fn with_db(db: server::common::Db) -> Self {
         Api {
             c: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            base: start().await,
+            base: start(db).await,
         }
     }
 
@@ -579,4 +588,336 @@ async fn healthz_and_hostile_inputs() {
         .await
         .unwrap();
     assert!(res.status().is_client_error());
+}
+
+/// A form post to `/session/login` with `headers`.
+async fn form_login(api: &Api, headers: &[(&str, &str)]) -> Response {
+    let mut req = api
+        .c
+        .post(api.url("/session/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=mallory&password=correct+horse");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn login_csrf_cross_site_sign_in_is_refused() {
+    let api = Api::new().await;
+    api.user("mallory").await;
+    // An attacker's page posts its own credentials to the login form: the
+    // browser has no session cookie yet, and would be signed in as mallory.
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ][..],
+        &[("origin", "null")][..],
+    ] {
+        let res = form_login(&api, headers).await;
+        assert_eq!(res.status(), 403, "{headers:?}");
+        assert!(res.headers().get("set-cookie").is_none(), "{headers:?}");
+        assert!(res.headers().get("location").is_none());
+        assert_eq!(body(res).await["error"], "csrf_rejected");
+    }
+    // The same form from the site itself still signs in.
+    let origin = api.base.clone();
+    for headers in [
+        &[("origin", origin.as_str())][..],
+        &[
+            ("origin", origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ][..],
+    ] {
+        let res = form_login(&api, headers).await;
+        assert_eq!(res.status(), 303, "{headers:?}");
+        assert_eq!(res.headers()["location"], "/me");
+        assert!(res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("session="));
+    }
+    // Refused cross-site posts did not use up the failed sign-in budget.
+    for _ in 0..5 {
+        form_login(&api, &[("origin", "https://evil.example")]).await;
+    }
+    assert_eq!(api.sign_in("mallory", "correct horse").await.status(), 200);
+}
+
+fn assert_no_store(res: &Response) {
+    assert_eq!(res.headers()["cache-control"], "no-store", "{}", res.url());
+    assert_eq!(res.headers()["pragma"], "no-cache");
+}
+
+#[tokio::test]
+async fn token_and_key_responses_are_not_stored() {
+    let api = Api::new().await;
+    api.sign_up("alice", "correct horse").await;
+    let res = api.sign_in("alice", "correct horse").await;
+    assert_eq!(res.status(), 200);
+    assert_no_store(&res);
+    let pair = body(res).await;
+    let res = api.sign_in("alice", "wrong password").await;
+    assert_eq!(res.status(), 401);
+    assert_no_store(&res);
+
+    let res = api
+        .c
+        .post(api.url("/auth/refresh"))
+        .json(&json!({"refresh_token": pair["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_no_store(&res);
+    let pair = body(res).await;
+
+    let res = api
+        .c
+        .post(api.url("/admin/api_keys"))
+        .bearer_auth(access(&pair))
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_no_store(&res);
+    assert!(body(res).await["api_key"].is_string());
+
+    // The JSON cookie sign-in sets a cookie: the session layer marks it too.
+    let res = api
+        .c
+        .post(api.url("/session/login"))
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_ip() {
+    let api = Api::new().await;
+    assert_eq!(api.sign_up("alice", "correct horse").await.status(), 201);
+    assert_eq!(api.sign_up("alice", "correct horse").await.status(), 409);
+    // Every attempt counts, invalid ones too.
+    for _ in 0..8 {
+        assert_eq!(api.sign_up("x", "correct horse").await.status(), 422);
+    }
+    let res = api.sign_up("bob", "correct horse").await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(body(res).await["error"], "too_many_requests");
+    // Only sign-up is limited: signing in still works.
+    assert_eq!(api.sign_in("alice", "correct horse").await.status(), 200);
+    assert_eq!(api.sign_in("bob", "correct horse").await.status(), 401);
+}
+
+async fn assert_busy(res: Response) {
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let b = body(res).await;
+    assert_eq!(b["error"], "unavailable");
+    assert_eq!(
+        b["message"],
+        "too many password checks in progress; retry shortly"
+    );
+}
+
+#[tokio::test]
+async fn password_hashing_is_bounded() {
+    let db = db().hash_limit(1, Duration::from_millis(50));
+    let permits = db.hash_permits();
+    let api = Api::with_db(db).await;
+    api.sign_up("alice", "correct horse").await;
+    assert_eq!(permits.available_permits(), 1, "the permit is given back");
+
+    // The only hashing slot is taken: every password request gives up
+    // after its wait, with 503 and Retry-After.
+    let held = permits.clone().acquire_owned().await.unwrap();
+    assert_busy(api.sign_up("bob", "correct horse").await).await;
+    assert_busy(api.sign_in("alice", "correct horse").await).await;
+    let res = api
+        .c
+        .post(api.url("/session/login"))
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("set-cookie").is_none());
+    assert_busy(res).await;
+    // A busy server is not a failed sign-in: the budget is untouched.
+    for _ in 0..6 {
+        assert_busy(api.sign_in("alice", "wrong password").await).await;
+    }
+    drop(held);
+    assert_eq!(api.sign_up("bob", "correct horse").await.status(), 201);
+    assert_eq!(api.sign_in("alice", "correct horse").await.status(), 200);
+}
+
+#[tokio::test]
+async fn password_requests_wait_for_a_hashing_slot() {
+    let db = db().hash_limit(1, Duration::from_secs(60));
+    let permits = db.hash_permits();
+    let api = std::sync::Arc::new(Api::with_db(db).await);
+    let held = permits.clone().acquire_owned().await.unwrap();
+    let waiting: Vec<_> = ["alice", "bob", "carol"]
+        .into_iter()
+        .map(|name| {
+            let api = api.clone();
+            tokio::spawn(async move { api.sign_up(name, "correct horse").await.status() })
+        })
+        .collect();
+    // None can finish while the only slot is held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(waiting.iter().all(|t| !t.is_finished()));
+    assert_eq!(permits.available_permits(), 0);
+    drop(held);
+    for t in waiting {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    assert_eq!(permits.available_permits(), 1);
+}
+
+#[tokio::test]
+async fn deleting_a_user_ends_their_sessions_tokens_and_keys() {
+    let api = Api::new().await;
+    let alice = api.user("alice").await; // admin, id 1
+    let bob = api.user("bob").await; // id 2
+    let res = api
+        .c
+        .post(api.url("/admin/api_keys"))
+        .bearer_auth(access(&alice))
+        .json(&json!({"user_id": 2}))
+        .send()
+        .await
+        .unwrap();
+    let key = body(res).await["api_key"].as_str().unwrap().to_owned();
+    let res = api
+        .c
+        .post(api.url("/session/login"))
+        .json(&json!({"username": "bob", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let by_key = || api.c.get(api.url("/me")).header("x-api-key", &key).send();
+    let by_cookie = || api.c.get(api.url("/me")).header("cookie", &cookie).send();
+    assert_eq!(api.get("/me", access(&bob)).await.status(), 200);
+    assert_eq!(by_key().await.unwrap().status(), 200);
+    assert_eq!(by_cookie().await.unwrap().status(), 200);
+
+    let delete = |token: &str, id: i64| {
+        api.c
+            .delete(api.url(&format!("/admin/users/{id}")))
+            .bearer_auth(token)
+            .send()
+    };
+    let res = delete(access(&bob), 1).await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(body(res).await["message"], "role 'admin' required");
+    let res = delete(access(&alice), 1).await.unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(body(res).await["error"], "conflict");
+    assert_eq!(delete(access(&alice), 2).await.unwrap().status(), 204);
+    let res = delete(access(&alice), 2).await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(body(res).await["error"], "not_found");
+
+    // At once: the access token, the API key and the cookie session.
+    let res = api.get("/me", access(&bob)).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(body(res).await["message"], "unknown user");
+    assert_eq!(api.get("/posts", access(&bob)).await.status(), 401);
+    assert_eq!(by_key().await.unwrap().status(), 401);
+    let res = by_cookie().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(body(res).await["message"], "unknown user");
+    // The refresh token is refused.
+    let res = api
+        .c
+        .post(api.url("/auth/refresh"))
+        .json(&json!({"refresh_token": bob["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(body(res).await["message"], "unknown user");
+
+    // A new "bob" gets a new id: the old credentials do not become his.
+    let res = api.sign_up("bob", "another password").await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(body(res).await["id"], 3);
+    assert_eq!(api.get("/me", access(&bob)).await.status(), 401);
+    assert_eq!(by_cookie().await.unwrap().status(), 401);
+    assert_eq!(by_key().await.unwrap().status(), 401);
+    // Alice is unaffected.
+    assert_eq!(api.get("/me", access(&alice)).await.status(), 200);
+}
+
+#[test]
+fn password_hashes_are_standard_argon2id_phc_strings() {
+    use argon2::password_hash::phc::PasswordHash;
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+    use argon2::Argon2;
+    use server::common::{hash_password, verify_password};
+
+    let mut memory = Vec::new();
+    let ours = hash_password(b"correct horse", &mut memory).unwrap();
+    assert!(
+        ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{ours}"
+    );
+    assert_ne!(ours, hash_password(b"correct horse", &mut memory).unwrap());
+    assert!(memory.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+    // argon2's own verifier accepts ours, and ours accepts its hashes (a
+    // database written before the change keeps working).
+    let parsed = PasswordHash::new(&ours).unwrap();
+    assert!(Argon2::default()
+        .verify_password(b"correct horse", &parsed)
+        .is_ok());
+    assert!(verify_password(b"correct horse", &ours, &mut memory));
+    let theirs = Argon2::default()
+        .hash_password(b"correct horse")
+        .unwrap()
+        .to_string();
+    assert!(verify_password(b"correct horse", &theirs, &mut memory));
+
+    assert!(!verify_password(b"correct horsf", &ours, &mut memory));
+    assert!(!verify_password(b"", &ours, &mut memory));
+    assert!(!verify_password(b"correct horse", "", &mut memory));
+    assert!(!verify_password(
+        b"correct horse",
+        "$argon2id$v=19$",
+        &mut memory
+    ));
+    // A changed output, a hash without output, and parameters beyond the
+    // memory bound are refused.
+    let (head, output) = ours.rsplit_once('$').unwrap();
+    let flipped = if output.starts_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{head}${flipped}{}", &output[1..]);
+    assert!(!verify_password(b"correct horse", &tampered, &mut memory));
+    assert!(!verify_password(b"correct horse", head, &mut memory));
+    let huge = ours.replace("m=19456", "m=1048576");
+    assert!(!verify_password(b"correct horse", &huge, &mut memory));
+    assert!(!verify_password(
+        b"correct horse",
+        &ours.replace("argon2id", "argon2i"),
+        &mut memory
+    ));
 }

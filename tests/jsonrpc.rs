@@ -14,7 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 const SECRET: &[u8] = b"a test secret that is long enough!!";
 
 async fn serve(addr: &str) -> std::net::SocketAddr {
-    let db = jsonrpc::common::Db::open(":memory:", None).unwrap();
+    serve_db(addr, jsonrpc::common::Db::open(":memory:", None).unwrap()).await
+}
+
+async fn serve_db(addr: &str, db: jsonrpc::common::Db) -> std::net::SocketAddr {
     let app = jsonrpc::App::new(db, SECRET);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -60,6 +63,57 @@ async fn client() -> Client {
         http: reqwest::Client::new(),
         url: format!("http://{addr}/api/v1"),
     }
+}
+
+#[tokio::test]
+async fn answers_are_not_stored() {
+    let c = client().await;
+    c.call("sign_up", json!(["alice", "correct horse"]), None)
+        .await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "sign_in", "params": ["alice", "correct horse"]});
+    let res = c
+        .http
+        .post(&c.url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let answer: Value = res.json().await.unwrap();
+    assert!(answer["result"]["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn busy_password_hashing_is_a_json_rpc_error() {
+    let db = jsonrpc::common::Db::open(":memory:", None)
+        .unwrap()
+        .hash_limit(1, std::time::Duration::from_millis(50));
+    let permits = db.hash_permits();
+    let addr = serve_db("127.0.0.1:0", db).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: format!("http://{addr}/api/v1"),
+    };
+    c.call("sign_up", json!(["alice", "correct horse"]), None)
+        .await;
+    let held = permits.clone().acquire_owned().await.unwrap();
+    for method in ["sign_up", "sign_in"] {
+        let busy = c
+            .call(method, json!(["alice", "correct horse"]), None)
+            .await;
+        assert_eq!(busy["error"]["code"], -32003, "{method}");
+        assert_eq!(
+            busy["error"]["message"],
+            "too many password checks in progress; retry shortly"
+        );
+    }
+    drop(held);
+    let ok = c
+        .call("sign_in", json!(["alice", "correct horse"]), None)
+        .await;
+    assert!(ok["result"]["access_token"].is_string());
 }
 
 #[tokio::test]

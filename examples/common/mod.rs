@@ -1,18 +1,26 @@
 //! Pieces shared by the example servers: the SQLite database (users, posts,
 //! API keys), password hashing, the JWT secret and the listen address.
 //!
+//! Password hashing (argon2id, 19 MiB of memory and tens of milliseconds of
+//! CPU per hash) runs on the blocking thread pool behind a semaphore sized
+//! to the CPU count: requests beyond it wait up to a bound, then fail with
+//! [`DbError::Busy`] (the servers answer `503` with `Retry-After`). Memory
+//! therefore stays flat however many sign-ups or sign-ins arrive at once.
+//!
 //! Not an example itself: examples include it with
 //! `#[path = "common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 use tower_auth::api_key::{ApiKeyRecord, ApiKeyStore, GeneratedApiKey, KeyDigest};
 use tower_auth::{BoxError, Identity, Scheme, Secret};
 
@@ -52,6 +60,38 @@ pub(crate) enum DbError {
     Hash,
     #[error("background task failed")]
     Join,
+    /// Every password-hashing slot stayed busy for the whole wait: answer
+    /// `503` with `Retry-After`.
+    #[error("too many password checks in progress")]
+    Busy,
+}
+
+/// How long a request waits for a password-hashing slot by default.
+pub(crate) const DEFAULT_HASH_WAIT: Duration = Duration::from_secs(5);
+
+/// The number of argon2id hashes computed at once by default: one per CPU.
+pub(crate) fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+/// The bound on password hashing: `permits` hashes at once, each caller
+/// waiting at most `wait` for a permit, each hash working in one of the
+/// `buffers` (never more than `permits` of them).
+#[derive(Debug)]
+struct Hashing {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+    buffers: Mutex<Vec<Vec<Block>>>,
+}
+
+impl Hashing {
+    fn new(permits: usize, wait: Duration) -> Self {
+        Hashing {
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+            wait,
+            buffers: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 /// The SQLite database. Cloning shares the connection; every call runs on
@@ -61,26 +101,75 @@ pub(crate) struct Db {
     conn: Arc<Mutex<Connection>>,
     /// A user created with this name is an admin (the first user always is).
     admin_username: Option<Arc<str>>,
+    hashing: Arc<Hashing>,
 }
 
-/// A hash to verify against when the user does not exist, so that a wrong
-/// username takes as long as a wrong password.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        Argon2::default()
-            .hash_password(b"not a real password")
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
+/// The largest argon2 memory cost a stored hash may ask for (KiB): a
+/// corrupt or hostile row must not make a check allocate gigabytes.
+const MAX_M_COST: u32 = 64 * 1024;
+
+/// An argon2id PHC string of `password` with a fresh 128-bit salt and the
+/// default parameters (19 MiB, 2 passes, 1 lane: OWASP's minimum), computed
+/// in `memory`.
+///
+/// `memory` is a buffer the caller reuses: argon2's own `hash_password`
+/// allocates 19 MiB per call, which glibc keeps in per-thread arenas once
+/// its mmap threshold has grown, so that the blocking pool's threads would
+/// each hold on to one (RSS grew by gigabytes under load even with the
+/// concurrency bound).
+pub(crate) fn hash_password(password: &[u8], memory: &mut Vec<Block>) -> Result<String, DbError> {
+    let params = Params::DEFAULT;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|_| DbError::Hash)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    memory.resize(params.block_count(), Block::new());
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let hashed = argon2.hash_password_into_with_memory(password, &salt, &mut out, &mut memory[..]);
+    memory.fill(Block::new());
+    hashed.map_err(|_| DbError::Hash)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.into(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|_| DbError::Hash)?,
+        salt: Some(Salt::new(&salt).map_err(|_| DbError::Hash)?),
+        hash: Some(Output::new(&out).map_err(|_| DbError::Hash)?),
+    };
+    Ok(phc.to_string())
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).ok().is_some_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+/// Whether `password` matches the PHC string `phc`, recomputed in `memory`.
+/// The recomputed hash is compared with the stored one in constant time
+/// (`subtle`): the time taken says nothing about how many bytes matched.
+/// `false` for anything unparsable or outside the bounds (fail closed).
+pub(crate) fn verify_password(password: &[u8], phc: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = Version::try_from(parsed.version.unwrap_or(0x13)) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.m_cost() > MAX_M_COST {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    memory.resize(params.block_count(), Block::new());
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut out,
+        &mut memory[..],
+    );
+    memory.fill(Block::new());
+    hashed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 impl Db {
@@ -99,7 +188,7 @@ impl Db {
             "PRAGMA foreign_keys = ON;
              PRAGMA journal_mode = WAL;
              CREATE TABLE IF NOT EXISTS users (
-                 id INTEGER PRIMARY KEY,
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                  username TEXT NOT NULL UNIQUE,
                  password_hash TEXT NOT NULL,
                  role TEXT NOT NULL DEFAULT 'user'
@@ -123,7 +212,53 @@ impl Db {
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             admin_username: admin_username.map(Into::into),
+            hashing: Arc::new(Hashing::new(default_hash_concurrency(), DEFAULT_HASH_WAIT)),
         })
+    }
+
+    /// At most `concurrent` password hashes at once (at least one); a
+    /// request waits up to `wait` for its turn, then gets
+    /// [`DbError::Busy`].
+    pub(crate) fn hash_limit(mut self, concurrent: usize, wait: Duration) -> Self {
+        self.hashing = Arc::new(Hashing::new(concurrent, wait));
+        self
+    }
+
+    /// The semaphore bounding password hashing (tests hold its permits).
+    pub(crate) fn hash_permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.hashing.permits)
+    }
+
+    /// Runs the CPU- and memory-heavy `job` (an argon2id hash or check) on
+    /// the blocking pool once a hashing permit is free, in a reused argon2
+    /// buffer. The permit moves into the blocking task: a client that
+    /// disconnects mid-hash does not free its slot before the hash is
+    /// actually done. Memory: at most one buffer per permit.
+    async fn hash_job<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        let hashing = Arc::clone(&self.hashing);
+        let permit =
+            tokio::time::timeout(hashing.wait, Arc::clone(&hashing.permits).acquire_owned())
+                .await
+                .map_err(|_| DbError::Busy)?
+                .map_err(|_| DbError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let buffers = || {
+                hashing
+                    .buffers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            let mut memory = buffers().pop().unwrap_or_default();
+            let result = job(&mut memory);
+            buffers().push(memory);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|_| DbError::Join)
     }
 
     async fn run<T: Send + 'static>(
@@ -149,14 +284,9 @@ impl Db {
         password: &str,
     ) -> Result<User, DbError> {
         let password = Secret::new(password);
-        let hash = tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .hash_password(password.expose().as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|_| DbError::Hash)
-        })
-        .await
-        .map_err(|_| DbError::Join)??;
+        let hash = self
+            .hash_job(move |memory| hash_password(password.expose().as_bytes(), memory))
+            .await??;
         let username = username.to_owned();
         let admin = self.admin_username.clone();
         self.run(move |c| {
@@ -214,15 +344,18 @@ impl Db {
             })
             .await?;
         let password = Secret::new(password);
-        tokio::task::spawn_blocking(move || match row {
-            Some((user, hash)) => Ok(verify_password(password.expose(), &hash).then_some(user)),
+        self.hash_job(move |memory| match row {
+            Some((user, hash)) => {
+                verify_password(password.expose().as_bytes(), &hash, memory).then_some(user)
+            }
+            // No such user: the same work as a check, so that a wrong
+            // username takes as long as a wrong password.
             None => {
-                verify_password(password.expose(), dummy_hash());
-                Ok(None)
+                let _ = hash_password(password.expose().as_bytes(), memory);
+                None
             }
         })
         .await
-        .map_err(|_| DbError::Join)?
     }
 
     fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
@@ -243,6 +376,15 @@ impl Db {
             .optional()?)
         })
         .await
+    }
+
+    /// Deletes the user with `id`, their posts and API keys (`ON DELETE
+    /// CASCADE`); `false` when there was no such user. Ids are never reused
+    /// (`AUTOINCREMENT`), so a token or session naming a deleted user can
+    /// never come to name a new one.
+    pub(crate) async fn delete_user(&self, id: i64) -> Result<bool, DbError> {
+        self.run(move |c| Ok(c.execute("DELETE FROM users WHERE id = ?1", params![id])? > 0))
+            .await
     }
 
     pub(crate) async fn user_by_name(&self, username: &str) -> Result<Option<User>, DbError> {

@@ -176,9 +176,16 @@ impl CsrfLayer {
         self
     }
 
-    /// Also checks unsafe requests that carry no cookie, e.g. a login form
-    /// (login CSRF). Cross-origin API clients using bearer tokens from a
-    /// browser then need an [allowed origin](CsrfLayer::allow_origin).
+    /// Also checks unsafe requests that carry no cookie. Turn it on for
+    /// sign-in forms: without it, a cross-site page can post the attacker's
+    /// credentials to the form, and the victim's browser, which has no
+    /// session cookie yet, is signed in to the attacker's account (login
+    /// CSRF; see the [module docs](super#login-csrf)). Default off.
+    ///
+    /// Clients that send neither `Origin` nor `Sec-Fetch-Site` (not
+    /// browsers) still pass. Cross-origin API clients using bearer tokens
+    /// from a browser need an [allowed origin](CsrfLayer::allow_origin) on
+    /// the routes where it is on.
     pub fn check_without_cookies(mut self, on: bool) -> Self {
         self.config_mut().check_without_cookies = on;
         self

@@ -131,6 +131,38 @@
 //! cookie off cross-site `POST`s in current browsers; this covers sibling
 //! subdomains (`same-site`), older browsers and `SameSite=None`.
 //!
+//! ## Login CSRF
+//!
+//! A sign-in form is the one unsafe request a browser sends without a
+//! session cookie, so the default check, which only looks at requests
+//! carrying cookies, lets a cross-site sign-in through. An attacker's page
+//! can then post the attacker's own username and password to your form: the
+//! victim's browser comes back signed in to the attacker's account, and
+//! whatever the victim does next (saves a card or an address, uploads a
+//! file, types searches) lands in an account the attacker reads later.
+//! `SameSite` does not help: the response *sets* the cookie, it does not
+//! need one.
+//!
+//! Put [`CsrfLayer::check_without_cookies`] on the sign-in route (and on
+//! sign-up, if it signs in): a cross-site `POST` then gets `403` before any
+//! password is checked and no cookie is set, a same-origin form passes
+//! (browsers send `Sec-Fetch-Site: same-origin` and `Origin` with form
+//! posts), and clients that send neither header (curl, servers, mobile
+//! apps) are unaffected. The layer can wrap only that route, next to a
+//! global [`CsrfLayer::new`] for the rest:
+//!
+//! ```
+//! # use tower_auth::session::CsrfLayer;
+//! let global = CsrfLayer::new(); // cookie-carrying requests, every route
+//! let login = CsrfLayer::new().check_without_cookies(true); // the login route
+//! # let _ = (global, login);
+//! ```
+//!
+//! A synchronizer token ([`csrf_token`]) works too, but needs a session
+//! created when the form is served, before anyone signs in;
+//! [`SessionAuthenticator::login`] then starts a new session under a new id,
+//! so nothing from that pre-login session carries over.
+//!
 //! # Example
 //!
 //! ```
