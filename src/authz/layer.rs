@@ -13,6 +13,9 @@ pub(crate) struct Config {
     pub(crate) rejections: Option<Rejections>,
     /// The scheme and parameters of `insufficient_scope` challenges.
     pub(crate) challenge: Challenge,
+    /// Set by [`RequireLayer::name_missing_rights`]; otherwise the
+    /// renderer's setting.
+    pub(crate) name_missing_rights: Option<bool>,
 }
 
 impl Default for Config {
@@ -20,6 +23,7 @@ impl Default for Config {
         Config {
             rejections: None,
             challenge: Challenge::bearer(),
+            name_missing_rights: None,
         }
     }
 }
@@ -65,9 +69,11 @@ impl<P: Policy> RequireLayer<P> {
     }
 
     /// Renders refusals with `handler`. Without it the layer uses, in order:
-    /// a [`Rejections`] value in the request extensions, the renderer of the
-    /// optional [`AuthLayer`](crate::AuthLayer) that let an anonymous
-    /// request through, the default rendering.
+    /// a [`Rejections`] value in the request extensions (the
+    /// [`AuthLayer`](crate::AuthLayer) puts its own there, so
+    /// [`AuthLayer::on_rejection`](crate::AuthLayer::on_rejection) covers
+    /// this layer too), the renderer of the optional `AuthLayer` that let
+    /// an anonymous request through, the default rendering.
     pub fn on_rejection(self, handler: impl RejectionHandler) -> Self {
         self.rejections(Rejections::custom(handler))
     }
@@ -75,6 +81,16 @@ impl<P: Policy> RequireLayer<P> {
     /// Renders refusals with a shared [`Rejections`] renderer.
     pub fn rejections(mut self, rejections: Rejections) -> Self {
         Arc::make_mut(&mut self.shared).config.rejections = Some(rejections);
+        self
+    }
+
+    /// Whether the `403` messages of this layer name the missing roles,
+    /// permissions or scopes (`role 'admin' required`) rather than a
+    /// generic `insufficient permissions`. Without this call, the setting
+    /// of the renderer ([`Rejections::name_missing_rights`], off by
+    /// default) decides.
+    pub fn name_missing_rights(mut self, name: bool) -> Self {
+        Arc::make_mut(&mut self.shared).config.name_missing_rights = Some(name);
         self
     }
 
