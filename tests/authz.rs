@@ -292,7 +292,11 @@ async fn forbidden_bodies_name_no_right_by_default() {
             json!({"error": "forbidden", "message": "insufficient permissions"}),
             "{path}"
         );
-        let challenges: Vec<_> = res.headers.get_all(header::WWW_AUTHENTICATE).iter().collect();
+        let challenges: Vec<_> = res
+            .headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .collect();
         assert_eq!(challenges, [NO_SCOPE_CHALLENGE], "{path}");
     }
     // An API key gets no challenge.
@@ -636,11 +640,13 @@ async fn the_auth_layers_renderer_covers_the_require_layers() {
     // A RequireLayer with its own renderer keeps it.
     let app = Router::new()
         .route("/admin/users", get(list_users))
-        .route_layer(RequireLayer::new(role("admin")).on_rejection(|r: Rejection| {
-            let mut res = r.into_response();
-            *res.body_mut() = Bytes::from_static(b"own");
-            res
-        }))
+        .route_layer(
+            RequireLayer::new(role("admin")).on_rejection(|r: Rejection| {
+                let mut res = r.into_response();
+                *res.body_mut() = Bytes::from_static(b"own");
+                res
+            }),
+        )
         .layer(AuthLayer::new(bearer()).rejections(seeds_error_handler()));
     let res = send(&app, "GET", "/admin/users", BOB).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_auth::extract::Auth;
 use tower_auth::rejection::Rejection;
-use tower_auth::{AuthLayer, Identity};
+use tower_auth::{AuthLayer, Authenticator, Identity};
 
 async fn me(Auth(user): Auth<User>, identity: Identity) -> Json<Value> {
     Json(json!({
@@ -289,8 +289,14 @@ async fn missing_principal_rejections_never_echo_credentials() {
     // Wrong credentials on an optional route, then an extractor that needs
     // a principal on a route without a layer.
     for (path, headers) in [
-        ("/optional-me", vec![("cookie", &b"session=s3cr3t-cookie"[..])]),
-        ("/misconfigured", vec![("authorization", &b"Bearer s3cr3t-token"[..])]),
+        (
+            "/optional-me",
+            vec![("cookie", &b"session=s3cr3t-cookie"[..])],
+        ),
+        (
+            "/misconfigured",
+            vec![("authorization", &b"Bearer s3cr3t-token"[..])],
+        ),
         ("/misconfigured", vec![("x-api-key", &b"s3cr3t-key"[..])]),
     ] {
         let res = app().oneshot(get_with(path, &headers)).await.unwrap();

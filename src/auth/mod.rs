@@ -526,6 +526,7 @@ mod tests {
     }
 
     type VaryEcho = Ready<Result<Response<String>, Infallible>>;
+    type VaryEchoService = tower::util::ServiceFn<fn(Request<()>) -> VaryEcho>;
 
     /// Answers with the `Vary` values of its `x-vary` request headers.
     fn vary_echo(req: Request<()>) -> VaryEcho {
@@ -546,9 +547,7 @@ mod tests {
 
     #[tokio::test]
     async fn cookie_authentication_adds_vary_cookie() {
-        fn svc<A: Authenticator>(
-            auth: A,
-        ) -> AuthService<tower::util::ServiceFn<fn(Request<()>) -> VaryEcho>, A> {
+        fn svc<A: Authenticator>(auth: A) -> AuthService<VaryEchoService, A> {
             AuthLayer::optional(auth).layer_service(service_fn(vary_echo as fn(_) -> _))
         }
         let cookie_req = |sid: &str, vary: &[&'static str]| {
@@ -632,10 +631,12 @@ mod tests {
         }
         // A default renderer does not replace one set outside...
         let svc = ServiceBuilder::new()
-            .layer(tower::util::MapRequestLayer::new(move |mut r: Request<()>| {
-                r.extensions_mut().insert(teapot());
-                r
-            }))
+            .layer(tower::util::MapRequestLayer::new(
+                move |mut r: Request<()>| {
+                    r.extensions_mut().insert(teapot());
+                    r
+                },
+            ))
             .layer(AuthLayer::new(Header("x-token")))
             .service_fn(renderer_of);
         let res = svc.oneshot(req(Some("good"))).await.unwrap();

@@ -416,7 +416,9 @@ impl Denied {
             Reason::Forbidden(message) => Rejection::forbidden(message),
             // An empty requirement list allows nobody: no token would help,
             // so no challenge.
-            Reason::Roles(ref names) | Reason::Permissions(ref names) | Reason::Scopes(ref names)
+            Reason::Roles(ref names)
+            | Reason::Permissions(ref names)
+            | Reason::Scopes(ref names)
                 if names.is_empty() =>
             {
                 Rejection::forbidden(message(&self))

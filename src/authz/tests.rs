@@ -583,7 +583,11 @@ async fn bearer_lacking_a_role_gets_insufficient_scope_without_scope() {
         RequireLayer::new(seed_roles().role("admin")),
         RequireLayer::new(role("admin")).name_missing_rights(true),
     ] {
-        let res = run(layer, request(Some(bearer_user(&["posts:read"], &["read"])))).await;
+        let res = run(
+            layer,
+            request(Some(bearer_user(&["posts:read"], &["read"]))),
+        )
+        .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN);
         assert_eq!(
             res.www(),
@@ -594,7 +598,8 @@ async fn bearer_lacking_a_role_gets_insufficient_scope_without_scope() {
         assert_eq!(res.json()["error"], "forbidden");
     }
     let res = run(
-        RequireLayer::new(role("admin")).bearer_challenge(Challenge::bearer().param("realm", "api")),
+        RequireLayer::new(role("admin"))
+            .bearer_challenge(Challenge::bearer().param("realm", "api")),
         request(Some(bearer_user(&[], &[]))),
     )
     .await;
@@ -652,7 +657,11 @@ async fn naming_the_missing_rights_is_opt_in() {
         req
     };
     let cases = [
-        (RequireLayer::new(role("admin")), request(Some(user())), "insufficient permissions"),
+        (
+            RequireLayer::new(role("admin")),
+            request(Some(user())),
+            "insufficient permissions",
+        ),
         (
             RequireLayer::new(role("admin")).name_missing_rights(true),
             request(Some(user())),
@@ -1483,7 +1492,10 @@ fn denied_renders_precisely() {
         ("forbidden", "insufficient permissions")
     );
     let www = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
-    assert!(www.starts_with(r#"Bearer error="insufficient_scope""#), "{www}");
+    assert!(
+        www.starts_with(r#"Bearer error="insufficient_scope""#),
+        "{www}"
+    );
     assert!(!www.contains("admin"), "{www}");
     let r = Denied::missing_role("admin").into_detailed_rejection(Some(&bearer), &challenge);
     assert_eq!(r.message(), "role 'admin' required");
