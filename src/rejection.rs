@@ -556,7 +556,7 @@ where
 ///
 /// An [`AuthLayer`](crate::AuthLayer) puts its renderer into the extensions
 /// of the requests it lets through, so one renderer set there covers the
-/// [`RequireLayer`](crate::authz::RequireLayer)s, guards and extractors
+/// `RequireLayer`s (feature `authz`), guards and extractors
 /// inside it.
 #[derive(Clone, Default)]
 pub struct Rejections {
@@ -587,7 +587,7 @@ impl Rejections {
     /// `insufficient_scope` challenge names the missing permissions and
     /// scopes either way (RFC 6750 §3.1: the client needs it to ask for a
     /// token with more scope); role names are never put there.
-    /// [`RequireLayer::name_missing_rights`](crate::authz::RequireLayer::name_missing_rights)
+    /// `RequireLayer::name_missing_rights` (feature `authz`)
     /// overrides this per layer.
     pub fn name_missing_rights(mut self, name: bool) -> Self {
         self.name_missing_rights = name;

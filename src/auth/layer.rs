@@ -72,7 +72,7 @@ impl<A: Authenticator> AuthLayer<A> {
     ///
     /// The renderer covers the stack: the layer puts it into the request
     /// extensions of the requests it lets through, where
-    /// [`RequireLayer`](crate::authz::RequireLayer), `Guard` and the axum
+    /// `RequireLayer` (feature `authz`), `Guard` and the axum
     /// extractors find it, so that their `403`s and `401`s are rendered the
     /// same way as this layer's.
     pub fn on_rejection(self, handler: impl RejectionHandler) -> Self {
