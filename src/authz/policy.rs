@@ -300,13 +300,22 @@ impl Denied {
     /// `insufficient permissions` (roles, permissions) or
     /// `insufficient scope` (scopes).
     pub fn public_message(&self) -> Cow<'_, str> {
+        match self.generic_message() {
+            Some(m) => Cow::Borrowed(m),
+            None => self.message(),
+        }
+    }
+
+    /// The fixed client message of the denials of role, permission and
+    /// scope policies.
+    fn generic_message(&self) -> Option<&'static str> {
         match &self.0 {
             Reason::Roles(n) | Reason::Permissions(n) | Reason::Scopes(n) if n.is_empty() => {
-                Cow::Borrowed("access denied")
+                Some("access denied")
             }
-            Reason::Roles(_) | Reason::Permissions(_) => Cow::Borrowed("insufficient permissions"),
-            Reason::Scopes(_) => Cow::Borrowed("insufficient scope"),
-            _ => self.message(),
+            Reason::Roles(_) | Reason::Permissions(_) => Some("insufficient permissions"),
+            Reason::Scopes(_) => Some("insufficient scope"),
+            _ => None,
         }
     }
 
@@ -393,10 +402,9 @@ impl Denied {
     ) -> Rejection {
         let bearer = identity.is_some_and(|id| *id.scheme() == Scheme::Bearer);
         let message = |d: &Denied| -> Cow<'static, str> {
-            if name_missing_rights {
-                d.message().into_owned().into()
-            } else {
-                d.public_message().into_owned().into()
+            match d.generic_message() {
+                Some(generic) if !name_missing_rights => Cow::Borrowed(generic),
+                _ => Cow::Owned(d.message().into_owned()),
             }
         };
         match self.0 {
