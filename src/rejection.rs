@@ -147,6 +147,17 @@ pub(crate) fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// The `WWW-Authenticate` value of
+/// [`Rejection::insufficient_privileges`] for `challenge`: rendered once per
+/// layer, as it does not depend on the request.
+pub(crate) fn insufficient_privileges_header(challenge: &Challenge) -> Option<HeaderValue> {
+    const DESCRIPTION: &str = "the access token does not grant access to this resource";
+    challenge.render(&[
+        ("error", "insufficient_scope"),
+        ("error_description", DESCRIPTION),
+    ])
+}
+
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 fn is_scope_token(scope: &str) -> bool {
     !scope.is_empty()
@@ -350,15 +361,19 @@ impl Rejection {
         challenge: &Challenge,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
-        const DESCRIPTION: &str = "the access token does not grant access to this resource";
+        Self::forbidden_with_challenge(message, insufficient_privileges_header(challenge))
+    }
+
+    /// A `403` with a rendered `WWW-Authenticate` value, e.g. one that
+    /// [`insufficient_privileges_header`] rendered once for a layer.
+    pub(crate) fn forbidden_with_challenge(
+        message: impl Into<Cow<'static, str>>,
+        challenge: Option<HeaderValue>,
+    ) -> Self {
         let mut r = Self::forbidden(message);
-        r.push_challenge(
-            challenge,
-            &[
-                ("error", "insufficient_scope"),
-                ("error_description", DESCRIPTION),
-            ],
-        );
+        if let Some(v) = challenge {
+            r.headers.append(header::WWW_AUTHENTICATE, v);
+        }
         r
     }
 

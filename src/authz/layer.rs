@@ -1,10 +1,11 @@
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use http::HeaderValue;
 use tower_layer::Layer;
 
 use super::service::RequireService;
 use super::Policy;
-use crate::rejection::{Challenge, RejectionHandler, Rejections};
+use crate::rejection::{insufficient_privileges_header, Challenge, RejectionHandler, Rejections};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -13,6 +14,11 @@ pub(crate) struct Config {
     pub(crate) rejections: Option<Rejections>,
     /// The scheme and parameters of `insufficient_scope` challenges.
     pub(crate) challenge: Challenge,
+    /// `challenge` rendered for the `403`s of bearer tokens that no scope
+    /// would lift (see [`Rejection::insufficient_privileges`]).
+    ///
+    /// [`Rejection::insufficient_privileges`]: crate::rejection::Rejection::insufficient_privileges
+    pub(crate) privileges_challenge: Option<HeaderValue>,
     /// Set by [`RequireLayer::name_missing_rights`]; otherwise the
     /// renderer's setting.
     pub(crate) name_missing_rights: Option<bool>,
@@ -20,9 +26,12 @@ pub(crate) struct Config {
 
 impl Default for Config {
     fn default() -> Self {
+        static BEARER: LazyLock<Option<HeaderValue>> =
+            LazyLock::new(|| insufficient_privileges_header(&Challenge::bearer()));
         Config {
             rejections: None,
             challenge: Challenge::bearer(),
+            privileges_challenge: BEARER.clone(),
             name_missing_rights: None,
         }
     }
@@ -97,7 +106,9 @@ impl<P: Policy> RequireLayer<P> {
     /// The challenge of `insufficient_scope` answers (`Bearer` without
     /// parameters by default), e.g. `Challenge::bearer().param("realm", "api")`.
     pub fn bearer_challenge(mut self, challenge: Challenge) -> Self {
-        Arc::make_mut(&mut self.shared).config.challenge = challenge;
+        let config = &mut Arc::make_mut(&mut self.shared).config;
+        config.privileges_challenge = insufficient_privileges_header(&challenge);
+        config.challenge = challenge;
         self
     }
 

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 
 use super::combinator::{And, Not, Or};
 use crate::error::BoxError;
 use crate::identity::{Identity, Scheme};
-use crate::rejection::{Challenge, Rejection, RejectionKind};
+use crate::rejection::{insufficient_privileges_header, Challenge, Rejection, RejectionKind};
 
 /// Decides whether an authenticated request may go on. Enforced by
 /// [`RequireLayer`](super::RequireLayer) and [`Guard`](super::Guard).
@@ -381,7 +381,8 @@ impl Denied {
     ///
     /// Call [`Rejection::with_grpc`] on the result for gRPC requests.
     pub fn into_rejection(self, identity: Option<&Identity>, challenge: &Challenge) -> Rejection {
-        self.render(identity, challenge, false)
+        let rendered = insufficient_privileges_header(challenge);
+        self.render(identity, challenge, rendered.as_ref(), false)
     }
 
     /// Like [`into_rejection`](Denied::into_rejection), with the precise
@@ -391,13 +392,17 @@ impl Denied {
         identity: Option<&Identity>,
         challenge: &Challenge,
     ) -> Rejection {
-        self.render(identity, challenge, true)
+        let rendered = insufficient_privileges_header(challenge);
+        self.render(identity, challenge, rendered.as_ref(), true)
     }
 
+    /// `privileges` is `challenge` rendered by
+    /// [`insufficient_privileges_header`], once per layer.
     pub(crate) fn render(
         self,
         identity: Option<&Identity>,
         challenge: &Challenge,
+        privileges: Option<&HeaderValue>,
         name_missing_rights: bool,
     ) -> Rejection {
         let bearer = identity.is_some_and(|id| *id.scheme() == Scheme::Bearer);
@@ -419,7 +424,7 @@ impl Denied {
             }
             Reason::NotFound(message) => Rejection::not_found(message),
             Reason::Forbidden(message) if bearer => {
-                Rejection::insufficient_privileges(challenge, message)
+                Rejection::forbidden_with_challenge(message, privileges.cloned())
             }
             Reason::Forbidden(message) => Rejection::forbidden(message),
             // An empty requirement list allows nobody: no token would help,
@@ -431,7 +436,7 @@ impl Denied {
             {
                 Rejection::forbidden(message(&self))
             }
-            _ if bearer => Rejection::insufficient_privileges(challenge, message(&self)),
+            _ if bearer => Rejection::forbidden_with_challenge(message(&self), privileges.cloned()),
             _ => Rejection::forbidden(message(&self)),
         }
     }

@@ -112,7 +112,8 @@ pub(crate) fn render(parts: &Parts, denied: Option<Denied>, config: &Config) -> 
             let name = config
                 .name_missing_rights
                 .unwrap_or_else(|| rejections.is_some_and(Rejections::names_missing_rights));
-            denied.render(Some(identity), &config.challenge, name)
+            let privileges = config.privileges_challenge.as_ref();
+            denied.render(Some(identity), &config.challenge, privileges, name)
         }
         _ => match anonymous {
             Some(anonymous) => Rejection::unauthenticated(anonymous.challenges()),
