@@ -20,7 +20,16 @@
 //! | store / backend error             | `503`              | `503`                   |
 //!
 //! Rejections are rendered by [`crate::rejection`]: JSON body,
-//! `WWW-Authenticate`, gRPC status for gRPC requests.
+//! `WWW-Authenticate`, gRPC status for gRPC requests. The layer also puts
+//! its renderer ([`AuthLayer::on_rejection`]) into the request extensions
+//! of the requests it lets through, so that the authorization layers,
+//! guards and extractors inside it render their refusals the same way.
+//!
+//! An authenticator that reads a cookie marks its results with
+//! [`Authenticated::from_cookie`] (and its refusals with
+//! [`AuthError::from_cookie`](crate::AuthError::from_cookie)): the layer
+//! then adds `Cookie` to the response's `Vary` header, so that shared
+//! caches keep one user's page from another.
 //!
 //! Authenticators compose: `jwt.or(api_key)` tries the JWT authenticator and,
 //! when the request carries no bearer token, the API key one. The first
