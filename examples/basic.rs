@@ -47,7 +47,7 @@ fn api_keys() -> ApiKeyAuthenticator<MemoryApiKeyStore<User>> {
 fn bearer() -> BearerAuthenticator<impl tower_auth::bearer::TokenValidator<Principal = User>> {
     BearerAuthenticator::new(|token: BearerToken| async move {
         // In production: look the token up in a database or cache.
-        if token.expose() == "valid_token_123" {
+        if token.ct_eq("valid_token_123") {
             let user = User {
                 user_id: "1".into(),
                 name: "Alice".into(),

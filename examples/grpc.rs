@@ -36,7 +36,8 @@ use tower_auth::AuthLayer;
 pub(crate) struct Claims {}
 
 /// Serves the health service on `listener`: `AuthLayer` (JWT) outside,
-/// `RequireLayer(role("admin"))` inside.
+/// `RequireLayer(role("admin"))` inside. This internal service names the
+/// missing role in its `PERMISSION_DENIED` message (off by default).
 pub(crate) async fn serve(listener: tokio::net::TcpListener, issuer: TokenIssuer) {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -44,7 +45,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, issuer: TokenIssuer
         .await;
     let result = Server::builder()
         .layer(AuthLayer::new(issuer.authenticator::<Claims>()))
-        .layer(RequireLayer::new(role("admin")))
+        .layer(RequireLayer::new(role("admin")).name_missing_rights(true))
         .add_service(health)
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await;

@@ -48,7 +48,7 @@ async fn me(identity: Identity) -> Json<Value> {
 
 pub(crate) fn app() -> Result<Router, QuotaError> {
     let bearer = BearerAuthenticator::new(|token: BearerToken| async move {
-        if token.expose() == "valid_token_123" {
+        if token.ct_eq("valid_token_123") {
             Ok(Authenticated::new((), Identity::new("1", Scheme::Bearer)))
         } else {
             Err(AuthError::invalid_credentials("invalid or expired token"))

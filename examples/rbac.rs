@@ -58,11 +58,14 @@ type Posts = Arc<RwLock<HashMap<String, (String, String)>>>;
 fn bearer() -> BearerAuthenticator<impl TokenValidator<Principal = ()>> {
     BearerAuthenticator::new(|token: BearerToken| async move {
         // In production: verify a JWT or look the token up.
-        let (id, role) = match token.expose() {
-            "alice-token" => ("1", "admin"),
-            "bob-token" => ("2", "user"),
-            "carol-token" => ("3", "moderator"),
-            _ => return Err(AuthError::invalid_credentials("invalid or expired token")),
+        // Compared in constant time (`match token.expose()` would not be).
+        const TOKENS: [(&str, &str, &str); 3] = [
+            ("alice-token", "1", "admin"),
+            ("bob-token", "2", "user"),
+            ("carol-token", "3", "moderator"),
+        ];
+        let Some(&(_, id, role)) = TOKENS.iter().find(|(t, _, _)| token.ct_eq(t)) else {
+            return Err(AuthError::invalid_credentials("invalid or expired token"));
         };
         Ok(Authenticated::new(
             (),

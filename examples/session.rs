@@ -86,7 +86,7 @@ fn users() -> SessionAuthenticator<User> {
 
 fn bearer() -> BearerAuthenticator<impl TokenValidator<Principal = User>> {
     BearerAuthenticator::new(|token: BearerToken| async move {
-        if token.expose() == "valid_token_123" {
+        if token.ct_eq("valid_token_123") {
             let user = User {
                 username: "alice".into(),
                 name: "Alice".into(),

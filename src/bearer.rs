@@ -25,7 +25,7 @@
 //!
 //! let auth = BearerAuthenticator::new(|token: BearerToken| async move {
 //!     // Look the token up in a database or cache.
-//!     if token.expose() == "valid_token_123" {
+//!     if token.ct_eq("valid_token_123") {
 //!         Ok(Authenticated::new(User { id: 1 }, Identity::new("1", Scheme::Bearer)))
 //!     } else {
 //!         Err(AuthError::invalid_credentials("invalid or expired token"))

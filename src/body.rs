@@ -65,11 +65,15 @@ impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
     }
 }
 
+/// The data type is the inner body's: any [`Buf`](bytes::Buf) that a
+/// rejection's [`Bytes`] convert into. For `Bytes` bodies (axum, hyper,
+/// tonic) the conversion is the identity and compiles to nothing.
 impl<B> Body for ResponseBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body,
+    B::Data: From<Bytes>,
 {
-    type Data = Bytes;
+    type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(
@@ -78,7 +82,9 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project() {
             ResponseBodyProj::Inner { body } => body.poll_frame(cx),
-            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBodyProj::Full { data } => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(B::Data::from(d)))))
+            }
         }
     }
 
@@ -143,6 +149,59 @@ mod tests {
             Pin::new(&mut body).poll_frame(&mut cx),
             Poll::Ready(None)
         ));
+    }
+
+    /// A data type other than `Bytes`.
+    #[derive(Debug, PartialEq)]
+    struct Chunk(Bytes);
+
+    impl bytes::Buf for Chunk {
+        fn remaining(&self) -> usize {
+            self.0.remaining()
+        }
+        fn chunk(&self) -> &[u8] {
+            self.0.chunk()
+        }
+        fn advance(&mut self, n: usize) {
+            self.0.advance(n)
+        }
+    }
+
+    impl From<Bytes> for Chunk {
+        fn from(b: Bytes) -> Self {
+            Chunk(b)
+        }
+    }
+
+    /// Yields one `Chunk`.
+    struct ChunkBody(Option<Chunk>);
+
+    impl Body for ChunkBody {
+        type Data = Chunk;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Chunk>, Infallible>>> {
+            Poll::Ready(self.0.take().map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    #[test]
+    fn bodies_whose_data_is_not_bytes_are_wrapped() {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut inner = ResponseBody::inner(ChunkBody(Some(Chunk(Bytes::from_static(b"ok")))));
+        match Pin::new(&mut inner).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => assert_eq!(f.into_data().unwrap(), Chunk("ok".into())),
+            _ => panic!("expected a data frame"),
+        }
+        let mut refused: ResponseBody<ChunkBody> = ResponseBody::full(Bytes::from_static(b"no"));
+        match Pin::new(&mut refused).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => assert_eq!(f.into_data().unwrap(), Chunk("no".into())),
+            _ => panic!("expected a data frame"),
+        }
+        assert!(refused.is_end_stream());
     }
 
     #[test]

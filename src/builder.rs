@@ -6,6 +6,10 @@
 //! exists only with the feature of its layer. Layers run in the order they
 //! are added: outermost first.
 //!
+//! tower-http has a trait of the same name; import both anonymously
+//! (`use tower_auth::ServiceBuilderExt as _;`,
+//! `use tower_http::ServiceBuilderExt as _;`): the method names differ.
+//!
 //! # Example
 //!
 //! ```
@@ -16,7 +20,8 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_auth::api_key::{ApiKeyAuthenticator, MemoryApiKeyStore};
 //! use tower_auth::authz::role;
-//! use tower_auth::{Identity, Scheme, ServiceBuilderExt};
+//! use tower_auth::{Identity, Scheme};
+//! use tower_auth::ServiceBuilderExt as _;
 //!
 //! let store = MemoryApiKeyStore::new();
 //! let admin = store
@@ -53,6 +58,9 @@ mod sealed {
 
 /// Adds this crate's layers to a [`ServiceBuilder`]. See the
 /// [module docs](self).
+///
+/// Import it as `use tower_auth::ServiceBuilderExt as _;`, so that it does
+/// not clash with tower-http's `ServiceBuilderExt`.
 ///
 /// The trait is sealed: it is implemented for `ServiceBuilder` only.
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {

@@ -82,6 +82,8 @@ pub struct AuthError {
     kind: AuthErrorKind,
     message: Cow<'static, str>,
     challenges: Option<Arc<[Challenge]>>,
+    /// The refused credentials came from a cookie.
+    from_cookie: bool,
     #[source]
     source: Option<BoxError>,
 }
@@ -93,6 +95,7 @@ impl AuthError {
             kind,
             message: message.into(),
             challenges: None,
+            from_cookie: false,
             source: None,
         }
     }
@@ -124,6 +127,7 @@ impl AuthError {
             kind: AuthErrorKind::Unavailable,
             message: Cow::Borrowed("authentication is temporarily unavailable"),
             challenges: None,
+            from_cookie: false,
             source: Some(source.into()),
         }
     }
@@ -144,6 +148,20 @@ impl AuthError {
         all.push(challenge);
         self.challenges = Some(all.into());
         self
+    }
+
+    /// Marks the refused credentials as read from a cookie: the
+    /// [`AuthLayer`](crate::AuthLayer) adds `Vary: Cookie` to the rejection,
+    /// as it does for an [`Authenticated::from_cookie`](crate::Authenticated::from_cookie).
+    #[must_use]
+    pub fn from_cookie(mut self) -> Self {
+        self.from_cookie = true;
+        self
+    }
+
+    /// Whether the refused credentials were read from a cookie.
+    pub fn is_from_cookie(&self) -> bool {
+        self.from_cookie
     }
 
     /// Attaches `challenges` unless some are attached already.

@@ -7,6 +7,10 @@
 //! | [`Identity`]           | the identity  | `401`                      | `500`               |
 //! | `Option<Identity>`     | `Some`        | `None`                     | `500`               |
 //!
+//! `Auth<T>` on a request authenticated with a principal of another type
+//! than `T` is a `500` too ("principal type mismatch"; the expected type is
+//! logged at `error` level).
+//!
 //! A missing layer is a bug in the application, so it is a `500` naming the
 //! layer rather than a `401` that would hide it. The `401` carries the
 //! challenges of the layer and is rendered by its rejection handler.
@@ -98,6 +102,40 @@ impl AuthRejection {
     fn unauthenticated(parts: &Parts) -> Self {
         Self::from_parts(parts, |a| Rejection::unauthenticated(a.challenges()))
     }
+
+    /// `Auth<T>` on an authenticated request without a `T`: the
+    /// authenticator's principal is of another type. A bug in the
+    /// application, so a `500` naming the mismatch; the type name is logged
+    /// (it is not a secret, but it is of no use to the client).
+    fn principal_type_mismatch<T>(parts: &Parts) -> Self {
+        tracing::error!(
+            expected = std::any::type_name::<T>(),
+            "Auth<T> found an authenticated Identity but no principal of type T: the \
+             AuthLayer's authenticator produces another principal type (use the \
+             authenticator's Principal type, or map_principal to this one)"
+        );
+        AuthRejection {
+            rejection: Rejection::internal(
+                "the authenticated principal is not of the type this route expects \
+                 (principal type mismatch)",
+            )
+            .with_grpc(is_grpc(parts.version, &parts.headers)),
+            rejections: parts
+                .extensions
+                .get::<Rejections>()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The rejection of `Auth<T>` when the request has no `T`.
+    fn no_principal<T>(parts: &Parts) -> Self {
+        if parts.extensions.get::<Identity>().is_some() {
+            Self::principal_type_mismatch::<T>(parts)
+        } else {
+            Self::unauthenticated(parts)
+        }
+    }
 }
 
 impl fmt::Debug for AuthRejection {
@@ -132,7 +170,7 @@ where
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<T>() {
             Some(t) => Ok(Auth(t.clone())),
-            None => Err(AuthRejection::unauthenticated(parts)),
+            None => Err(AuthRejection::no_principal::<T>(parts)),
         }
     }
 }
@@ -148,7 +186,7 @@ where
         match parts.extensions.get::<T>() {
             Some(t) => Ok(Some(Auth(t.clone()))),
             None if is_anonymous(parts) => Ok(None),
-            None => Err(AuthRejection::unauthenticated(parts)),
+            None => Err(AuthRejection::no_principal::<T>(parts)),
         }
     }
 }

@@ -25,6 +25,27 @@
 //! A typical stack, outermost first: `RateLimitLayer` → `SessionLayer` →
 //! `CsrfLayer` → `AuthLayer` → `RequireLayer` → handler.
 //!
+//! # Names shared with tower and tower-http
+//!
+//! Two names of this crate are also used by crates you probably depend on:
+//!
+//! * [`ServiceBuilderExt`] has the name of tower-http's extension trait.
+//!   Both can be used at once: import them anonymously, as only their
+//!   methods are needed.
+//!
+//!   ```
+//!   use tower_auth::ServiceBuilderExt as _;
+//!   // and, with tower-http: use tower_http::ServiceBuilderExt as _;
+//!   ```
+//! * `tower_auth::rate_limit::RateLimitLayer` has the name of tower's
+//!   (`tower::limit::RateLimitLayer`, a fixed number of requests per
+//!   interval for the whole service). Refer to this crate's through its
+//!   module: `use tower_auth::rate_limit;` then
+//!   `rate_limit::RateLimitLayer::new(...)`.
+//!
+//! The names are kept: renaming would break every user for a clash that an
+//! import settles.
+//!
 //! # Features
 //!
 //! | feature   | what                                                  |

@@ -147,6 +147,17 @@ pub(crate) fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// The `WWW-Authenticate` value of
+/// [`Rejection::insufficient_privileges`] for `challenge`: rendered once per
+/// layer, as it does not depend on the request.
+pub(crate) fn insufficient_privileges_header(challenge: &Challenge) -> Option<HeaderValue> {
+    const DESCRIPTION: &str = "the access token does not grant access to this resource";
+    challenge.render(&[
+        ("error", "insufficient_scope"),
+        ("error_description", DESCRIPTION),
+    ])
+}
+
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 fn is_scope_token(scope: &str) -> bool {
     !scope.is_empty()
@@ -340,6 +351,32 @@ impl Rejection {
         Self::insufficient(challenge, valid.then_some(list.as_str()))
     }
 
+    /// A bearer-authenticated request refused for a reason other than a
+    /// missing scope (a role, an ownership check): `403` with `message`, and
+    /// `WWW-Authenticate: Bearer error="insufficient_scope"` with
+    /// `challenge`'s scheme and parameters and no `scope` attribute, since
+    /// no scope would help (RFC 6750 §3.1: the token does not grant
+    /// enough). The kind stays [`RejectionKind::Forbidden`].
+    pub fn insufficient_privileges(
+        challenge: &Challenge,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::forbidden_with_challenge(message, insufficient_privileges_header(challenge))
+    }
+
+    /// A `403` with a rendered `WWW-Authenticate` value, e.g. one that
+    /// [`insufficient_privileges_header`] rendered once for a layer.
+    pub(crate) fn forbidden_with_challenge(
+        message: impl Into<Cow<'static, str>>,
+        challenge: Option<HeaderValue>,
+    ) -> Self {
+        let mut r = Self::forbidden(message);
+        if let Some(v) = challenge {
+            r.headers.append(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    }
+
     fn insufficient(challenge: &Challenge, scope: Option<&str>) -> Self {
         const DESCRIPTION: &str = "the access token lacks the required scope";
         let mut r = Self::new(RejectionKind::InsufficientScope, DESCRIPTION);
@@ -531,9 +568,15 @@ where
 
 /// The rejection renderer a layer uses: the default one, or a
 /// [`RejectionHandler`] of yours. Cloning is a reference-count increment.
+///
+/// An [`AuthLayer`](crate::AuthLayer) puts its renderer into the extensions
+/// of the requests it lets through, so one renderer set there covers the
+/// `RequireLayer`s (feature `authz`), guards and extractors
+/// inside it.
 #[derive(Clone, Default)]
 pub struct Rejections {
     handler: Option<Arc<dyn RejectionHandler>>,
+    name_missing_rights: bool,
 }
 
 impl Rejections {
@@ -546,7 +589,29 @@ impl Rejections {
     pub fn custom(handler: impl RejectionHandler) -> Self {
         Rejections {
             handler: Some(Arc::new(handler)),
+            name_missing_rights: false,
         }
+    }
+
+    /// Whether authorization refusals name the roles, permissions or scopes
+    /// that were missing in their message (`role 'admin' required`), rather
+    /// than a generic `insufficient permissions` (the default).
+    ///
+    /// Off by default: the names describe your authorization model to
+    /// anybody who gets refused. The `scope` attribute of a bearer
+    /// `insufficient_scope` challenge names the missing permissions and
+    /// scopes either way (RFC 6750 §3.1: the client needs it to ask for a
+    /// token with more scope); role names are never put there.
+    /// `RequireLayer::name_missing_rights` (feature `authz`)
+    /// overrides this per layer.
+    pub fn name_missing_rights(mut self, name: bool) -> Self {
+        self.name_missing_rights = name;
+        self
+    }
+
+    /// See [`name_missing_rights`](Rejections::name_missing_rights).
+    pub fn names_missing_rights(&self) -> bool {
+        self.name_missing_rights
     }
 
     /// Renders `rejection`, logging it at `debug` level (kind and fixed
@@ -569,6 +634,7 @@ impl fmt::Debug for Rejections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejections")
             .field("custom", &self.handler.is_some())
+            .field("name_missing_rights", &self.name_missing_rights)
             .finish()
     }
 }

@@ -1,14 +1,37 @@
-//! [`Secret`]: a credential that is never printed.
+//! [`Secret`]: a credential that is never printed and is compared in
+//! constant time.
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 /// A credential (token, key, session id) taken from a request.
 ///
-/// `Debug` and `Display` print `[redacted]`, and the bytes are zeroed when the
-/// value is dropped. Read it with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
+/// * `Debug` and `Display` print `[redacted]`.
+/// * Comparisons take a time that does not depend on where the values
+///   differ: `==` between two `Secret`s, `==` with a `str`, and
+///   [`Secret::ct_eq`]. Only the length can show (values of different
+///   lengths are told apart at once): compare fixed-length values, e.g.
+///   digests, when the length matters. Comparing [`expose`](Secret::expose)d
+///   strings with `==` or `match` is *not* constant time; use
+///   [`ct_eq`](Secret::ct_eq).
+/// * The buffer this value owns is zeroed when it is dropped. Copies are
+///   not: a `String` made with `expose().to_owned()`, a value serialized by
+///   serde, the request header the credential was read from, and the old
+///   buffers an allocator left behind when a `String` grew before it became
+///   a `Secret` all stay in memory until they are reused.
+///
+/// ```
+/// use tower_auth::Secret;
+///
+/// let token = Secret::new("valid_token_123");
+/// assert!(token.ct_eq("valid_token_123"));
+/// assert!(token == *"valid_token_123");
+/// assert!(!token.ct_eq("valid_token_124"));
+/// assert_eq!(format!("{token:?}"), "Secret([redacted])");
+/// ```
+#[derive(Clone)]
 pub struct Secret(Box<str>);
 
 impl Secret {
@@ -17,9 +40,16 @@ impl Secret {
         Secret(value.into().into_boxed_str())
     }
 
-    /// The credential itself. Never log it.
+    /// The credential itself. Never log it, and compare it with
+    /// [`ct_eq`](Secret::ct_eq), not `==`.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the credential equals `other`, in a time that depends on
+    /// the lengths only, not on the position of the first difference.
+    pub fn ct_eq(&self, other: impl AsRef<[u8]>) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(other.as_ref()))
     }
 
     /// The length in bytes.
@@ -30,6 +60,29 @@ impl Secret {
     /// Whether the credential is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Constant time: see [`Secret::ct_eq`].
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
+
+/// Constant time: see [`Secret::ct_eq`].
+impl PartialEq<str> for Secret {
+    fn eq(&self, other: &str) -> bool {
+        self.ct_eq(other)
+    }
+}
+
+/// Constant time: see [`Secret::ct_eq`].
+impl PartialEq<&str> for Secret {
+    fn eq(&self, other: &&str) -> bool {
+        self.ct_eq(other)
     }
 }
 
@@ -72,5 +125,21 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn constant_time_comparisons() {
+        let s = Secret::new("valid_token_123");
+        assert!(s.ct_eq("valid_token_123"));
+        assert!(s.ct_eq(b"valid_token_123"));
+        assert!(!s.ct_eq("valid_token_124"));
+        assert!(!s.ct_eq("valid_token_12"));
+        assert!(!s.ct_eq(""));
+        assert!(s == Secret::new("valid_token_123"));
+        assert!(s != Secret::new("Valid_token_123"));
+        assert!(s == "valid_token_123");
+        assert!(s == *"valid_token_123");
+        assert!(s != "valid_token_1234");
+        assert!(Secret::new("").ct_eq(""));
     }
 }

@@ -82,12 +82,14 @@ impl Db {
 /// bob (user), and ghost (a user whose identity has an empty subject).
 fn bearer() -> BearerAuthenticator<impl TokenValidator<Principal = User>> {
     BearerAuthenticator::new(|token: BearerToken| async move {
-        let (id, name, role) = match token.expose() {
-            "alice-token" => ("1", "Alice", "admin"),
-            "bob-token" => ("2", "Bob", "user"),
-            "carol-token" => ("3", "Carol", "moderator"),
-            "ghost-token" => ("", "Ghost", "user"),
-            _ => return Err(AuthError::invalid_credentials("invalid or expired token")),
+        const TOKENS: [(&str, &str, &str, &str); 4] = [
+            ("alice-token", "1", "Alice", "admin"),
+            ("bob-token", "2", "Bob", "user"),
+            ("carol-token", "3", "Carol", "moderator"),
+            ("ghost-token", "", "Ghost", "user"),
+        ];
+        let Some(&(_, id, name, role)) = TOKENS.iter().find(|t| token.ct_eq(t.0)) else {
+            return Err(AuthError::invalid_credentials("invalid or expired token"));
         };
         let user = User {
             id: id.into(),
@@ -270,17 +272,62 @@ async fn seed_rbac_table() {
     }
 }
 
+/// The `WWW-Authenticate` of a bearer token refused for another reason
+/// than a missing scope (RFC 6750 §3): no `scope`, no role name.
+const NO_SCOPE_CHALLENGE: &str = r#"Bearer error="insufficient_scope", error_description="the access token does not grant access to this resource""#;
+
 #[tokio::test]
-async fn forbidden_bodies_name_the_missing_right() {
+async fn forbidden_bodies_name_no_right_by_default() {
     let app = app(Db::seeded());
-    let res = send(&app, "DELETE", "/posts/1/delete", BOB).await;
-    assert_eq!(
-        res.body,
-        json!({"error": "forbidden", "message": "role 'moderator' required"})
-    );
-    let res = send(&app, "GET", "/admin/stats", CAROL).await;
-    assert_eq!(res.body["message"], "role 'admin' required");
+    // RequireLayer (role), Guard (role): bearer tokens get the challenge.
+    for (method, path, who) in [
+        ("DELETE", "/posts/1/delete", BOB),
+        ("GET", "/admin/users", CAROL),
+        ("GET", "/admin/stats", CAROL),
+    ] {
+        let res = send(&app, method, path, who).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(
+            res.body,
+            json!({"error": "forbidden", "message": "insufficient permissions"}),
+            "{path}"
+        );
+        let challenges: Vec<_> = res
+            .headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .collect();
+        assert_eq!(challenges, [NO_SCOPE_CHALLENGE], "{path}");
+    }
+    // An API key gets no challenge.
+    let key = format!("key:{}", common::API_KEY);
+    let res = send(&app, "GET", "/admin/users", &key).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.body["message"], "insufficient permissions");
     assert!(res.headers.get(header::WWW_AUTHENTICATE).is_none());
+}
+
+#[tokio::test]
+async fn naming_the_missing_rights_is_one_setting_for_the_stack() {
+    let app = Router::new()
+        .route("/admin/users", get(list_users))
+        .route_layer(RequireLayer::new(role("admin")))
+        .route("/admin/stats", get(admin_stats))
+        .layer(
+            AuthLayer::new(bearer().or(common::api_key()))
+                .rejections(Rejections::new().name_missing_rights(true)),
+        );
+    for path in ["/admin/users", "/admin/stats"] {
+        let res = send(&app, "GET", path, CAROL).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            res.body,
+            json!({"error": "forbidden", "message": "role 'admin' required"})
+        );
+        // Never in the challenge.
+        let www = res.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert_eq!(www, NO_SCOPE_CHALLENGE);
+    }
 }
 
 #[tokio::test]
@@ -308,7 +355,7 @@ async fn api_key_lacking_a_permission_gets_a_plain_403() {
     assert!(res.headers.get(header::WWW_AUTHENTICATE).is_none());
     assert_eq!(
         res.body,
-        json!({"error": "forbidden", "message": "permission 'users:read' required"})
+        json!({"error": "forbidden", "message": "insufficient permissions"})
     );
 }
 
@@ -369,6 +416,7 @@ async fn owner_or_admin_on_path_parameters() {
         res.body,
         json!({"error": "forbidden", "message": "you can only edit your own posts"})
     );
+    assert_eq!(res.headers[header::WWW_AUTHENTICATE], NO_SCOPE_CHALLENGE);
     assert_eq!(db.posts.lock().unwrap()["1"].title, "Post 1");
 
     // a moderator is not an owner either
@@ -520,10 +568,10 @@ async fn one_error_handler_for_layers_and_guards() {
     // RequireLayer
     let res = send(&app, "GET", "/admin/users", BOB).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    assert_eq!(res.body, expected("role 'admin' required"));
+    assert_eq!(res.body, expected("insufficient permissions"));
     // Guard
     let res = send(&app, "GET", "/admin/stats", BOB).await;
-    assert_eq!(res.body, expected("role 'admin' required"));
+    assert_eq!(res.body, expected("insufficient permissions"));
     // policy_fn
     let req = request("PUT", "/posts/1", BOB, Some(json!({"title": "x"})));
     let res = answer(app.clone().oneshot(req).await.unwrap()).await;
@@ -535,6 +583,74 @@ async fn one_error_handler_for_layers_and_guards() {
     // 401 from the RequireLayer
     let res = send(&app, "GET", "/profile", "").await;
     assert_eq!(res.body["error"], "Unauthorized");
+}
+
+/// A renderer set only on the `AuthLayer` renders the `403`s and `401`s of
+/// the `RequireLayer`s and guards inside it: one error format per stack.
+#[tokio::test]
+async fn the_auth_layers_renderer_covers_the_require_layers() {
+    let db = Db::seeded();
+    let app = Router::new()
+        .route("/posts", get(list_posts))
+        .route(
+            "/users",
+            get(list_users).route_layer(RequireLayer::new(ROLES.permission("users:read"))),
+        )
+        .route(
+            "/admin/users",
+            get(list_users).route_layer(RequireLayer::new(role("admin"))),
+        )
+        .route("/admin/stats", get(admin_stats))
+        .route(
+            "/profile",
+            get(profile).route_layer(RequireLayer::new(authenticated())),
+        )
+        .with_state(db)
+        .layer(AuthLayer::optional(bearer().or(api_key())).rejections(seeds_error_handler()));
+    let expected = |message: &str| json!({"error": "Forbidden", "message": message});
+
+    // The AuthLayer's own 401.
+    let res = send(&app, "GET", "/admin/users", "nope").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.body["error"], "Unauthorized");
+    // RequireLayer 403s: role, and insufficient_scope (the header kept).
+    let res = send(&app, "GET", "/admin/users", BOB).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.body, expected("insufficient permissions"));
+    assert_eq!(res.headers[header::WWW_AUTHENTICATE], NO_SCOPE_CHALLENGE);
+    let res = send(&app, "GET", "/users", BOB).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.body["error"], "Forbidden");
+    assert!(res.headers[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .ends_with(r#"scope="users:read""#));
+    // An API key's 403.
+    let key = format!("key:{}", common::API_KEY);
+    let res = send(&app, "GET", "/admin/users", &key).await;
+    assert_eq!(res.body, expected("insufficient permissions"));
+    // Guard.
+    let res = send(&app, "GET", "/admin/stats", CAROL).await;
+    assert_eq!(res.body, expected("insufficient permissions"));
+    // The RequireLayer's 401 for an anonymous request.
+    let res = send(&app, "GET", "/profile", "").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.body["error"], "Unauthorized");
+
+    // A RequireLayer with its own renderer keeps it.
+    let app = Router::new()
+        .route("/admin/users", get(list_users))
+        .route_layer(
+            RequireLayer::new(role("admin")).on_rejection(|r: Rejection| {
+                let mut res = r.into_response();
+                *res.body_mut() = Bytes::from_static(b"own");
+                res
+            }),
+        )
+        .layer(AuthLayer::new(bearer()).rejections(seeds_error_handler()));
+    let res = send(&app, "GET", "/admin/users", BOB).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.body, "own");
 }
 
 #[tokio::test]
@@ -617,7 +733,7 @@ async fn tonic_clients_see_permission_denied() {
     );
     let status = client.check(check(Some(BOB))).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(status.message(), "role 'admin' required");
+    assert_eq!(status.message(), "insufficient permissions");
     let status = client.check(check(None)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }

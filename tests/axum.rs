@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_auth::extract::Auth;
 use tower_auth::rejection::Rejection;
-use tower_auth::{AuthLayer, Identity};
+use tower_auth::{AuthLayer, Authenticator, Identity};
 
 async fn me(Auth(user): Auth<User>, identity: Identity) -> Json<Value> {
     Json(json!({
@@ -185,11 +185,126 @@ async fn hostile_inputs_get_clear_errors() {
         assert_eq!(body["error"], code, "{headers:?}");
         assert!(!body.to_string().contains("aaaa"));
         if got == StatusCode::BAD_REQUEST {
-            assert!(www[header::WWW_AUTHENTICATE]
-                .to_str()
-                .unwrap()
-                .contains(r#"error="invalid_request""#));
+            let challenges: Vec<_> = www
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            // Only the scheme whose credentials were malformed is named.
+            if headers[0].0 == "authorization" {
+                assert_eq!(challenges.len(), 1, "{headers:?}");
+                assert!(
+                    challenges[0].starts_with(r#"Bearer realm="api", error="invalid_request""#),
+                    "{challenges:?}"
+                );
+            } else {
+                assert_eq!(
+                    challenges,
+                    [r#"ApiKey realm="api", header="x-api-key""#],
+                    "{headers:?}"
+                );
+            }
         }
+    }
+}
+
+/// Two `x-api-key` headers are the API key's problem: no `Bearer`
+/// challenge, whichever the order of the authenticators.
+#[tokio::test]
+async fn malformed_api_key_gets_no_bearer_challenge() {
+    async fn refuse(layer: AuthLayer<impl tower_auth::Authenticator<Principal = User>>) {
+        let app = Router::new().route("/me", get(me)).layer(layer);
+        let req = get_with("/me", &[("x-api-key", b"k1"), ("x-api-key", b"k2")]);
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let challenges: Vec<_> = res
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(challenges, [r#"ApiKey realm="api", header="x-api-key""#]);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert!(!body.to_string().contains("k1") && !body.to_string().contains("k2"));
+    }
+    refuse(AuthLayer::new(bearer().or(api_key()))).await;
+    refuse(AuthLayer::new(api_key().or(bearer()))).await;
+    refuse(AuthLayer::optional(bearer().or(api_key()))).await;
+    refuse(AuthLayer::new(api_key())).await;
+}
+
+/// `Auth<T>` on a route whose authenticator produces another principal
+/// type: a `500` that says so, not "missing AuthLayer", and that does not
+/// echo the credentials.
+#[tokio::test]
+async fn auth_extractor_of_the_wrong_type_names_the_mismatch() {
+    async fn wrong(Auth(n): Auth<u64>) -> String {
+        n.to_string()
+    }
+    async fn wrong_optional(n: Option<Auth<u64>>) -> String {
+        format!("{:?}", n.map(|Auth(n)| n))
+    }
+    let app = Router::new()
+        .route("/wrong", get(wrong))
+        .route("/wrong-optional", get(wrong_optional))
+        .layer(AuthLayer::optional(either()));
+    for path in ["/wrong", "/wrong-optional"] {
+        for credentials in [
+            ("authorization", &b"Bearer valid_token_123"[..]),
+            ("x-api-key", &b"key_12345"[..]),
+        ] {
+            let res = app
+                .clone()
+                .oneshot(get_with(path, &[credentials]))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8_lossy(&bytes);
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["error"], "internal_error");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("principal type mismatch"), "{message}");
+            assert!(!message.contains("missing AuthLayer"), "{message}");
+            assert!(!text.contains("valid_token_123") && !text.contains("key_12345"));
+        }
+        // Anonymous requests are still a 401 (or `None`).
+        let res = app.clone().oneshot(get_with(path, &[])).await.unwrap();
+        let expected = if path == "/wrong" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(res.status(), expected, "{path}");
+    }
+}
+
+/// The refusals of the extractors never echo the credentials that came
+/// with the request.
+#[tokio::test]
+async fn missing_principal_rejections_never_echo_credentials() {
+    // Wrong credentials on an optional route, then an extractor that needs
+    // a principal on a route without a layer.
+    for (path, headers) in [
+        (
+            "/optional-me",
+            vec![("cookie", &b"session=s3cr3t-cookie"[..])],
+        ),
+        (
+            "/misconfigured",
+            vec![("authorization", &b"Bearer s3cr3t-token"[..])],
+        ),
+        ("/misconfigured", vec![("x-api-key", &b"s3cr3t-key"[..])]),
+    ] {
+        let res = app().oneshot(get_with(path, &headers)).await.unwrap();
+        assert!(res.status().is_client_error() || res.status().is_server_error());
+        let mut seen = format!("{:?}", res.headers());
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+        assert!(!seen.contains("s3cr3t"), "{path}: {seen}");
     }
 }
 

@@ -255,7 +255,11 @@ async fn bearer_or_session_on_the_api() {
     assert!(r.set_cookie().is_none());
     let r = server.get("/me", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.headers["www-authenticate"], r#"Bearer realm="example""#);
+    let challenges: Vec<_> = r.headers.get_all("www-authenticate").iter().collect();
+    assert_eq!(
+        challenges,
+        [r#"Bearer realm="example""#, r#"Cookie realm="session""#]
+    );
     // a bad token decides even when a good cookie is present
     let cookie = server.login(None).await.cookie();
     let r = server
@@ -433,4 +437,56 @@ async fn a_store_outage_fails_closed() {
     let r = down.login(None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.set_cookie().is_none());
+}
+
+/// RFC 9110 §11.6.1: a `401` carries a `WWW-Authenticate`, also when the
+/// only way in is a session cookie.
+#[tokio::test]
+async fn a_session_only_401_has_a_challenge() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use tower_auth::extract::Auth;
+    use tower_auth::session::SessionAuthenticator;
+    use tower_auth::{AuthLayer, Identity, Scheme};
+
+    async fn me(Auth(user): Auth<String>) -> String {
+        user
+    }
+    let users = || SessionAuthenticator::new("user", |u: &String| Identity::new(u, Scheme::Cookie));
+    for (auth, challenge) in [
+        (users(), r#"Cookie realm="session""#),
+        (users().realm("shop"), r#"Cookie realm="shop""#),
+    ] {
+        let app = axum::Router::new()
+            .route("/me", get(me))
+            .layer(AuthLayer::new(auth))
+            .layer(SessionLayer::new(
+                MemorySessionStore::new(),
+                SessionKey::generate().unwrap(),
+            ));
+        let req = http::Request::get("/me").body(Body::empty()).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let challenges: Vec<_> = res.headers().get_all("www-authenticate").iter().collect();
+        assert_eq!(challenges, [challenge]);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "unauthorized", "message": "authentication required"})
+        );
+    }
+}
+
+/// A page authenticated by the session cookie varies on it, once.
+#[tokio::test]
+async fn cookie_authenticated_responses_vary_on_cookie_once() {
+    let (server, _) = default_server().await;
+    let cookie = server.login(None).await.cookie();
+    let r = server.get("/me", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let vary: Vec<_> = r.headers.get_all("vary").iter().collect();
+    assert_eq!(vary, ["Cookie"]);
 }

@@ -17,12 +17,19 @@ pub type BoxAuthFuture<P> =
 
 /// The result of a successful authentication: the authenticator's typed
 /// principal and the non-generic [`Identity`] derived from it.
+///
+/// Build it with [`Authenticated::new`]; an authenticator that read the
+/// credentials from a cookie marks it with
+/// [`from_cookie`](Authenticated::from_cookie), so that the
+/// [`AuthLayer`](crate::AuthLayer) adds `Vary: Cookie` to the response.
 #[derive(Clone, Debug)]
 pub struct Authenticated<P> {
     /// The typed principal (a user, a key record, JWT claims...).
     pub principal: P,
     /// Subject, roles, permissions, scopes and scheme.
     pub identity: Identity,
+    /// The credentials came from a cookie.
+    from_cookie: bool,
 }
 
 impl<P> Authenticated<P> {
@@ -31,6 +38,36 @@ impl<P> Authenticated<P> {
         Authenticated {
             principal,
             identity,
+            from_cookie: false,
+        }
+    }
+
+    /// Marks the authentication as made from a cookie: the response then
+    /// depends on the request's `Cookie` header, and the
+    /// [`AuthLayer`](crate::AuthLayer) adds `Cookie` to its `Vary` header
+    /// (merged with the `Vary` the inner service set, never duplicated), so
+    /// that a shared cache does not serve one user's page to another.
+    ///
+    /// [`map`](Authenticator::map), [`map_principal`](Authenticator::map_principal)
+    /// and [`and_then`](Authenticator::and_then) keep the mark, even when
+    /// their closure builds a new `Authenticated`.
+    #[must_use]
+    pub fn from_cookie(mut self) -> Self {
+        self.from_cookie = true;
+        self
+    }
+
+    /// Whether the authentication was made from a cookie.
+    pub fn is_from_cookie(&self) -> bool {
+        self.from_cookie
+    }
+
+    /// Replaces the principal, keeping the identity and the cookie mark.
+    pub fn map_principal<Q>(self, f: impl FnOnce(P) -> Q) -> Authenticated<Q> {
+        Authenticated {
+            principal: f(self.principal),
+            identity: self.identity,
+            from_cookie: self.from_cookie,
         }
     }
 }
@@ -244,11 +281,18 @@ where
     type Principal = A::Principal;
     type Future = OrFuture<A::Future, B::Future>;
 
+    /// Malformed credentials carry the challenges of the branch that found
+    /// them, so that e.g. two `x-api-key` headers are not answered with a
+    /// `Bearer error="invalid_request"` challenge.
     fn extract(&self, request: &Parts) -> Result<Option<Self::Credentials>, AuthError> {
-        if let Some(c) = self.first.extract(request)? {
+        let first = self.first.extract(request);
+        if let Some(c) = first.map_err(|e| e.or_challenges(&self.first_challenges))? {
             return Ok(Some(Either::Left(c)));
         }
-        Ok(self.second.extract(request)?.map(Either::Right))
+        let second = self.second.extract(request);
+        Ok(second
+            .map_err(|e| e.or_challenges(&self.second_challenges))?
+            .map(Either::Right))
     }
 
     fn authenticate(&self, credentials: Self::Credentials) -> Self::Future {
@@ -429,7 +473,15 @@ where
         let f = Arc::clone(&self.f);
         Box::pin(async move {
             let authenticated = fut.await?;
-            f(authenticated).await
+            let from_cookie = authenticated.from_cookie;
+            match f(authenticated).await {
+                Ok(mut next) => {
+                    next.from_cookie |= from_cookie;
+                    Ok(next)
+                }
+                Err(e) if from_cookie => Err(e.from_cookie()),
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -457,7 +509,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.fut.poll(cx));
-        Poll::Ready(result.map(|a| (this.f)(a)))
+        Poll::Ready(result.map(|a| {
+            let from_cookie = a.from_cookie;
+            let mut next = (this.f)(a);
+            next.from_cookie |= from_cookie;
+            next
+        }))
     }
 }
 
@@ -486,7 +543,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.fut.poll(cx));
-        Poll::Ready(result.map(|a| Authenticated::new((this.f)(a.principal), a.identity)))
+        Poll::Ready(result.map(|a| a.map_principal(&**this.f)))
     }
 }
 

@@ -10,7 +10,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::layer::Config;
-use super::Authenticator;
+use super::service::share_rejections;
+use super::{vary_on_cookie, Authenticator};
 use crate::body::{self, ResponseBody};
 use crate::rejection::{is_grpc, Rejection};
 
@@ -39,6 +40,8 @@ pin_project! {
         Calling {
             #[pin]
             fut: F,
+            // The principal was authenticated from a cookie: `Vary: Cookie`.
+            from_cookie: bool,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -68,9 +71,9 @@ where
         }
     }
 
-    pub(super) fn calling(fut: S::Future) -> Self {
+    pub(super) fn calling(fut: S::Future, from_cookie: bool) -> Self {
         ResponseFuture {
-            state: State::Calling { fut },
+            state: State::Calling { fut, from_cookie },
         }
     }
 
@@ -110,10 +113,12 @@ where
                     };
                     match result {
                         Ok(authenticated) => {
+                            let from_cookie = authenticated.is_from_cookie();
                             parts.extensions.insert(authenticated.principal);
                             parts.extensions.insert(authenticated.identity);
+                            share_rejections(&mut parts.extensions, config);
                             let fut = svc.call(Request::from_parts(parts, body));
-                            state.set(State::Calling { fut });
+                            state.set(State::Calling { fut, from_cookie });
                         }
                         Err(error) => {
                             if error.kind() == crate::AuthErrorKind::Unavailable {
@@ -123,15 +128,23 @@ where
                                     "authentication backend failed"
                                 );
                             }
+                            let from_cookie = error.is_from_cookie();
                             let rejection = Rejection::from_auth_error(error, &config.challenges)
                                 .with_grpc(is_grpc(parts.version, &parts.headers));
-                            let response = config.rejections.respond(rejection);
+                            let mut response = config.rejections.respond(rejection);
+                            if from_cookie {
+                                vary_on_cookie(response.headers_mut());
+                            }
                             return Poll::Ready(Ok(body::rejection(response)));
                         }
                     }
                 }
-                StateProj::Calling { fut } => {
-                    return fut.poll(cx).map_ok(body::wrap);
+                StateProj::Calling { fut, from_cookie } => {
+                    let mut response = ready!(fut.poll(cx))?;
+                    if *from_cookie {
+                        vary_on_cookie(response.headers_mut());
+                    }
+                    return Poll::Ready(Ok(body::wrap(response)));
                 }
                 StateProj::Rejected { response } => {
                     let response = response.take().unwrap_or_else(|| {

@@ -18,6 +18,10 @@ pub(crate) struct Config {
     pub(crate) mode: Mode,
     pub(crate) challenges: Arc<[Challenge]>,
     pub(crate) rejections: Rejections,
+    /// Whether `rejections` was set with [`AuthLayer::on_rejection`] or
+    /// [`AuthLayer::rejections`]: it then replaces a renderer already in the
+    /// request extensions; the default one does not.
+    pub(crate) custom_rejections: bool,
 }
 
 /// Authenticates requests with an [`Authenticator`]. See the
@@ -58,20 +62,28 @@ impl<A: Authenticator> AuthLayer<A> {
                 mode,
                 challenges,
                 rejections: Rejections::new(),
+                custom_rejections: false,
             },
         }
     }
 
     /// Renders rejections with `handler` instead of the default JSON /
     /// gRPC rendering. See [`crate::rejection`].
-    pub fn on_rejection(mut self, handler: impl RejectionHandler) -> Self {
-        self.config.rejections = Rejections::custom(handler);
-        self
+    ///
+    /// The renderer covers the stack: the layer puts it into the request
+    /// extensions of the requests it lets through, where
+    /// `RequireLayer` (feature `authz`), `Guard` and the axum
+    /// extractors find it, so that their `403`s and `401`s are rendered the
+    /// same way as this layer's.
+    pub fn on_rejection(self, handler: impl RejectionHandler) -> Self {
+        self.rejections(Rejections::custom(handler))
     }
 
-    /// Uses a shared [`Rejections`] renderer.
+    /// Uses a shared [`Rejections`] renderer, which also covers the layers
+    /// inside this one (see [`on_rejection`](AuthLayer::on_rejection)).
     pub fn rejections(mut self, rejections: Rejections) -> Self {
         self.config.rejections = rejections;
+        self.config.custom_rejections = true;
         self
     }
 

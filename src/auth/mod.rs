@@ -20,7 +20,16 @@
 //! | store / backend error             | `503`              | `503`                   |
 //!
 //! Rejections are rendered by [`crate::rejection`]: JSON body,
-//! `WWW-Authenticate`, gRPC status for gRPC requests.
+//! `WWW-Authenticate`, gRPC status for gRPC requests. The layer also puts
+//! its renderer ([`AuthLayer::on_rejection`]) into the request extensions
+//! of the requests it lets through, so that the authorization layers,
+//! guards and extractors inside it render their refusals the same way.
+//!
+//! An authenticator that reads a cookie marks its results with
+//! [`Authenticated::from_cookie`] (and its refusals with
+//! [`AuthError::from_cookie`](crate::AuthError::from_cookie)): the layer
+//! then adds `Cookie` to the response's `Vary` header, so that shared
+//! caches keep one user's page from another.
 //!
 //! Authenticators compose: `jwt.or(api_key)` tries the JWT authenticator and,
 //! when the request carries no bearer token, the API key one. The first
@@ -43,7 +52,7 @@
 //!
 //! // Opaque bearer tokens, checked by a closure (a database lookup in real life).
 //! let bearer = BearerAuthenticator::new(|token: BearerToken| async move {
-//!     if token.expose() == "valid_token_123" {
+//!     if token.ct_eq("valid_token_123") {
 //!         let user = User { name: "alice".into() };
 //!         Ok(Authenticated::new(user, Identity::new("alice", Scheme::Bearer)))
 //!     } else {
@@ -88,7 +97,24 @@ pub use future::ResponseFuture;
 pub use layer::AuthLayer;
 pub use service::AuthService;
 
+use http::header::{HeaderMap, HeaderValue, VARY};
+
 use crate::rejection::{Challenge, Rejections};
+
+/// Adds `Cookie` to the `Vary` header of a response that depends on the
+/// request's cookies, keeping the values there: nothing is added when a
+/// `Vary` value already names `Cookie` (in any letter case) or is `*`.
+pub(crate) fn vary_on_cookie(headers: &mut HeaderMap) {
+    let covered = headers.get_all(VARY).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|field| {
+            let field = field.trim_ascii();
+            field == b"*" || field.eq_ignore_ascii_case(b"cookie")
+        })
+    });
+    if !covered {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+}
 
 /// Marks a request that went through an optional [`AuthLayer`] without
 /// credentials. Extractors and policies use its challenges to answer `401`
@@ -469,5 +495,166 @@ mod tests {
             .unwrap();
         let res = svc.oneshot(r).await.unwrap();
         assert_eq!(body_string(res.into_body()).await, "ok");
+    }
+
+    /// Reads `cookie: sid=<token>`; `sid=good` is alice, `sid=down` a
+    /// backend failure, anything else invalid. Marks its results as made
+    /// from a cookie.
+    #[derive(Clone)]
+    struct CookieAuth;
+
+    impl Authenticator for CookieAuth {
+        type Credentials = String;
+        type Principal = String;
+        type Future = Ready<Result<Authenticated<String>, AuthError>>;
+
+        fn extract(&self, req: &Parts) -> Result<Option<String>, AuthError> {
+            let cookies = req.headers.get_all(header::COOKIE).iter();
+            let sid = cookies
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| c.trim().strip_prefix("sid="));
+            Ok(sid.map(str::to_owned))
+        }
+
+        fn authenticate(&self, sid: String) -> Self::Future {
+            ready(match sid.as_str() {
+                "good" => Ok(Authenticated::new(
+                    "alice".to_owned(),
+                    Identity::new("alice", Scheme::Cookie),
+                )
+                .from_cookie()),
+                "down" => Err(AuthError::unavailable("store down").from_cookie()),
+                _ => Err(AuthError::invalid_credentials("unknown session").from_cookie()),
+            })
+        }
+
+        fn challenges(&self) -> Vec<Challenge> {
+            vec![Challenge::new("Cookie")]
+        }
+    }
+
+    type VaryEcho = Ready<Result<Response<String>, Infallible>>;
+    type VaryEchoService = tower::util::ServiceFn<fn(Request<()>) -> VaryEcho>;
+
+    /// Answers with the `Vary` values of its `x-vary` request headers.
+    fn vary_echo(req: Request<()>) -> VaryEcho {
+        let mut res = Response::new(String::from("ok"));
+        for v in req.headers().get_all("x-vary") {
+            res.headers_mut().append(header::VARY, v.clone());
+        }
+        ready(Ok(res))
+    }
+
+    fn varies(res: &Response<impl Sized>) -> Vec<&str> {
+        res.headers()
+            .get_all(header::VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn cookie_authentication_adds_vary_cookie() {
+        fn svc<A: Authenticator>(auth: A) -> AuthService<VaryEchoService, A> {
+            AuthLayer::optional(auth).layer_service(service_fn(vary_echo as fn(_) -> _))
+        }
+        let cookie_req = |sid: &str, vary: &[&'static str]| {
+            let mut b = Request::get("/").header(header::COOKIE, format!("a=b; sid={sid}"));
+            for v in vary {
+                b = b.header("x-vary", *v);
+            }
+            b.body(()).unwrap()
+        };
+        let cases: &[(&[&'static str], &[&str])] = &[
+            (&[], &["Cookie"]),
+            (&["Accept-Encoding"], &["Accept-Encoding", "Cookie"]),
+            (&["accept-encoding, COOKIE"], &["accept-encoding, COOKIE"]),
+            (&["Origin", "cookie"], &["Origin", "cookie"]),
+            (&["*"], &["*"]),
+        ];
+        for (inner, expected) in cases {
+            let res = svc(CookieAuth)
+                .oneshot(cookie_req("good", inner))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(varies(&res), *expected, "{inner:?}");
+        }
+
+        // The mark survives map_principal, map and and_then, even when the
+        // closure builds a new Authenticated.
+        let mapped = CookieAuth
+            .map_principal(|s: String| s.len().to_string())
+            .map(|a: Authenticated<String>| Authenticated::new(a.principal, a.identity))
+            .and_then(|a: Authenticated<String>| async move {
+                Ok(Authenticated::new(a.principal, a.identity))
+            });
+        let res = svc(mapped).oneshot(cookie_req("good", &[])).await.unwrap();
+        assert_eq!(varies(&res), ["Cookie"]);
+
+        // Refusals of cookie credentials vary on the cookie too.
+        for (sid, status) in [
+            ("nope", StatusCode::UNAUTHORIZED),
+            ("down", StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let res = svc(CookieAuth).oneshot(cookie_req(sid, &[])).await.unwrap();
+            assert_eq!(res.status(), status);
+            assert_eq!(varies(&res), ["Cookie"], "{sid}");
+        }
+
+        // Credentials from a header: no Vary added.
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(Header("x-token")))
+            .service_fn(vary_echo);
+        let res = svc.clone().oneshot(req(Some("good"))).await.unwrap();
+        assert!(varies(&res).is_empty());
+        let res = svc.oneshot(req(Some("bad"))).await.unwrap();
+        assert!(varies(&res).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_renderer_travels_in_the_request_extensions() {
+        async fn renderer_of(req: Request<()>) -> Result<Response<String>, Infallible> {
+            let r = req.extensions().get::<Rejections>().map(|r| {
+                r.respond(crate::rejection::Rejection::forbidden("x"))
+                    .status()
+                    .as_u16()
+            });
+            Ok(Response::new(format!("{r:?}")))
+        }
+        let teapot = || {
+            Rejections::custom(|r: crate::rejection::Rejection| {
+                let mut res = r.into_response();
+                *res.status_mut() = StatusCode::IM_A_TEAPOT;
+                res
+            })
+        };
+        // Authenticated and anonymous requests carry the layer's renderer.
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::optional(Header("x-token")).rejections(teapot()))
+            .service_fn(renderer_of);
+        for r in [req(Some("good")), req(None)] {
+            let res = svc.clone().oneshot(r).await.unwrap();
+            assert_eq!(body_string(res.into_body()).await, "Some(418)");
+        }
+        // A default renderer does not replace one set outside...
+        let svc = ServiceBuilder::new()
+            .layer(tower::util::MapRequestLayer::new(
+                move |mut r: Request<()>| {
+                    r.extensions_mut().insert(teapot());
+                    r
+                },
+            ))
+            .layer(AuthLayer::new(Header("x-token")))
+            .service_fn(renderer_of);
+        let res = svc.oneshot(req(Some("good"))).await.unwrap();
+        assert_eq!(body_string(res.into_body()).await, "Some(418)");
+        // ...and is shared when there is none.
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(Header("x-token")))
+            .service_fn(renderer_of);
+        let res = svc.oneshot(req(Some("good"))).await.unwrap();
+        assert_eq!(body_string(res.into_body()).await, "Some(403)");
     }
 }

@@ -5,10 +5,10 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{Config, Mode};
-use super::{Anonymous, AuthLayer, Authenticator};
+use super::{vary_on_cookie, Anonymous, AuthLayer, Authenticator};
 use crate::body::ResponseBody;
 use crate::error::AuthError;
-use crate::rejection::{is_grpc, Rejection};
+use crate::rejection::{is_grpc, Rejection, Rejections};
 
 /// The service of [`AuthLayer`]. See the [module docs](crate::auth).
 #[derive(Clone, Debug)]
@@ -81,13 +81,29 @@ where
                     challenges: self.config.challenges.clone(),
                     rejections: self.config.rejections.clone(),
                 });
-                return ResponseFuture::calling(self.inner.call(Request::from_parts(parts, body)));
+                share_rejections(&mut parts.extensions, &self.config);
+                let fut = self.inner.call(Request::from_parts(parts, body));
+                return ResponseFuture::calling(fut, false);
             }
             Ok(None) => AuthError::missing(),
             Err(e) => e,
         };
+        let from_cookie = error.is_from_cookie();
         let rejection = Rejection::from_auth_error(error, &self.config.challenges)
             .with_grpc(is_grpc(parts.version, &parts.headers));
-        ResponseFuture::rejected(self.config.rejections.respond(rejection))
+        let mut response = self.config.rejections.respond(rejection);
+        if from_cookie {
+            vary_on_cookie(response.headers_mut());
+        }
+        ResponseFuture::rejected(response)
+    }
+}
+
+/// Puts the layer's renderer into the extensions of a request it lets
+/// through, for the layers and extractors inside it. A renderer set on the
+/// layer replaces one already there; the default one does not.
+pub(super) fn share_rejections(extensions: &mut http::Extensions, config: &Config) {
+    if config.custom_rejections || extensions.get::<Rejections>().is_none() {
+        extensions.insert(config.rejections.clone());
     }
 }

@@ -7,6 +7,7 @@ use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
+use super::layer::Config;
 use super::service::render;
 use super::{Decision, Policy};
 use crate::extract::AuthRejection;
@@ -35,10 +36,11 @@ pub trait GuardPolicy: Send + Sync + 'static {
 /// | anonymous (optional `AuthLayer`)          | `401` with its challenges   |
 /// | no `AuthLayer` on the route               | `500` naming the layer      |
 ///
-/// Refusals are rendered by a [`Rejections`](crate::rejection::Rejections)
-/// in the request extensions if there is one (add it with
-/// `axum::Extension`), else by the optional `AuthLayer`'s renderer, else by
-/// the default rendering.
+/// Refusals are rendered by the [`Rejections`](crate::rejection::Rejections)
+/// in the request extensions (the `AuthLayer` puts its own there; add
+/// another with `axum::Extension` outside it), else by the default
+/// rendering. Whether `403` messages name the missing rights is that
+/// renderer's [`name_missing_rights`](crate::rejection::Rejections::name_missing_rights).
 ///
 /// # Example
 ///
@@ -148,7 +150,7 @@ where
                 _policy: PhantomData,
             }),
             Err(denied) => {
-                let response = render(parts, Some(denied), None, None);
+                let response = render(parts, Some(denied), &Config::default());
                 Err(GuardRejection(Inner::Denied(
                     response.map(axum_core::body::Body::from),
                 )))

@@ -1,10 +1,11 @@
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use http::HeaderValue;
 use tower_layer::Layer;
 
 use super::service::RequireService;
 use super::Policy;
-use crate::rejection::{Challenge, RejectionHandler, Rejections};
+use crate::rejection::{insufficient_privileges_header, Challenge, RejectionHandler, Rejections};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -13,13 +14,25 @@ pub(crate) struct Config {
     pub(crate) rejections: Option<Rejections>,
     /// The scheme and parameters of `insufficient_scope` challenges.
     pub(crate) challenge: Challenge,
+    /// `challenge` rendered for the `403`s of bearer tokens that no scope
+    /// would lift (see [`Rejection::insufficient_privileges`]).
+    ///
+    /// [`Rejection::insufficient_privileges`]: crate::rejection::Rejection::insufficient_privileges
+    pub(crate) privileges_challenge: Option<HeaderValue>,
+    /// Set by [`RequireLayer::name_missing_rights`]; otherwise the
+    /// renderer's setting.
+    pub(crate) name_missing_rights: Option<bool>,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        static BEARER: LazyLock<Option<HeaderValue>> =
+            LazyLock::new(|| insufficient_privileges_header(&Challenge::bearer()));
         Config {
             rejections: None,
             challenge: Challenge::bearer(),
+            privileges_challenge: BEARER.clone(),
+            name_missing_rights: None,
         }
     }
 }
@@ -65,9 +78,11 @@ impl<P: Policy> RequireLayer<P> {
     }
 
     /// Renders refusals with `handler`. Without it the layer uses, in order:
-    /// a [`Rejections`] value in the request extensions, the renderer of the
-    /// optional [`AuthLayer`](crate::AuthLayer) that let an anonymous
-    /// request through, the default rendering.
+    /// a [`Rejections`] value in the request extensions (the
+    /// [`AuthLayer`](crate::AuthLayer) puts its own there, so
+    /// [`AuthLayer::on_rejection`](crate::AuthLayer::on_rejection) covers
+    /// this layer too), the renderer of the optional `AuthLayer` that let
+    /// an anonymous request through, the default rendering.
     pub fn on_rejection(self, handler: impl RejectionHandler) -> Self {
         self.rejections(Rejections::custom(handler))
     }
@@ -78,10 +93,22 @@ impl<P: Policy> RequireLayer<P> {
         self
     }
 
+    /// Whether the `403` messages of this layer name the missing roles,
+    /// permissions or scopes (`role 'admin' required`) rather than a
+    /// generic `insufficient permissions`. Without this call, the setting
+    /// of the renderer ([`Rejections::name_missing_rights`], off by
+    /// default) decides.
+    pub fn name_missing_rights(mut self, name: bool) -> Self {
+        Arc::make_mut(&mut self.shared).config.name_missing_rights = Some(name);
+        self
+    }
+
     /// The challenge of `insufficient_scope` answers (`Bearer` without
     /// parameters by default), e.g. `Challenge::bearer().param("realm", "api")`.
     pub fn bearer_challenge(mut self, challenge: Challenge) -> Self {
-        Arc::make_mut(&mut self.shared).config.challenge = challenge;
+        let config = &mut Arc::make_mut(&mut self.shared).config;
+        config.privileges_challenge = insufficient_privileges_header(&challenge);
+        config.challenge = challenge;
         self
     }
 

@@ -9,15 +9,27 @@
 //! |-------------------------------------------|--------------------------------------------|
 //! | the policy allows                         | the inner service's                        |
 //! | no identity (anonymous)                   | `401` with the `AuthLayer`'s challenges    |
-//! | identity lacking a role                   | `403` `role 'admin' required`              |
 //! | bearer token lacking a permission / scope | `403`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="posts:delete"` |
-//! | other identity lacking a permission       | `403` `permission 'posts:delete' required` |
+//! | bearer token lacking a role, or refused by a custom policy | `403`, `WWW-Authenticate: Bearer error="insufficient_scope"` (no `scope`) |
+//! | other identity lacking a role / permission | `403` `insufficient permissions`          |
 //! | [`Denied::not_found`] from a policy       | `404`                                      |
 //! | [`Denied::unavailable`] from a policy     | `503`, fail closed                         |
 //! | gRPC request                              | `grpc-status` 16 / 7 / 5 / 14              |
 //!
 //! Refusals are rendered by [`crate::rejection`] (JSON body, challenges,
-//! gRPC status); [`RequireLayer::on_rejection`] replaces the rendering.
+//! gRPC status), with the renderer of the [`AuthLayer`](crate::AuthLayer)
+//! (it travels in the request extensions, so one
+//! [`AuthLayer::on_rejection`](crate::AuthLayer::on_rejection) covers the
+//! stack); [`RequireLayer::on_rejection`] replaces it for one layer.
+//!
+//! `403` messages name no role, permission or scope by default
+//! (`insufficient permissions`): the names describe your authorization
+//! model to whoever is refused. Turn naming on with
+//! [`RequireLayer::name_missing_rights`] or
+//! [`Rejections::name_missing_rights`](crate::rejection::Rejections::name_missing_rights)
+//! (`role 'admin' required`). Role names never appear in a challenge; the
+//! `scope` attribute names the missing permissions or scopes of a bearer
+//! token, as RFC 6750 requires.
 //!
 //! Ready policies: [`role`], [`any_role`], [`permission`],
 //! [`all_permissions`], [`scope`], [`all_scopes`], [`authenticated`];
@@ -57,10 +69,13 @@
 //! }"#).unwrap();
 //!
 //! let bearer = BearerAuthenticator::new(|token: BearerToken| async move {
-//!     let role = match token.expose() {
-//!         "alice-token" => "admin",
-//!         "bob-token" => "user",
-//!         _ => return Err(AuthError::invalid_credentials("invalid or expired token")),
+//!     // `ct_eq` compares in constant time; `match` on the token would not.
+//!     let role = if token.ct_eq("alice-token") {
+//!         "admin"
+//!     } else if token.ct_eq("bob-token") {
+//!         "user"
+//!     } else {
+//!         return Err(AuthError::invalid_credentials("invalid or expired token"));
 //!     };
 //!     Ok(Authenticated::new((), Identity::new(role, Scheme::Bearer).with_roles([role])))
 //! });

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 
 use super::combinator::{And, Not, Or};
 use crate::error::BoxError;
 use crate::identity::{Identity, Scheme};
-use crate::rejection::{Challenge, Rejection, RejectionKind};
+use crate::rejection::{insufficient_privileges_header, Challenge, Rejection, RejectionKind};
 
 /// Decides whether an authenticated request may go on. Enforced by
 /// [`RequireLayer`](super::RequireLayer) and [`Guard`](super::Guard).
@@ -178,14 +178,23 @@ where
 
 /// Why a [`Policy`] refused a request.
 ///
-/// Built-in policies say which right was missing, so the `403` is precise:
-/// `permission 'posts:delete' required`, and for bearer tokens
-/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="posts:delete"`.
+/// Built-in policies record which right was missing. The client gets a
+/// generic `403` message (`insufficient permissions`) unless naming is
+/// turned on with
+/// [`RequireLayer::name_missing_rights`](super::RequireLayer::name_missing_rights)
+/// or [`Rejections::name_missing_rights`](crate::rejection::Rejections::name_missing_rights)
+/// (`permission 'posts:delete' required`); logs get the precise
+/// [`message`](Denied::message). Bearer tokens lacking a permission or
+/// scope get `WWW-Authenticate: Bearer error="insufficient_scope",
+/// scope="posts:delete"` either way (RFC 6750 needs the scope), and other
+/// `403`s of bearer tokens (a role, an ownership check) get
+/// `Bearer error="insufficient_scope"` without `scope`.
 /// Your policies can answer `404` for unknown resources
 /// ([`Denied::not_found`]) and `503` when a lookup fails
 /// ([`Denied::unavailable`]).
 ///
-/// Messages are shown to the client: never put a credential in one.
+/// The messages of [`Denied::forbidden`] and [`Denied::not_found`] are
+/// shown to the client: never put a credential in one.
 pub struct Denied(Reason);
 
 enum Reason {
@@ -285,7 +294,34 @@ impl Denied {
         }
     }
 
-    /// The client-visible message, e.g. `permission 'posts:delete' required`.
+    /// The message the client gets by default: the message of
+    /// [`Denied::forbidden`] and [`Denied::not_found`], and for the denials
+    /// of role, permission and scope policies a text that names no right:
+    /// `insufficient permissions` (roles, permissions) or
+    /// `insufficient scope` (scopes).
+    pub fn public_message(&self) -> Cow<'_, str> {
+        match self.generic_message() {
+            Some(m) => Cow::Borrowed(m),
+            None => self.message(),
+        }
+    }
+
+    /// The fixed client message of the denials of role, permission and
+    /// scope policies.
+    fn generic_message(&self) -> Option<&'static str> {
+        match &self.0 {
+            Reason::Roles(n) | Reason::Permissions(n) | Reason::Scopes(n) if n.is_empty() => {
+                Some("access denied")
+            }
+            Reason::Roles(_) | Reason::Permissions(_) => Some("insufficient permissions"),
+            Reason::Scopes(_) => Some("insufficient scope"),
+            _ => None,
+        }
+    }
+
+    /// The precise message, e.g. `permission 'posts:delete' required`: it
+    /// is logged, and shown to the client only when naming the missing
+    /// rights is turned on (see [`Denied::into_detailed_rejection`]).
     pub fn message(&self) -> Cow<'_, str> {
         fn quoted(prefix: &str, names: &[Box<str>], suffix: &str) -> String {
             let mut out = String::from(prefix);
@@ -328,15 +364,54 @@ impl Denied {
         }
     }
 
-    /// Renders the denial for `identity`: a missing permission or scope of
-    /// a bearer-authenticated identity is `insufficient_scope` with
-    /// `challenge`'s scheme and parameters (see
-    /// [`Rejection::insufficient_scope`]), unless the requirement list was
-    /// empty (no scope would help); other denials are plain `403`,
-    /// `404` or `503`. Call [`Rejection::with_grpc`] on the result for gRPC
-    /// requests.
+    /// Renders the denial for `identity` with the
+    /// [`public_message`](Denied::public_message), which names no role,
+    /// permission or scope:
+    ///
+    /// * a missing permission or scope of a bearer-authenticated identity
+    ///   is `insufficient_scope` with `challenge`'s scheme and parameters
+    ///   and the `scope` that would help (see
+    ///   [`Rejection::insufficient_scopes`]);
+    /// * another `403` of a bearer-authenticated identity (a missing role,
+    ///   a custom policy's [`Denied::forbidden`]) carries `challenge` with
+    ///   `error="insufficient_scope"` and no `scope` (see
+    ///   [`Rejection::insufficient_privileges`]);
+    /// * other denials are plain `403`, `404` or `503`, among them the
+    ///   denial of an empty requirement list, which no token would lift.
+    ///
+    /// Call [`Rejection::with_grpc`] on the result for gRPC requests.
     pub fn into_rejection(self, identity: Option<&Identity>, challenge: &Challenge) -> Rejection {
+        let rendered = insufficient_privileges_header(challenge);
+        self.render(identity, challenge, rendered.as_ref(), false)
+    }
+
+    /// Like [`into_rejection`](Denied::into_rejection), with the precise
+    /// [`message`](Denied::message) naming the missing rights.
+    pub fn into_detailed_rejection(
+        self,
+        identity: Option<&Identity>,
+        challenge: &Challenge,
+    ) -> Rejection {
+        let rendered = insufficient_privileges_header(challenge);
+        self.render(identity, challenge, rendered.as_ref(), true)
+    }
+
+    /// `privileges` is `challenge` rendered by
+    /// [`insufficient_privileges_header`], once per layer.
+    pub(crate) fn render(
+        self,
+        identity: Option<&Identity>,
+        challenge: &Challenge,
+        privileges: Option<&HeaderValue>,
+        name_missing_rights: bool,
+    ) -> Rejection {
         let bearer = identity.is_some_and(|id| *id.scheme() == Scheme::Bearer);
+        let message = |d: &Denied| -> Cow<'static, str> {
+            match d.generic_message() {
+                Some(generic) if !name_missing_rights => Cow::Borrowed(generic),
+                _ => Cow::Owned(d.message().into_owned()),
+            }
+        };
         match self.0 {
             Reason::Permissions(ref names) | Reason::Scopes(ref names)
                 if bearer && !names.is_empty() =>
@@ -348,8 +423,21 @@ impl Denied {
                 Rejection::new(RejectionKind::Unavailable, self.message().into_owned())
             }
             Reason::NotFound(message) => Rejection::not_found(message),
+            Reason::Forbidden(message) if bearer => {
+                Rejection::forbidden_with_challenge(message, privileges.cloned())
+            }
             Reason::Forbidden(message) => Rejection::forbidden(message),
-            _ => Rejection::forbidden(self.message().into_owned()),
+            // An empty requirement list allows nobody: no token would help,
+            // so no challenge.
+            Reason::Roles(ref names)
+            | Reason::Permissions(ref names)
+            | Reason::Scopes(ref names)
+                if names.is_empty() =>
+            {
+                Rejection::forbidden(message(&self))
+            }
+            _ if bearer => Rejection::forbidden_with_challenge(message(&self), privileges.cloned()),
+            _ => Rejection::forbidden(message(&self)),
         }
     }
 

@@ -12,7 +12,7 @@ use super::{Decision, Denied, Policy, RequireLayer};
 use crate::auth::Anonymous;
 use crate::body::ResponseBody;
 use crate::identity::Identity;
-use crate::rejection::{is_grpc, Challenge, Rejection, Rejections};
+use crate::rejection::{is_grpc, Rejection, Rejections};
 
 /// The service of [`RequireLayer`]. See the [module docs](crate::authz).
 #[derive(Clone, Debug)]
@@ -57,8 +57,8 @@ where
         let decision = match parts.extensions.get::<Identity>() {
             Some(identity) => self.shared.policy.check(identity, &parts),
             None => {
-                let rejections = self.shared.config.rejections.as_ref();
-                return ResponseFuture::rejected(render(&parts, None, rejections, None));
+                let response = render(&parts, None, &self.shared.config);
+                return ResponseFuture::rejected(response);
             }
         };
         match decision {
@@ -82,37 +82,38 @@ where
 
 /// Renders a denial with the layer's configuration.
 pub(crate) fn render_config(parts: &Parts, denied: Denied, config: &Config) -> Response<Bytes> {
-    render(
-        parts,
-        Some(denied),
-        config.rejections.as_ref(),
-        Some(&config.challenge),
-    )
+    render(parts, Some(denied), config)
 }
 
 /// Renders a refusal of an authorization check: `401` when the request has
 /// no [`Identity`] (`denied` is then ignored), else the denial.
 ///
-/// The renderer is, in order: `rejections` (a layer's own), a
-/// [`Rejections`] in the request extensions, the one of the optional
-/// `AuthLayer` that let an anonymous request through, the default.
-pub(crate) fn render(
-    parts: &Parts,
-    denied: Option<Denied>,
-    rejections: Option<&Rejections>,
-    challenge: Option<&Challenge>,
-) -> Response<Bytes> {
+/// The renderer is, in order: `config`'s own, a [`Rejections`] in the
+/// request extensions (an `AuthLayer` puts its own there), the one of the
+/// optional `AuthLayer` that let an anonymous request through, the default.
+/// Missing rights are named when `config` says so, else when the renderer
+/// does.
+pub(crate) fn render(parts: &Parts, denied: Option<Denied>, config: &Config) -> Response<Bytes> {
     let anonymous = parts.extensions.get::<Anonymous>();
     let identity = parts.extensions.get::<Identity>();
+    let rejections = config
+        .rejections
+        .as_ref()
+        .or_else(|| parts.extensions.get::<Rejections>())
+        .or_else(|| anonymous.map(Anonymous::rejections));
     let rejection = match (identity, denied) {
         (Some(identity), Some(denied)) => {
             tracing::debug!(
                 subject = identity.subject(),
                 kind = ?denied.kind(),
+                reason = %denied,
                 "authorization denied"
             );
-            let bearer = Challenge::bearer();
-            denied.into_rejection(Some(identity), challenge.unwrap_or(&bearer))
+            let name = config
+                .name_missing_rights
+                .unwrap_or_else(|| rejections.is_some_and(Rejections::names_missing_rights));
+            let privileges = config.privileges_challenge.as_ref();
+            denied.render(Some(identity), &config.challenge, privileges, name)
         }
         _ => match anonymous {
             Some(anonymous) => Rejection::unauthenticated(anonymous.challenges()),
@@ -126,9 +127,6 @@ pub(crate) fn render(
         },
     }
     .with_grpc(is_grpc(parts.version, &parts.headers));
-    let rejections = rejections
-        .or_else(|| parts.extensions.get::<Rejections>())
-        .or_else(|| anonymous.map(Anonymous::rejections));
     match rejections {
         Some(r) => r.respond(rejection),
         None => Rejections::new().respond(rejection),

@@ -558,16 +558,143 @@ async fn anonymous_is_401_with_the_auth_layers_challenges_and_renderer() {
 }
 
 #[tokio::test]
-async fn lacking_a_role_is_403_without_challenge() {
-    for identity in [api_key_user(&["user"], &[]), bearer_user(&[], &[])] {
-        let res = run(RequireLayer::new(role("admin")), request(Some(identity))).await;
+async fn lacking_a_role_is_a_generic_403() {
+    let res = run(
+        RequireLayer::new(role("admin")),
+        request(Some(api_key_user(&["user"], &[]))),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.www().is_empty());
+    assert_eq!(
+        res.json(),
+        serde_json::json!({"error": "forbidden", "message": "insufficient permissions"})
+    );
+    assert!(!res.body.contains("admin"));
+}
+
+/// RFC 6750 §3: a bearer token refused for a role gets an
+/// `insufficient_scope` challenge, without `scope` (no scope would name
+/// the role) and without the role's name.
+#[tokio::test]
+async fn bearer_lacking_a_role_gets_insufficient_scope_without_scope() {
+    for layer in [
+        RequireLayer::new(role("admin")),
+        RequireLayer::new(seed_roles().role("admin")),
+        RequireLayer::new(role("admin")).name_missing_rights(true),
+    ] {
+        let res = run(
+            layer,
+            request(Some(bearer_user(&["posts:read"], &["read"]))),
+        )
+        .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN);
-        assert!(res.www().is_empty());
         assert_eq!(
-            res.json(),
-            serde_json::json!({"error": "forbidden", "message": "role 'admin' required"})
+            res.www(),
+            [
+                r#"Bearer error="insufficient_scope", error_description="the access token does not grant access to this resource""#
+            ]
         );
+        assert_eq!(res.json()["error"], "forbidden");
     }
+    let res = run(
+        RequireLayer::new(role("admin"))
+            .bearer_challenge(Challenge::bearer().param("realm", "api")),
+        request(Some(bearer_user(&[], &[]))),
+    )
+    .await;
+    assert!(res.www()[0].starts_with(r#"Bearer realm="api", error="insufficient_scope""#));
+    assert!(!res.www()[0].contains("scope=\""));
+    assert_eq!(res.json()["message"], "insufficient permissions");
+}
+
+/// An ownership check (`Denied::forbidden` of a custom policy) refusing a
+/// bearer token: the policy's message, and the challenge.
+#[tokio::test]
+async fn bearer_refused_by_a_custom_policy_gets_insufficient_scope() {
+    let owner = sync_policy_fn(|_: &Identity, _: &Parts| {
+        Err::<(), _>(Denied::forbidden("you can only edit your own posts"))
+    });
+    let res = run(
+        RequireLayer::new(owner.clone()),
+        request(Some(bearer_user(&[], &[]))),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.www().len(), 1);
+    assert!(res.www()[0].starts_with(r#"Bearer error="insufficient_scope""#));
+    assert!(!res.www()[0].contains("scope=\""));
+    assert_eq!(
+        res.json(),
+        serde_json::json!({"error": "forbidden", "message": "you can only edit your own posts"})
+    );
+    // Not for API keys, and not for a 404.
+    let res = run(
+        RequireLayer::new(owner),
+        request(Some(api_key_user(&[], &[]))),
+    )
+    .await;
+    assert!(res.www().is_empty());
+    let missing = sync_policy_fn(|_: &Identity, _: &Parts| Err::<(), _>(Denied::not_found("no")));
+    let res = run(
+        RequireLayer::new(missing),
+        request(Some(bearer_user(&[], &[]))),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert!(res.www().is_empty());
+}
+
+/// Naming the missing rights is opt-in: on the layer, or on the renderer
+/// the `AuthLayer` shares through the request extensions; the layer's
+/// setting wins.
+#[tokio::test]
+async fn naming_the_missing_rights_is_opt_in() {
+    let user = || api_key_user(&["user"], &["posts:read"]);
+    let with_renderer = |r: Rejections| {
+        let mut req = request(Some(user()));
+        req.extensions_mut().insert(r);
+        req
+    };
+    let cases = [
+        (
+            RequireLayer::new(role("admin")),
+            request(Some(user())),
+            "insufficient permissions",
+        ),
+        (
+            RequireLayer::new(role("admin")).name_missing_rights(true),
+            request(Some(user())),
+            "role 'admin' required",
+        ),
+        (
+            RequireLayer::new(any_role(["admin", "moderator"])),
+            with_renderer(Rejections::new().name_missing_rights(true)),
+            "one of the roles 'admin', 'moderator' required",
+        ),
+        (
+            RequireLayer::new(role("admin")).name_missing_rights(false),
+            with_renderer(Rejections::new().name_missing_rights(true)),
+            "insufficient permissions",
+        ),
+    ];
+    for (layer, req, message) in cases {
+        let res = run(layer, req).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+        assert_eq!(res.json()["message"], message);
+    }
+    let res = run(
+        RequireLayer::new(permission("users:read")).name_missing_rights(true),
+        request(Some(user())),
+    )
+    .await;
+    assert_eq!(res.json()["message"], "permission 'users:read' required");
+    let res = run(
+        RequireLayer::new(all_scopes(["a", "b"])),
+        request(Some(user())),
+    )
+    .await;
+    assert_eq!(res.json()["message"], "insufficient scope");
 }
 
 #[tokio::test]
@@ -606,7 +733,7 @@ async fn api_key_lacking_a_permission_is_a_plain_403() {
     .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert!(res.www().is_empty());
-    assert_eq!(res.json()["message"], "permission 'users:read' required");
+    assert_eq!(res.json()["message"], "insufficient permissions");
 }
 
 #[tokio::test]
@@ -1352,6 +1479,9 @@ fn denied_renders_precisely() {
     let r = Denied::missing_permission("a:b").into_rejection(Some(&bearer), &challenge);
     assert_eq!(r.code(), "insufficient_scope");
     let r = Denied::missing_scope("read").into_rejection(Some(&key), &challenge);
+    assert_eq!((r.code(), r.message()), ("forbidden", "insufficient scope"));
+    assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+    let r = Denied::missing_scope("read").into_detailed_rejection(Some(&key), &challenge);
     assert_eq!(
         (r.code(), r.message()),
         ("forbidden", "scope 'read' required")
@@ -1359,8 +1489,20 @@ fn denied_renders_precisely() {
     let r = Denied::missing_role("admin").into_rejection(Some(&bearer), &challenge);
     assert_eq!(
         (r.code(), r.message()),
-        ("forbidden", "role 'admin' required")
+        ("forbidden", "insufficient permissions")
     );
+    let www = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        www.starts_with(r#"Bearer error="insufficient_scope""#),
+        "{www}"
+    );
+    assert!(!www.contains("admin"), "{www}");
+    let r = Denied::missing_role("admin").into_detailed_rejection(Some(&bearer), &challenge);
+    assert_eq!(r.message(), "role 'admin' required");
+    assert!(!r.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("admin"));
     let r = Denied::not_found("no post").into_rejection(Some(&bearer), &challenge);
     assert_eq!(
         (r.status(), r.message()),

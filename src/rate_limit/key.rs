@@ -23,8 +23,9 @@ pub struct KeyError {
 }
 
 impl KeyError {
-    /// An error with a message naming what is missing. It is shown to the
-    /// client in the `500` body: never put the request's data in it.
+    /// An error with a message naming what is missing. It is logged (at
+    /// `error` level, with the limit's name) when the layer answers `500`,
+    /// never sent to the client; still, never put the request's data in it.
     pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
         KeyError {
             message: Box::new(message.into()),

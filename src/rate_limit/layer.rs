@@ -16,6 +16,10 @@ use super::limiter::{Attempt, Denied, Limiter};
 use crate::body::ResponseBody;
 use crate::rejection::{is_grpc, Rejection, RejectionHandler, Rejections};
 
+/// The body message of a `500` for a request whose rate-limit key cannot be
+/// found: fixed, so that it tells nothing of the configuration.
+const KEY_UNAVAILABLE: &str = "the request cannot be rate-limited: server misconfiguration";
+
 /// The key extractor of a [`Limit`], behind a trait object so limits with
 /// different keys can be stacked in one layer.
 trait ErasedKey: Send + Sync + 'static {
@@ -156,7 +160,9 @@ impl Config {
     }
 
     /// `500` for a request whose key cannot be found: the stack is
-    /// misconfigured, and skipping the limit would fail open.
+    /// misconfigured, and skipping the limit would fail open. The body says
+    /// so in fixed words; the limit's name and what was missing (e.g. no
+    /// `ConnectInfo`) go to an `error` event only.
     #[cold]
     #[inline(never)]
     fn key_unavailable(
@@ -166,7 +172,7 @@ impl Config {
         request: RequestHead<'_>,
     ) -> Response<Bytes> {
         tracing::error!(limit = limit.name(), %error, "rate limit key unavailable");
-        let rejection = Rejection::internal(format!("rate limit `{}`: {}", limit.name(), error))
+        let rejection = Rejection::internal(KEY_UNAVAILABLE)
             .with_grpc(is_grpc(request.version, request.headers));
         self.rejections.respond(rejection)
     }

@@ -19,6 +19,14 @@ use crate::rejection::Challenge;
 
 type IdentityFn<U> = dyn Fn(&U) -> Identity + Send + Sync;
 
+/// The realm of the default challenge.
+const DEFAULT_REALM: &str = "session";
+
+/// `Cookie realm="<realm>"`.
+fn default_challenge(realm: &str) -> Challenge {
+    Challenge::new("Cookie").param("realm", realm.to_owned())
+}
+
 /// Authenticates requests by the user stored in their [`Session`] under a
 /// key. Put [`SessionLayer`](super::SessionLayer) outside (before) the
 /// [`AuthLayer`](crate::AuthLayer).
@@ -26,7 +34,7 @@ type IdentityFn<U> = dyn Fn(&U) -> Identity + Send + Sync;
 /// | request                                       | result                              |
 /// |-----------------------------------------------|-------------------------------------|
 /// | session holds a user under the key            | the user is the principal, [`Scheme::Cookie`] |
-/// | no session cookie, or no user in the session  | no credentials: `401`, or the next authenticator of an [`or`](Authenticator::or) |
+/// | no session cookie, or no user in the session  | no credentials: `401` with `WWW-Authenticate: Cookie realm="session"` (see [`realm`](SessionAuthenticator::realm)), or the next authenticator of an [`or`](Authenticator::or) |
 /// | the stored user does not deserialize          | `401 invalid_token`                 |
 /// | no [`SessionLayer`](super::SessionLayer) ran  | `500`, naming the missing layer     |
 ///
@@ -69,14 +77,29 @@ where
         SessionAuthenticator {
             key: key.into(),
             identity: Arc::new(identity),
-            challenges: Arc::new([]),
+            challenges: Arc::new([default_challenge(DEFAULT_REALM)]),
             _user: PhantomData,
         }
     }
 
-    /// Sends `challenge` in the `WWW-Authenticate` header of `401`s when no
-    /// user is logged in (default none: there is no standard challenge for
-    /// cookies).
+    /// Sets the `realm` of the challenge (default `session`): the `401` of
+    /// a request without a logged-in user says
+    /// `WWW-Authenticate: Cookie realm="<realm>"`.
+    ///
+    /// RFC 9110 §11.6.1 requires a `WWW-Authenticate` header on every
+    /// `401`, and no registered scheme describes a login form and a
+    /// cookie, so the challenge uses the scheme `Cookie`: it tells the
+    /// client how to authenticate (sign in to get the session cookie), and
+    /// browsers show no login dialog for schemes they do not know (only
+    /// for `Basic`, `Digest`, `Negotiate` and `NTLM`).
+    pub fn realm(self, realm: impl Into<Arc<str>>) -> Self {
+        let realm: Arc<str> = realm.into();
+        self.challenge(default_challenge(&realm))
+    }
+
+    /// Replaces the challenge sent in the `WWW-Authenticate` header of
+    /// `401`s when no user is logged in (default `Cookie realm="session"`,
+    /// see [`realm`](SessionAuthenticator::realm)).
     pub fn challenge(mut self, challenge: Challenge) -> Self {
         self.challenges = Arc::new([challenge]);
         self
@@ -204,13 +227,16 @@ where
         session.get::<U>(&self.key).map_err(|e| {
             // The error names the key and the kind of failure, never the value.
             tracing::warn!(error = %e, "the session's user does not deserialize");
-            AuthError::invalid_credentials("invalid session")
+            AuthError::invalid_credentials("invalid session").from_cookie()
         })
     }
 
+    /// The result is marked [`from_cookie`](Authenticated::from_cookie):
+    /// the response gets `Vary: Cookie` (the `SessionLayer` adds it as
+    /// well; the two are merged).
     fn authenticate(&self, user: U) -> Self::Future {
         let identity = (self.identity)(&user).with_scheme(Scheme::Cookie);
-        ready(Ok(Authenticated::new(user, identity)))
+        ready(Ok(Authenticated::new(user, identity).from_cookie()))
     }
 
     fn challenges(&self) -> Vec<Challenge> {
