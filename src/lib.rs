@@ -77,6 +77,7 @@ mod error;
 mod identity;
 pub mod rejection;
 mod secret;
+mod timeout;
 
 #[cfg(feature = "api-key")]
 pub mod api_key;
@@ -103,3 +104,4 @@ pub use builder::ServiceBuilderExt;
 pub use error::{AuthError, AuthErrorKind, BoxError};
 pub use identity::{Identity, Scheme};
 pub use secret::Secret;
+pub use timeout::{Elapsed, DEFAULT_BACKEND_TIMEOUT};
