@@ -1,10 +1,10 @@
 //! A bounded cache of verified tokens.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use aws_lc_rs::hmac;
 
 use crate::identity::Identity;
 
@@ -20,26 +20,40 @@ pub(crate) struct Entry<C> {
     pub(crate) deadline: u64,
 }
 
-/// Verified tokens keyed by a 128-bit fingerprint: SipHash-1-3-128 under a
-/// random key drawn when the cache is made. The fingerprint is a keyed PRF,
-/// so a client cannot aim a token at another token's entry, and the cache
-/// holds no token that could leak.
+/// A token's fingerprint: HMAC-SHA256 of the token under the cache's key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint([u8; 32]);
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a uniform MAC output: its first 8 bytes are the hash.
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// Verified tokens keyed by a 256-bit fingerprint: HMAC-SHA256 under a
+/// random key drawn (by AWS-LC, from the OS) when the cache is made. The
+/// fingerprint is a vetted MAC, so a client cannot aim a token at another
+/// token's entry without the key, and the cache holds no token that could
+/// leak.
 pub(crate) struct TokenCache<C> {
-    map: RwLock<HashMap<u128, Arc<Entry<C>>, BuildFingerprint>>,
-    key: (u64, u64),
+    map: RwLock<HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>>,
+    key: hmac::Key,
     capacity: usize,
     ttl: u64,
 }
 
-/// The map's keys are already uniform 128-bit PRF outputs: hash them by
-/// folding, not by hashing again.
+/// The map's keys are already uniform MAC outputs: hash them by taking
+/// their first word, not by hashing again.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct BuildFingerprint;
 
 #[derive(Default)]
 pub(crate) struct FingerprintHasher(u64);
 
-impl std::hash::Hasher for FingerprintHasher {
+impl Hasher for FingerprintHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -50,8 +64,8 @@ impl std::hash::Hasher for FingerprintHasher {
             self.0 ^= u64::from_le_bytes(b);
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
@@ -62,44 +76,40 @@ impl BuildHasher for BuildFingerprint {
     }
 }
 
-/// A random SipHash key: from the OS CSPRNG, or, should it fail, from the
-/// standard library's per-process random hasher keys.
-fn random_key() -> (u64, u64) {
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_ok() {
-        let (k0, k1) = b.split_at(8);
-        let k0 = u64::from_le_bytes(k0.try_into().unwrap_or_default());
-        let k1 = u64::from_le_bytes(k1.try_into().unwrap_or_default());
-        return (k0, k1);
-    }
-    let s = std::collections::hash_map::RandomState::new();
-    (s.hash_one(1u8), s.hash_one(2u8))
-}
-
 impl<C> TokenCache<C> {
-    pub(crate) fn new(capacity: usize, ttl: u64) -> Self {
-        TokenCache {
+    /// A cache with a fresh random key, or `None` when no random key can be
+    /// drawn (the caller then verifies every token: slower, never weaker).
+    pub(crate) fn new(capacity: usize, ttl: u64) -> Option<Self> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).ok()?;
+        Some(TokenCache {
             map: RwLock::new(HashMap::with_hasher(BuildFingerprint)),
-            key: random_key(),
+            key,
             capacity: capacity.max(1),
             ttl,
-        }
+        })
     }
 
     /// An empty cache with the same limits (and a new key).
-    pub(crate) fn emptied(&self) -> Self {
+    pub(crate) fn emptied(&self) -> Option<Self> {
         Self::new(self.capacity, self.ttl)
     }
 
-    pub(crate) fn fingerprint(&self, token: &str) -> u128 {
-        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(token.as_bytes());
-        h.finish128().as_u128()
+    pub(crate) fn fingerprint(&self, token: &str) -> Fingerprint {
+        let tag = hmac::sign(&self.key, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        Fingerprint(out)
     }
 
     /// The entry for `fingerprint` if it is still trusted at `now`, given
     /// the verifier's `leeway` on `exp`.
-    pub(crate) fn get(&self, fingerprint: u128, now: u64, leeway: u64) -> Option<Arc<Entry<C>>> {
+    pub(crate) fn get(
+        &self,
+        fingerprint: Fingerprint,
+        now: u64,
+        leeway: u64,
+    ) -> Option<Arc<Entry<C>>> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let entry = map.get(&fingerprint)?;
         let fresh = now < entry.deadline
@@ -110,7 +120,7 @@ impl<C> TokenCache<C> {
     }
 
     /// Caches a verified token until `now + ttl`, or its expiry if sooner.
-    pub(crate) fn insert(&self, fingerprint: u128, mut entry: Entry<C>, now: u64) {
+    pub(crate) fn insert(&self, fingerprint: Fingerprint, mut entry: Entry<C>, now: u64) {
         entry.deadline = now.saturating_add(self.ttl);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.capacity && !map.contains_key(&fingerprint) {
@@ -122,7 +132,7 @@ impl<C> TokenCache<C> {
                 // random fingerprints, so this is random eviction, amortized
                 // O(1) per insert.
                 let excess = map.len() + 1 - self.capacity + self.capacity / 8;
-                let victims: Vec<u128> = map.keys().take(excess).copied().collect();
+                let victims: Vec<Fingerprint> = map.keys().take(excess).copied().collect();
                 for k in victims {
                     map.remove(&k);
                 }
@@ -158,7 +168,7 @@ mod tests {
 
     #[test]
     fn hit_until_ttl_or_exp() {
-        let cache = TokenCache::new(10, 60);
+        let cache = TokenCache::new(10, 60).unwrap();
         let fp = cache.fingerprint("a.b.c");
         cache.insert(fp, entry(Some(1030)), 1000);
         assert!(cache.get(fp, 1000, 0).is_some());
@@ -173,20 +183,22 @@ mod tests {
 
     #[test]
     fn fingerprints_differ_and_are_keyed() {
-        let a = TokenCache::<u32>::new(1, 1);
-        let b = TokenCache::<u32>::new(1, 1);
-        assert_ne!(a.fingerprint("x"), a.fingerprint("y"));
-        assert_eq!(a.fingerprint("x"), a.fingerprint("x"));
-        assert_ne!(
-            a.fingerprint("x"),
-            b.fingerprint("x"),
+        let a = TokenCache::<u32>::new(1, 1).unwrap();
+        let b = TokenCache::<u32>::new(1, 1).unwrap();
+        assert!(a.fingerprint("x") != a.fingerprint("y"));
+        assert!(a.fingerprint("x") == a.fingerprint("x"));
+        assert!(
+            a.fingerprint("x") != b.fingerprint("x"),
             "random keys per cache"
         );
+        // The fingerprint is HMAC-SHA256 of the token under the cache key.
+        let tag = hmac::sign(&a.key, b"x");
+        assert_eq!(&a.fingerprint("x").0[..], tag.as_ref());
     }
 
     #[test]
     fn size_is_bounded() {
-        let cache = TokenCache::new(100, 60);
+        let cache = TokenCache::new(100, 60).unwrap();
         for i in 0..10_000 {
             let fp = cache.fingerprint(&i.to_string());
             cache.insert(fp, entry(None), 1000);

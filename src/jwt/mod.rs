@@ -101,16 +101,20 @@
 mod authenticator;
 mod cache;
 mod claims;
+mod config;
 mod issue;
 mod jws;
 mod keys;
 mod revocation;
 
 pub use authenticator::{JwtAuthenticator, JwtCredentials, JwtFuture};
+pub use config::ConfigError;
 pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
-pub use revocation::{MemoryRevocationStore, MemoryStoreError, Revocable, RevocationStore};
+pub use revocation::{
+    MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationStore,
+};
 
 pub use jsonwebtoken::{Algorithm, EncodingKey};
 
