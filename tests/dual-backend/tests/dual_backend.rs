@@ -31,7 +31,7 @@ const ALGORITHMS: [Algorithm; 5] = [
     Algorithm::EdDSA,
 ];
 
-fn issuer(alg: Algorithm) -> TokenIssuer {
+fn make_issuer(alg: Algorithm) -> TokenIssuer {
     let (encoding, key) = match alg {
         Algorithm::HS256 => (
             EncodingKey::from_secret(SECRET),
@@ -91,7 +91,7 @@ fn jsonwebtoken_default_provider_is_ambiguous_in_this_build() {
 #[tokio::test]
 async fn issues_and_verifies_every_key_type() {
     for alg in ALGORITHMS {
-        let issuer = issuer(alg);
+        let issuer = make_issuer(alg);
         let pair = issuer.issue("alice", &json!({"roles": ["admin"]})).unwrap();
         let (status, body) = call(issuer.authenticator(), &pair.access_token).await;
         assert_eq!(status, StatusCode::OK, "{alg:?}: {body}");
@@ -123,7 +123,7 @@ async fn forged_tokens_are_refused_not_panicking() {
         (Algorithm::EdDSA, 64),
         (Algorithm::HS256, 32),
     ] {
-        let issuer = issuer(alg);
+        let issuer = make_issuer(alg);
         let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg:?}","typ":"JWT"}}"#));
         let payload = URL_SAFE_NO_PAD.encode(
             json!({"sub": "admin", "exp": 4_000_000_000u64, "jti": "x", "typ": "access"})
@@ -140,7 +140,7 @@ async fn forged_tokens_are_refused_not_panicking() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{alg:?}");
         // A token of another key type (RSA-signed, presented to an EdDSA
         // verifier...) is refused before any crypto.
-        let other = issuer(if alg == Algorithm::RS256 {
+        let other = make_issuer(if alg == Algorithm::RS256 {
             Algorithm::EdDSA
         } else {
             Algorithm::RS256
