@@ -390,8 +390,8 @@ where
     /// token is still refused once its `exp` passes and is still checked
     /// against the revocation store on every request. The cache keeps an
     /// HMAC-SHA256 of each token under a random per-cache key, never the
-    /// token. When full,
-    /// expired entries are dropped, then an arbitrary eighth of the entries.
+    /// token. When full, expired entries are dropped, then an arbitrary
+    /// eighth of the entries.
     ///
     /// A hit clones the claims: with `C = Arc<YourClaims>` that is a
     /// reference-count increment.
