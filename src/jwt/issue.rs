@@ -506,22 +506,24 @@ impl TokenIssuer {
                 .await
                 .map_err(AuthError::unavailable)?
         };
-        if redemption == Redemption::Retry {
-            tracing::debug!(
+        match redemption {
+            Redemption::First => {}
+            Redemption::Retry => tracing::debug!(
                 subject = v.identity.subject(),
                 "refresh token redeemed again within the reuse interval"
-            );
-        }
-        if redemption == Redemption::Reuse {
-            tracing::warn!(
-                subject = v.identity.subject(),
-                "refresh token reuse detected: revoking its family"
-            );
-            store
-                .revoke_dyn(Revocable::Family(&family), self.family_until())
-                .await
-                .map_err(AuthError::unavailable)?;
-            return Err(JwtError::RefreshReuse.into());
+            ),
+            // A reuse (and, failing closed, any outcome added later).
+            _ => {
+                tracing::warn!(
+                    subject = v.identity.subject(),
+                    "refresh token reuse detected: revoking its family"
+                );
+                store
+                    .revoke_dyn(Revocable::Family(&family), self.family_until())
+                    .await
+                    .map_err(AuthError::unavailable)?;
+                return Err(JwtError::RefreshReuse.into());
+            }
         }
         Ok(RefreshGrant {
             subject: v.identity.subject().to_owned(),
