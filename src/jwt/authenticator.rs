@@ -340,7 +340,7 @@ where
     ///
     /// A cookie of that name that is repeated, too long, or does not hold a
     /// compact JWS (three base64url parts, a JSON object header) is treated
-    /// as absent, as [`SessionLayer`](crate::session) treats a mangled
+    /// as absent, as `SessionLayer` treats a mangled
     /// session cookie: a sibling subdomain planting such a cookie cannot
     /// turn every request into a `400`, and `jwt.or(other)` falls through
     /// to `other`. A well-formed token that fails verification is still a

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use aws_lc_rs::hmac;
+use aws_lc_rs::digest;
+use zeroize::Zeroizing;
 
 use crate::identity::Identity;
 
@@ -33,16 +34,61 @@ impl Hash for Fingerprint {
     }
 }
 
-/// Verified tokens keyed by a 256-bit fingerprint: HMAC-SHA256 under a
-/// random key drawn (by AWS-LC, from the OS) when the cache is made. The
-/// fingerprint is a vetted MAC, so a client cannot aim a token at another
-/// token's entry without the key, and the cache holds no token that could
-/// leak.
+/// Verified tokens keyed by a 256-bit fingerprint: HMAC-SHA256 (RFC 2104)
+/// of the token under a random 512-bit key drawn (by AWS-LC, from the OS)
+/// when the cache is made. The fingerprint is a vetted MAC, so a client
+/// cannot aim a token at another token's entry without the key, and the
+/// cache holds no token that could leak.
 pub(crate) struct TokenCache<C> {
     map: RwLock<HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>>,
-    key: hmac::Key,
+    mac: Mac,
     capacity: usize,
     ttl: u64,
+}
+
+/// HMAC-SHA256 with its inner and outer hash states precomputed (the key
+/// blocks XOR ipad / opad already absorbed), so a fingerprint costs the
+/// hash of the token plus one block: AWS-LC's `hmac::sign` sets up a keyed
+/// context per call, about twice the cost for a token. The output equals
+/// `aws_lc_rs::hmac::sign` under the same key (tested).
+struct Mac {
+    inner: digest::Context,
+    outer: digest::Context,
+    #[cfg(test)]
+    key: [u8; BLOCK],
+}
+
+/// SHA-256's block size, the HMAC key length used here.
+const BLOCK: usize = 64;
+
+impl Mac {
+    fn new(key: &[u8; BLOCK]) -> Self {
+        let pad = |byte: u8| {
+            let mut block = [0u8; BLOCK];
+            for (b, k) in block.iter_mut().zip(key) {
+                *b = k ^ byte;
+            }
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            ctx.update(&block);
+            ctx
+        };
+        Mac {
+            inner: pad(0x36),
+            outer: pad(0x5c),
+            #[cfg(test)]
+            key: *key,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        inner.update(message);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finish().as_ref());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(outer.finish().as_ref());
+        out
+    }
 }
 
 /// The map's keys are already uniform MAC outputs: hash them by taking
@@ -80,11 +126,11 @@ impl<C> TokenCache<C> {
     /// A cache with a fresh random key, or `None` when no random key can be
     /// drawn (the caller then verifies every token: slower, never weaker).
     pub(crate) fn new(capacity: usize, ttl: u64) -> Option<Self> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).ok()?;
+        let mut key = Zeroizing::new([0u8; BLOCK]);
+        aws_lc_rs::rand::fill(&mut key[..]).ok()?;
         Some(TokenCache {
             map: RwLock::new(HashMap::with_hasher(BuildFingerprint)),
-            key,
+            mac: Mac::new(&key),
             capacity: capacity.max(1),
             ttl,
         })
@@ -96,10 +142,7 @@ impl<C> TokenCache<C> {
     }
 
     pub(crate) fn fingerprint(&self, token: &str) -> Fingerprint {
-        let tag = hmac::sign(&self.key, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
-        Fingerprint(out)
+        Fingerprint(self.mac.sign(token.as_bytes()))
     }
 
     /// The entry for `fingerprint` if it is still trusted at `now`, given
@@ -192,8 +235,20 @@ mod tests {
             "random keys per cache"
         );
         // The fingerprint is HMAC-SHA256 of the token under the cache key.
-        let tag = hmac::sign(&a.key, b"x");
-        assert_eq!(&a.fingerprint("x").0[..], tag.as_ref());
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &a.mac.key);
+        for token in ["", "x", "a.b.c", &"t".repeat(64), &"long".repeat(300)] {
+            let tag = hmac::sign(&key, token.as_bytes());
+            assert_eq!(&a.fingerprint(token).0[..], tag.as_ref(), "{token:.8}");
+        }
+        // RFC 4231 test case 1, with its key zero-padded to a block (HMAC
+        // pads shorter keys with zeros).
+        let mut key = [0u8; BLOCK];
+        key[..20].copy_from_slice(&[0x0b; 20]);
+        let expected = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7";
+        let tag = Mac::new(&key).sign(b"Hi There");
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
     }
 
     #[test]
