@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::cache::{Entry, TokenCache};
 use super::claims::{media_type_eq, Registered, Rules};
+use super::config::ConfigError;
 use super::jws::{self, JwtError};
 use super::keys::KeySet;
 use super::revocation::{self, RevocationStore, SharedStore};
@@ -142,9 +143,15 @@ where
     /// Validates tokens signed by one of `keys`. The accepted algorithms are
     /// those the keys are bound to (narrow them with
     /// [`algorithms`](Self::algorithms)). Defaults: token from
-    /// `Authorization: Bearer`, `exp` required, 30 s leeway, token type
-    /// `access` (when the token states one), `aud` refused unless
-    /// configured, 8 KiB size limit, no cache, no revocation check.
+    /// `Authorization: Bearer`, `exp` required, 30 s leeway, any token type
+    /// but a refresh token (see [`token_type`](Self::token_type)), `aud`
+    /// refused unless configured, 8 KiB size limit, no cache, no revocation
+    /// check.
+    ///
+    /// A configuration that can accept no token (an empty key set, an
+    /// allowed algorithm no key verifies...) is not an error here: call
+    /// [`build`](Self::build) or [`validate`](Self::validate) at startup to
+    /// have it reported.
     pub fn new(keys: KeySet) -> Self {
         let mut algorithms = Vec::new();
         for key in keys.keys() {
@@ -184,7 +191,7 @@ where
         // audiences, token type, checks...): a changed authenticator, which
         // may be a copy of one still in use, starts with its own empty cache.
         if let Some(cache) = &inner.cache {
-            inner.cache = Some(Arc::new(cache.emptied()));
+            inner.cache = cache.emptied().map(Arc::new);
         }
         self
     }
@@ -226,10 +233,17 @@ where
         self.edit(|i| i.rules.audiences = Some(audiences))
     }
 
-    /// The token type accepted, read from the [`token_type_claim`]
-    /// (default `"access"`): a token stating another type, such as this
-    /// crate's refresh tokens (`"refresh"`), is refused. `required` also
-    /// refuses tokens that state no type.
+    /// The token type accepted, read from the [`token_type_claim`]: a token
+    /// stating another type is refused, and with `required` so is a token
+    /// stating none.
+    ///
+    /// Unconfigured (the default), the type is not checked except that a
+    /// refresh token (`"refresh"` in any casing: this crate's, Keycloak's
+    /// `"Refresh"`) is refused; Keycloak access tokens (`"Bearer"`) and
+    /// tokens without a type pass. [`TokenIssuer::authenticator`] configures
+    /// `token_type("access", true)`.
+    ///
+    /// [`TokenIssuer::authenticator`]: super::TokenIssuer::authenticator
     ///
     /// [`token_type_claim`]: Self::token_type_claim
     pub fn token_type(self, expected: impl Into<Box<str>>, required: bool) -> Self {
@@ -323,6 +337,14 @@ where
 
     /// Also reads the token from cookie `name` (after the `Authorization`
     /// header). Cookie-carried tokens need a CSRF defence on unsafe methods.
+    ///
+    /// A cookie of that name that is repeated, too long, or does not hold a
+    /// compact JWS (three base64url parts, a JSON object header) is treated
+    /// as absent, as `SessionLayer` treats a mangled
+    /// session cookie: a sibling subdomain planting such a cookie cannot
+    /// turn every request into a `400`, and `jwt.or(other)` falls through
+    /// to `other`. A well-formed token that fails verification is still a
+    /// `401`.
     pub fn cookie(self, name: impl Into<Box<str>>) -> Self {
         let name = name.into();
         self.edit(|i| i.cookie = Some(name))
@@ -366,15 +388,19 @@ where
 
     /// Caches up to `capacity` verified tokens for at most `ttl`. A cached
     /// token is still refused once its `exp` passes and is still checked
-    /// against the revocation store on every request. The cache keeps a
-    /// keyed 128-bit fingerprint of each token, never the token. When full,
-    /// expired entries are dropped, then an arbitrary eighth of the entries.
+    /// against the revocation store on every request. The cache keeps an
+    /// HMAC-SHA256 of each token under a random per-cache key, never the
+    /// token. When full, expired entries are dropped, then an arbitrary
+    /// eighth of the entries.
     ///
     /// A hit clones the claims: with `C = Arc<YourClaims>` that is a
     /// reference-count increment.
     pub fn cache(self, capacity: usize, ttl: Duration) -> Self {
-        let cache = Arc::new(TokenCache::new(capacity, ttl.as_secs()));
-        self.edit(|i| i.cache = Some(cache))
+        let cache = TokenCache::new(capacity, ttl.as_secs()).map(Arc::new);
+        if cache.is_none() {
+            tracing::warn!("no random key for the JWT cache: every token is verified");
+        }
+        self.edit(|i| i.cache = cache)
     }
 
     /// Uses `clock` (seconds since the Unix epoch) instead of the system
@@ -385,6 +411,47 @@ where
 
     pub(crate) fn shared_clock(self, clock: Arc<Clock>) -> Self {
         self.edit(|i| i.clock = clock)
+    }
+
+    /// Checks that this configuration can accept a token at all: the key
+    /// set is not empty, some algorithm is allowed, every allowed algorithm
+    /// has a key that verifies it, and every key can be selected. Call it
+    /// (or [`build`](Self::build)) at startup: these mistakes otherwise
+    /// show only as every request refused with `401`.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let i = &*self.inner;
+        if i.keys.is_empty() {
+            return Err(ConfigError::EmptyKeySet);
+        }
+        if i.algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        if let Some(alg) = i
+            .algorithms
+            .iter()
+            .find(|alg| !i.keys.keys().any(|k| k.accepts(**alg)))
+        {
+            return Err(ConfigError::AlgorithmWithoutKey(*alg));
+        }
+        if i.keys.len() > 1 && i.keys.keys().any(|k| k.kid().is_none()) {
+            return Err(ConfigError::UnreachableKey(i.keys.len()));
+        }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate)s the configuration and returns it:
+    /// `JwtAuthenticator::new(keys).issuers([...]).build()?`.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn build(self) -> Result<Self, ConfigError> {
+        self.validate()?;
+        Ok(self)
     }
 
     /// The key set.
@@ -449,10 +516,13 @@ where
         (self.inner.clock)()
     }
 
-    /// The value of cookie `name`. Other cookies are not looked at beyond
-    /// their names: one odd cookie set by a sibling site must not turn every
-    /// request into a `400`.
-    fn cookie_token(&self, headers: &HeaderMap, name: &str) -> Result<Option<Secret>, AuthError> {
+    /// The token in cookie `name`, if there is exactly one such cookie and
+    /// it holds something shaped like a compact JWS. Anything else (a
+    /// repeated cookie, bad characters, an oversized value, not a JWS) is
+    /// no credential, not an error: cookies are shared with sibling sites,
+    /// which may set one of the same name. Other cookies are not looked at
+    /// beyond their names.
+    fn cookie_token(&self, headers: &HeaderMap, name: &str) -> Option<Secret> {
         let mut found: Option<&[u8]> = None;
         for value in headers.get_all(COOKIE) {
             for pair in value.as_bytes().split(|b| *b == b';') {
@@ -465,28 +535,28 @@ where
                     continue;
                 }
                 if found.is_some() {
-                    return Err(AuthError::invalid_request(format!(
-                        "the {name} cookie is repeated"
-                    )));
+                    tracing::debug!(cookie = name, "repeated JWT cookie ignored");
+                    return None;
                 }
                 found = Some(v);
             }
         }
-        let Some(v) = found else { return Ok(None) };
+        let v = found?;
         let v = v
             .strip_prefix(b"\"")
             .and_then(|v| v.strip_suffix(b"\""))
             .unwrap_or(v);
-        if v.len() > self.inner.max_len {
-            return Err(JwtError::TooLong.into());
+        if v.is_empty() {
+            return None;
         }
-        match std::str::from_utf8(v) {
-            Ok(t) if !t.is_empty() && credentials::is_token68(t) => Ok(Some(Secret::new(t))),
-            Ok("") => Ok(None),
-            _ => Err(AuthError::invalid_request(format!(
-                "the {name} cookie contains invalid characters"
-            ))),
+        let usable = v.len() <= self.inner.max_len
+            && std::str::from_utf8(v)
+                .is_ok_and(|t| credentials::is_token68(t) && jws::is_well_formed(t));
+        if !usable {
+            tracing::debug!(cookie = name, "JWT cookie without a usable token ignored");
+            return None;
         }
+        std::str::from_utf8(v).ok().map(Secret::new)
     }
 }
 
@@ -521,13 +591,20 @@ impl From<Refusal> for AuthError {
     }
 }
 
-/// The future of [`JwtAuthenticator`]: ready at once unless the revocation
-/// store has to be asked over the network.
+/// The future of [`JwtAuthenticator`]. Verification (signature, claims,
+/// cache lookup) runs when it is first polled, not in
+/// [`authenticate`](Authenticator::authenticate): `AuthService::call` only
+/// builds it, so behind a `tower::buffer::Buffer` the signature checks run
+/// on the tasks driving the responses, not on the buffer's single worker.
+/// It is then ready at once unless the revocation store has to be asked
+/// over the network.
 pub struct JwtFuture<C> {
     state: FutureState<C>,
 }
 
 enum FutureState<C> {
+    /// Not polled yet: the token has not been looked at.
+    Verify(Option<(JwtAuthenticator<C>, JwtCredentials)>),
     Ready(Option<Result<Authenticated<C>, AuthError>>),
     Waiting(BoxAuthFuture<C>),
 }
@@ -538,21 +615,35 @@ impl<C> fmt::Debug for JwtFuture<C> {
     }
 }
 
-// Neither state is pinned structurally: the result is moved out, the
-// boxed future is pinned on the heap.
+// No state is pinned structurally: the authenticator, credentials and
+// result are moved out, the boxed future is pinned on the heap.
 impl<C> Unpin for JwtFuture<C> {}
 
-impl<C> Future for JwtFuture<C> {
+impl<C> Future for JwtFuture<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
     type Output = Result<Authenticated<C>, AuthError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().state {
+        let this = self.get_mut();
+        if let FutureState::Verify(pending) = &mut this.state {
+            let Some((auth, credentials)) = pending.take() else {
+                return Poll::Ready(Err(AuthError::invalid_credentials("token already checked")));
+            };
+            this.state = auth.start(&credentials).state;
+        }
+        match &mut this.state {
             FutureState::Ready(r) => {
                 Poll::Ready(r.take().unwrap_or_else(|| {
                     Err(AuthError::invalid_credentials("token already checked"))
                 }))
             }
             FutureState::Waiting(f) => f.as_mut().poll(cx),
+            // `start` never returns a future still to verify.
+            FutureState::Verify(_) => {
+                Poll::Ready(Err(AuthError::invalid_credentials("token already checked")))
+            }
         }
     }
 }
@@ -567,6 +658,58 @@ impl<C> JwtAuthenticator<C>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    /// Verifies the credentials (or finds them in the cache) and starts the
+    /// revocation check: the first poll of a [`JwtFuture`].
+    fn start(&self, credentials: &JwtCredentials) -> JwtFuture<C> {
+        let token = credentials.token();
+        let scheme = credentials.scheme.clone();
+        let Some(cache) = &self.inner.cache else {
+            return match self.verify_parts(token, scheme) {
+                Ok(v) => self.finish(v.claims, v.identity, v.jti.as_deref(), v.fam.as_deref()),
+                Err(e) => ready(Err(e.into())),
+            };
+        };
+        let now = self.now();
+        let fingerprint = cache.fingerprint(token);
+        if let Some(hit) = cache.get(fingerprint, now, self.inner.rules.leeway) {
+            let identity = if *hit.identity.scheme() == scheme {
+                hit.identity.clone()
+            } else {
+                hit.identity.clone().with_scheme(scheme)
+            };
+            return self.finish(
+                hit.claims.clone(),
+                identity,
+                hit.jti.as_deref(),
+                hit.fam.as_deref(),
+            );
+        }
+        match self.verify_parts(token, scheme) {
+            Ok(v) => {
+                let future = self.finish(
+                    v.claims.clone(),
+                    v.identity.clone(),
+                    v.jti.as_deref(),
+                    v.fam.as_deref(),
+                );
+                cache.insert(
+                    fingerprint,
+                    Entry {
+                        claims: v.claims,
+                        identity: v.identity,
+                        jti: v.jti,
+                        fam: v.fam,
+                        exp: v.exp,
+                        deadline: 0,
+                    },
+                    now,
+                );
+                future
+            }
+            Err(e) => ready(Err(e.into())),
+        }
+    }
+
     /// Runs the revocation check for a verified token.
     fn finish(
         &self,
@@ -642,7 +785,7 @@ where
             }));
         }
         if let Some(name) = &i.cookie {
-            if let Some(token) = self.cookie_token(&request.headers, name)? {
+            if let Some(token) = self.cookie_token(&request.headers, name) {
                 return Ok(Some(JwtCredentials {
                     token: Token::Owned(token),
                     scheme: Scheme::Cookie,
@@ -656,52 +799,9 @@ where
     }
 
     fn authenticate(&self, credentials: JwtCredentials) -> Self::Future {
-        let token = credentials.token();
-        let scheme = credentials.scheme.clone();
-        let Some(cache) = &self.inner.cache else {
-            return match self.verify_parts(token, scheme) {
-                Ok(v) => self.finish(v.claims, v.identity, v.jti.as_deref(), v.fam.as_deref()),
-                Err(e) => ready(Err(e.into())),
-            };
-        };
-        let now = self.now();
-        let fingerprint = cache.fingerprint(token);
-        if let Some(hit) = cache.get(fingerprint, now, self.inner.rules.leeway) {
-            let identity = if *hit.identity.scheme() == scheme {
-                hit.identity.clone()
-            } else {
-                hit.identity.clone().with_scheme(scheme)
-            };
-            return self.finish(
-                hit.claims.clone(),
-                identity,
-                hit.jti.as_deref(),
-                hit.fam.as_deref(),
-            );
-        }
-        match self.verify_parts(token, scheme) {
-            Ok(v) => {
-                let future = self.finish(
-                    v.claims.clone(),
-                    v.identity.clone(),
-                    v.jti.as_deref(),
-                    v.fam.as_deref(),
-                );
-                cache.insert(
-                    fingerprint,
-                    Entry {
-                        claims: v.claims,
-                        identity: v.identity,
-                        jti: v.jti,
-                        fam: v.fam,
-                        exp: v.exp,
-                        deadline: 0,
-                    },
-                    now,
-                );
-                future
-            }
-            Err(e) => ready(Err(e.into())),
+        // Lazy: the work happens in `JwtFuture::poll` (see its docs).
+        JwtFuture {
+            state: FutureState::Verify(Some((self.clone(), credentials))),
         }
     }
 

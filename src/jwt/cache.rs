@@ -1,10 +1,11 @@
 //! A bounded cache of verified tokens.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use aws_lc_rs::digest;
+use zeroize::Zeroizing;
 
 use crate::identity::Identity;
 
@@ -20,26 +21,85 @@ pub(crate) struct Entry<C> {
     pub(crate) deadline: u64,
 }
 
-/// Verified tokens keyed by a 128-bit fingerprint: SipHash-1-3-128 under a
-/// random key drawn when the cache is made. The fingerprint is a keyed PRF,
-/// so a client cannot aim a token at another token's entry, and the cache
-/// holds no token that could leak.
+/// A token's fingerprint: HMAC-SHA256 of the token under the cache's key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint([u8; 32]);
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a uniform MAC output: its first 8 bytes are the hash.
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// Verified tokens keyed by a 256-bit fingerprint: HMAC-SHA256 (RFC 2104)
+/// of the token under a random 512-bit key drawn (by AWS-LC, from the OS)
+/// when the cache is made. The fingerprint is a vetted MAC, so a client
+/// cannot aim a token at another token's entry without the key, and the
+/// cache holds no token that could leak.
 pub(crate) struct TokenCache<C> {
-    map: RwLock<HashMap<u128, Arc<Entry<C>>, BuildFingerprint>>,
-    key: (u64, u64),
+    map: RwLock<HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>>,
+    mac: Mac,
     capacity: usize,
     ttl: u64,
 }
 
-/// The map's keys are already uniform 128-bit PRF outputs: hash them by
-/// folding, not by hashing again.
+/// HMAC-SHA256 with its inner and outer hash states precomputed (the key
+/// blocks XOR ipad / opad already absorbed), so a fingerprint costs the
+/// hash of the token plus one block: AWS-LC's `hmac::sign` sets up a keyed
+/// context per call, about twice the cost for a token. The output equals
+/// `aws_lc_rs::hmac::sign` under the same key (tested).
+struct Mac {
+    inner: digest::Context,
+    outer: digest::Context,
+    #[cfg(test)]
+    key: [u8; BLOCK],
+}
+
+/// SHA-256's block size, the HMAC key length used here.
+const BLOCK: usize = 64;
+
+impl Mac {
+    fn new(key: &[u8; BLOCK]) -> Self {
+        let pad = |byte: u8| {
+            let mut block = [0u8; BLOCK];
+            for (b, k) in block.iter_mut().zip(key) {
+                *b = k ^ byte;
+            }
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            ctx.update(&block);
+            ctx
+        };
+        Mac {
+            inner: pad(0x36),
+            outer: pad(0x5c),
+            #[cfg(test)]
+            key: *key,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        inner.update(message);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finish().as_ref());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(outer.finish().as_ref());
+        out
+    }
+}
+
+/// The map's keys are already uniform MAC outputs: hash them by taking
+/// their first word, not by hashing again.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct BuildFingerprint;
 
 #[derive(Default)]
 pub(crate) struct FingerprintHasher(u64);
 
-impl std::hash::Hasher for FingerprintHasher {
+impl Hasher for FingerprintHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -50,8 +110,8 @@ impl std::hash::Hasher for FingerprintHasher {
             self.0 ^= u64::from_le_bytes(b);
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
@@ -62,44 +122,37 @@ impl BuildHasher for BuildFingerprint {
     }
 }
 
-/// A random SipHash key: from the OS CSPRNG, or, should it fail, from the
-/// standard library's per-process random hasher keys.
-fn random_key() -> (u64, u64) {
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_ok() {
-        let (k0, k1) = b.split_at(8);
-        let k0 = u64::from_le_bytes(k0.try_into().unwrap_or_default());
-        let k1 = u64::from_le_bytes(k1.try_into().unwrap_or_default());
-        return (k0, k1);
-    }
-    let s = std::collections::hash_map::RandomState::new();
-    (s.hash_one(1u8), s.hash_one(2u8))
-}
-
 impl<C> TokenCache<C> {
-    pub(crate) fn new(capacity: usize, ttl: u64) -> Self {
-        TokenCache {
+    /// A cache with a fresh random key, or `None` when no random key can be
+    /// drawn (the caller then verifies every token: slower, never weaker).
+    pub(crate) fn new(capacity: usize, ttl: u64) -> Option<Self> {
+        let mut key = Zeroizing::new([0u8; BLOCK]);
+        aws_lc_rs::rand::fill(&mut key[..]).ok()?;
+        Some(TokenCache {
             map: RwLock::new(HashMap::with_hasher(BuildFingerprint)),
-            key: random_key(),
+            mac: Mac::new(&key),
             capacity: capacity.max(1),
             ttl,
-        }
+        })
     }
 
     /// An empty cache with the same limits (and a new key).
-    pub(crate) fn emptied(&self) -> Self {
+    pub(crate) fn emptied(&self) -> Option<Self> {
         Self::new(self.capacity, self.ttl)
     }
 
-    pub(crate) fn fingerprint(&self, token: &str) -> u128 {
-        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(token.as_bytes());
-        h.finish128().as_u128()
+    pub(crate) fn fingerprint(&self, token: &str) -> Fingerprint {
+        Fingerprint(self.mac.sign(token.as_bytes()))
     }
 
     /// The entry for `fingerprint` if it is still trusted at `now`, given
     /// the verifier's `leeway` on `exp`.
-    pub(crate) fn get(&self, fingerprint: u128, now: u64, leeway: u64) -> Option<Arc<Entry<C>>> {
+    pub(crate) fn get(
+        &self,
+        fingerprint: Fingerprint,
+        now: u64,
+        leeway: u64,
+    ) -> Option<Arc<Entry<C>>> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let entry = map.get(&fingerprint)?;
         let fresh = now < entry.deadline
@@ -110,7 +163,7 @@ impl<C> TokenCache<C> {
     }
 
     /// Caches a verified token until `now + ttl`, or its expiry if sooner.
-    pub(crate) fn insert(&self, fingerprint: u128, mut entry: Entry<C>, now: u64) {
+    pub(crate) fn insert(&self, fingerprint: Fingerprint, mut entry: Entry<C>, now: u64) {
         entry.deadline = now.saturating_add(self.ttl);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.capacity && !map.contains_key(&fingerprint) {
@@ -122,7 +175,7 @@ impl<C> TokenCache<C> {
                 // random fingerprints, so this is random eviction, amortized
                 // O(1) per insert.
                 let excess = map.len() + 1 - self.capacity + self.capacity / 8;
-                let victims: Vec<u128> = map.keys().take(excess).copied().collect();
+                let victims: Vec<Fingerprint> = map.keys().take(excess).copied().collect();
                 for k in victims {
                     map.remove(&k);
                 }
@@ -158,7 +211,7 @@ mod tests {
 
     #[test]
     fn hit_until_ttl_or_exp() {
-        let cache = TokenCache::new(10, 60);
+        let cache = TokenCache::new(10, 60).unwrap();
         let fp = cache.fingerprint("a.b.c");
         cache.insert(fp, entry(Some(1030)), 1000);
         assert!(cache.get(fp, 1000, 0).is_some());
@@ -173,20 +226,34 @@ mod tests {
 
     #[test]
     fn fingerprints_differ_and_are_keyed() {
-        let a = TokenCache::<u32>::new(1, 1);
-        let b = TokenCache::<u32>::new(1, 1);
-        assert_ne!(a.fingerprint("x"), a.fingerprint("y"));
-        assert_eq!(a.fingerprint("x"), a.fingerprint("x"));
-        assert_ne!(
-            a.fingerprint("x"),
-            b.fingerprint("x"),
+        let a = TokenCache::<u32>::new(1, 1).unwrap();
+        let b = TokenCache::<u32>::new(1, 1).unwrap();
+        assert!(a.fingerprint("x") != a.fingerprint("y"));
+        assert!(a.fingerprint("x") == a.fingerprint("x"));
+        assert!(
+            a.fingerprint("x") != b.fingerprint("x"),
             "random keys per cache"
         );
+        // The fingerprint is HMAC-SHA256 of the token under the cache key.
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &a.mac.key);
+        for token in ["", "x", "a.b.c", &"t".repeat(64), &"long".repeat(300)] {
+            let tag = hmac::sign(&key, token.as_bytes());
+            assert_eq!(&a.fingerprint(token).0[..], tag.as_ref(), "{token:.8}");
+        }
+        // RFC 4231 test case 1, with its key zero-padded to a block (HMAC
+        // pads shorter keys with zeros).
+        let mut key = [0u8; BLOCK];
+        key[..20].copy_from_slice(&[0x0b; 20]);
+        let expected = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7";
+        let tag = Mac::new(&key).sign(b"Hi There");
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
     }
 
     #[test]
     fn size_is_bounded() {
-        let cache = TokenCache::new(100, 60);
+        let cache = TokenCache::new(100, 60).unwrap();
         for i in 0..10_000 {
             let fp = cache.fingerprint(&i.to_string());
             cache.insert(fp, entry(None), 1000);

@@ -84,6 +84,10 @@ impl ClaimNames {
     }
 }
 
+/// The token type claim of refresh tokens (this crate's, and Keycloak's in
+/// another casing).
+pub(crate) const REFRESH_TYPE: &str = "refresh";
+
 /// The claim of this crate's issuer naming a refresh family.
 pub(crate) const FAMILY_CLAIM: &str = "fam";
 
@@ -94,7 +98,8 @@ pub(crate) struct Rules {
     pub(crate) require_exp: bool,
     pub(crate) issuers: Option<Vec<Box<str>>>,
     pub(crate) audiences: Option<Vec<Box<str>>>,
-    /// The expected token type (`"access"` by default).
+    /// The expected token type, when configured. Unconfigured, any type
+    /// passes except a refresh token's ([`REFRESH_TYPE`], in any casing).
     pub(crate) token_type: Option<Box<str>>,
     /// Whether the token type claim must be present.
     pub(crate) require_token_type: bool,
@@ -112,7 +117,7 @@ impl Default for Rules {
             require_exp: true,
             issuers: None,
             audiences: None,
-            token_type: Some("access".into()),
+            token_type: None,
             require_token_type: false,
             required: Vec::new(),
             names: ClaimNames::default(),
@@ -154,12 +159,16 @@ impl Registered {
     pub(crate) fn validate(&self, rules: &Rules, now: u64) -> Result<(), JwtError> {
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         let leeway = i64::try_from(rules.leeway).unwrap_or(i64::MAX);
-        if let Some(expected) = &rules.token_type {
-            match &self.typ {
-                Some(t) if **t != **expected => return Err(JwtError::TokenType),
-                None if rules.require_token_type => return Err(JwtError::TokenType),
-                _ => {}
+        match (&rules.token_type, &self.typ) {
+            (Some(expected), Some(t)) if **t != **expected => return Err(JwtError::TokenType),
+            (Some(_), None) if rules.require_token_type => return Err(JwtError::TokenType),
+            // Not configured: any kind of token (Keycloak's `"Bearer"`, an
+            // IdP's `"access"`...) except a refresh token, ours or an
+            // IdP's (Keycloak's `"Refresh"`).
+            (None, Some(t)) if t.eq_ignore_ascii_case(REFRESH_TYPE) => {
+                return Err(JwtError::TokenType)
             }
+            _ => {}
         }
         match self.exp {
             Some(exp) if now >= exp.saturating_add(leeway) => return Err(JwtError::Expired),
@@ -537,16 +546,31 @@ mod tests {
     #[test]
     fn token_type() {
         let rules = Rules::default();
+        for refresh in ["refresh", "Refresh", "REFRESH"] {
+            let json = format!(r#"{{"sub":"a","exp":10,"typ":"{refresh}"}}"#);
+            assert_eq!(validate(&json, &rules, 0), Err(JwtError::TokenType));
+        }
+        // Unconfigured, other kinds pass: Keycloak access tokens say "Bearer".
+        for kind in ["access", "Bearer", "at+jwt"] {
+            let json = format!(r#"{{"sub":"a","exp":10,"typ":"{kind}"}}"#);
+            assert_eq!(validate(&json, &rules, 0), Ok(()), "{kind}");
+        }
+        assert_eq!(validate(r#"{"sub":"a","exp":10}"#, &rules, 0), Ok(()));
+        let access = Rules {
+            token_type: Some("access".into()),
+            ..Rules::default()
+        };
         assert_eq!(
-            validate(r#"{"sub":"a","exp":10,"typ":"refresh"}"#, &rules, 0),
+            validate(r#"{"sub":"a","exp":10,"typ":"Bearer"}"#, &access, 0),
             Err(JwtError::TokenType)
         );
         assert_eq!(
-            validate(r#"{"sub":"a","exp":10,"typ":"access"}"#, &rules, 0),
+            validate(r#"{"sub":"a","exp":10,"typ":"access"}"#, &access, 0),
             Ok(())
         );
-        assert_eq!(validate(r#"{"sub":"a","exp":10}"#, &rules, 0), Ok(()));
+        assert_eq!(validate(r#"{"sub":"a","exp":10}"#, &access, 0), Ok(()));
         let strict = Rules {
+            token_type: Some("access".into()),
             require_token_type: true,
             ..Rules::default()
         };

@@ -14,9 +14,12 @@ use serde_json::{Map, Value};
 
 use super::authenticator::{unix_now, JwtAuthenticator};
 use super::claims::FAMILY_CLAIM;
-use super::jws::JwtError;
+use super::config::ConfigError;
+use super::jws::{self, JwtError};
 use super::keys::{JwtKey, KeyError, KeySet};
-use super::revocation::{MemoryRevocationStore, Revocable, RevocationStore, SharedStore};
+use super::revocation::{
+    MemoryRevocationStore, Redemption, Revocable, RevocationStore, SharedStore,
+};
 use crate::error::AuthError;
 use crate::identity::Scheme;
 
@@ -137,6 +140,8 @@ struct IssuerInner {
     access_ttl: u64,
     refresh_ttl: u64,
     leeway: u64,
+    /// Seconds during which a redeemed refresh token may be redeemed again.
+    reuse_interval: u64,
     store: SharedStore,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -151,6 +156,7 @@ impl fmt::Debug for TokenIssuer {
             .field("audience", &i.audience)
             .field("access_ttl", &i.access_ttl)
             .field("refresh_ttl", &i.refresh_ttl)
+            .field("reuse_interval", &i.reuse_interval)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +201,7 @@ impl TokenIssuer {
                 access_ttl: 15 * 60,
                 refresh_ttl: 30 * 24 * 3600,
                 leeway: 30,
+                reuse_interval: 0,
                 store: Arc::new(MemoryRevocationStore::new()),
                 clock: Arc::new(unix_now),
             }),
@@ -255,6 +262,24 @@ impl TokenIssuer {
         self.edit(|i| i.leeway = leeway.as_secs())
     }
 
+    /// A reuse interval for refresh tokens (default zero: strict). Within
+    /// `interval` of a refresh token's first redemption, redeeming that
+    /// same token again succeeds (and issues another pair) instead of
+    /// revoking the family, so that a client retrying a refresh whose
+    /// response it lost, or two browser tabs refreshing at once, do not
+    /// end the sign-in. Only the family's latest redeemed token gets this:
+    /// an older one is a reuse as always.
+    ///
+    /// **Risk**: within the interval, a thief redeeming a stolen refresh
+    /// token right after its owner (or before) is not detected, and both
+    /// hold a valid pair. Keep it to seconds (e.g. 10–30 s). A custom
+    /// [`RevocationStore`] must implement
+    /// [`advance_with_grace`](RevocationStore::advance_with_grace) for the
+    /// interval to apply; its default implementation stays strict.
+    pub fn refresh_reuse_interval(self, interval: Duration) -> Self {
+        self.edit(|i| i.reuse_interval = interval.as_secs())
+    }
+
     /// Keeps revocations and used refresh tokens in `store` (share one
     /// store between server instances).
     pub fn revocation_store(self, store: impl RevocationStore) -> Self {
@@ -266,6 +291,41 @@ impl TokenIssuer {
     /// clock, for tests.
     pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.edit(|i| i.clock = Arc::new(clock))
+    }
+
+    /// Checks at startup that this issuer can work: its key signs with its
+    /// algorithm, and its key set accepts the tokens it signs (right public
+    /// key, `kid`, algorithm). Signs and verifies one probe token.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::CannotSign`], [`ConfigError::EmptyKeySet`],
+    /// [`ConfigError::OwnTokensRefused`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let i = &*self.inner;
+        let alg = i.header.alg;
+        let claims: Map<String, Value> = Map::new();
+        let probe =
+            encode(&i.header, &claims, &i.encoding).map_err(|e| ConfigError::CannotSign {
+                alg,
+                reason: e.to_string(),
+            })?;
+        if i.keys.is_empty() {
+            return Err(ConfigError::EmptyKeySet);
+        }
+        jws::verify(&probe, &i.keys, &[alg], usize::MAX).map_err(ConfigError::OwnTokensRefused)?;
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate)s the issuer and returns it:
+    /// `TokenIssuer::new(alg, key, keys)?.kid("k1").build()?`.
+    ///
+    /// # Errors
+    ///
+    /// See [`validate`](Self::validate).
+    pub fn build(self) -> Result<Self, ConfigError> {
+        self.validate()?;
+        Ok(self)
     }
 
     /// Lifetime of access tokens in seconds.
@@ -394,8 +454,8 @@ impl TokenIssuer {
         let mut refresh = registered("refresh", i.refresh_ttl)?;
         refresh.insert(GENERATION_CLAIM.into(), generation.into());
         Ok(TokenPair {
-            access_token: jsonwebtoken::encode(&i.header, &access, &i.encoding)?,
-            refresh_token: jsonwebtoken::encode(&i.header, &refresh, &i.encoding)?,
+            access_token: encode(&i.header, &access, &i.encoding)?,
+            refresh_token: encode(&i.header, &refresh, &i.encoding)?,
             token_type: "bearer",
             expires_in: i.access_ttl,
         })
@@ -429,20 +489,41 @@ impl TokenIssuer {
             return Err(JwtError::Revoked.into());
         }
         let generation = v.claims.gen;
-        let first_use = store
-            .advance_dyn(&family, generation, self.family_until())
-            .await
-            .map_err(AuthError::unavailable)?;
-        if !first_use {
-            tracing::warn!(
-                subject = v.identity.subject(),
-                "refresh token reuse detected: revoking its family"
-            );
-            store
-                .revoke_dyn(Revocable::Family(&family), self.family_until())
+        let grace = self.inner.reuse_interval;
+        let redemption = if grace == 0 {
+            let first = store
+                .advance_dyn(&family, generation, self.family_until())
                 .await
                 .map_err(AuthError::unavailable)?;
-            return Err(JwtError::RefreshReuse.into());
+            if first {
+                Redemption::First
+            } else {
+                Redemption::Reuse
+            }
+        } else {
+            store
+                .advance_with_grace_dyn(&family, generation, self.family_until(), grace)
+                .await
+                .map_err(AuthError::unavailable)?
+        };
+        match redemption {
+            Redemption::First => {}
+            Redemption::Retry => tracing::debug!(
+                subject = v.identity.subject(),
+                "refresh token redeemed again within the reuse interval"
+            ),
+            // A reuse (and, failing closed, any outcome added later).
+            _ => {
+                tracing::warn!(
+                    subject = v.identity.subject(),
+                    "refresh token reuse detected: revoking its family"
+                );
+                store
+                    .revoke_dyn(Revocable::Family(&family), self.family_until())
+                    .await
+                    .map_err(AuthError::unavailable)?;
+                return Err(JwtError::RefreshReuse.into());
+            }
         }
         Ok(RefreshGrant {
             subject: v.identity.subject().to_owned(),
@@ -501,6 +582,28 @@ impl TokenIssuer {
         }
         Ok(())
     }
+}
+
+/// A compact JWS of `claims`, signed with the crate's crypto provider
+/// (never `jsonwebtoken`'s process-wide default: see [`jws::sign`]).
+fn encode(
+    header: &Header,
+    claims: &Map<String, Value>,
+    key: &EncodingKey,
+) -> Result<String, IssueError> {
+    if key.family() != header.alg.family() {
+        return Err(jsonwebtoken::errors::Error::from(
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm,
+        )
+        .into());
+    }
+    let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
+    let signature = jws::sign(token.as_bytes(), key, header.alg)?;
+    token.push('.');
+    token.push_str(&signature);
+    Ok(token)
 }
 
 /// 128 random bits, base64url.

@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::Deserialize;
 
 use super::keys::KeySet;
@@ -111,6 +112,53 @@ pub struct VerifiedJws {
     pub payload: Vec<u8>,
 }
 
+/// The crypto provider of every signature this crate makes or checks:
+/// AWS-LC, named explicitly. `jsonwebtoken`'s process-wide default is never
+/// consulted: when another crate in the build also enables its
+/// `rust_crypto` backend, that default cannot be chosen from the features
+/// and panics on first use.
+fn provider() -> &'static CryptoProvider {
+    &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+}
+
+/// Signs `message` with `key` for `alg`, returning the base64url signature.
+pub(crate) fn sign(
+    message: &[u8],
+    key: &EncodingKey,
+    alg: Algorithm,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let signer = (provider().signer_factory)(&alg, key)?;
+    if signer.algorithm() != alg {
+        return Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into());
+    }
+    Ok(URL_SAFE_NO_PAD.encode(signer.try_sign(message)?))
+}
+
+/// Whether `signature_b64` is `key`'s signature of `message` under `alg`.
+fn verify_signature(
+    signature_b64: &str,
+    message: &[u8],
+    key: &DecodingKey,
+    alg: Algorithm,
+) -> bool {
+    let Ok(signature) = URL_SAFE_NO_PAD.decode(signature_b64) else {
+        return false;
+    };
+    match (provider().verifier_factory)(&alg, key) {
+        Ok(verifier) => verifier.algorithm() == alg && verifier.verify(message, &signature).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether a JSON text is an object: RFC 7515 §4 requires the JOSE header
+/// to be one, and RFC 7519 §7.2 the claims set. Derived deserializers would
+/// also read an array by position (`["HS256"]`).
+pub(crate) fn is_json_object(json: &[u8]) -> bool {
+    json.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'{')
+}
+
 /// Splits `token` into exactly three non-empty-signature parts.
 fn split(token: &str) -> Result<(&str, &str, &str), JwtError> {
     let mut parts = token.split('.');
@@ -144,6 +192,9 @@ pub(crate) fn verify(
     }
     let (header_b64, payload_b64, signature_b64) = split(token)?;
     let header_json = b64(header_b64)?;
+    if !is_json_object(&header_json) {
+        return Err(JwtError::Malformed);
+    }
     let header: RawHeader<'_> =
         serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
     let alg = Algorithm::from_str(&header.alg).map_err(|_| JwtError::Algorithm)?;
@@ -172,10 +223,7 @@ pub(crate) fn verify(
                 Err(_) => false,
             }
         }
-        None => matches!(
-            jsonwebtoken::crypto::verify(signature_b64, message, key.decoding_key(), alg),
-            Ok(true)
-        ),
+        None => verify_signature(signature_b64, message, key.decoding_key(), alg),
     };
     if !valid {
         return Err(JwtError::Signature);
@@ -186,6 +234,30 @@ pub(crate) fn verify(
         typ: header.typ.map(Cow::into_owned),
         payload: b64(payload_b64)?,
     })
+}
+
+/// Whether `token` looks like a compact JWS this verifier could read: three
+/// base64url parts, a non-empty signature, and a header that decodes to a
+/// JSON object naming an `alg`. Signatures and claims are not checked. Used
+/// to tell a cookie holding a token from an unrelated or mangled cookie of
+/// the same name.
+pub(crate) fn is_well_formed(token: &str) -> bool {
+    let Ok((header_b64, payload_b64, signature_b64)) = split(token) else {
+        return false;
+    };
+    let base64url = |part: &str| {
+        part.len() % 4 != 1
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !base64url(payload_b64) || !base64url(signature_b64) {
+        return false;
+    }
+    let Ok(header_json) = b64(header_b64) else {
+        return false;
+    };
+    is_json_object(&header_json) && serde_json::from_slice::<RawHeader<'_>>(&header_json).is_ok()
 }
 
 #[cfg(test)]
@@ -204,7 +276,7 @@ mod tests {
         let p = URL_SAFE_NO_PAD.encode(payload);
         let msg = format!("{h}.{p}");
         let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
-        let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &key, Algorithm::HS256).unwrap();
+        let sig = super::sign(msg.as_bytes(), &key, Algorithm::HS256).unwrap();
         format!("{msg}.{sig}")
     }
 
@@ -276,7 +348,7 @@ mod tests {
                 URL_SAFE_NO_PAD.encode("{}")
             );
             let key = jsonwebtoken::EncodingKey::from_secret(&secret);
-            let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &key, alg).unwrap();
+            let sig = super::sign(msg.as_bytes(), &key, alg).unwrap();
             let token = format!("{msg}.{sig}");
             for k in [
                 JwtKey::hmac(alg, &secret).unwrap(),
@@ -327,6 +399,43 @@ mod tests {
             let t = sign(&format!(r#"{{"alg":"HS256","crit":{crit},"exp":1}}"#), "{}");
             assert_eq!(check(&t).unwrap_err(), JwtError::Critical, "{crit}");
         }
+    }
+
+    #[test]
+    fn a_header_must_be_a_json_object() {
+        // Validly signed, but the header is an array: a derived deserializer
+        // would read it by position.
+        for header in [
+            r#"["HS256"]"#,
+            r#"["HS256","kid","JWT"]"#,
+            r#" ["HS256"]"#,
+            "\"HS256\"",
+        ] {
+            let t = sign(header, r#"{"sub":"1"}"#);
+            assert_eq!(check(&t).unwrap_err(), JwtError::Malformed, "{header}");
+            assert!(!is_well_formed(&t), "{header}");
+        }
+        let t = sign(" \r\n{\"alg\":\"HS256\"}", r#"{"sub":"1"}"#);
+        assert!(check(&t).is_ok());
+        assert!(is_well_formed(&t));
+    }
+
+    #[test]
+    fn well_formed_tokens() {
+        let t = sign(r#"{"alg":"HS256"}"#, r#"{"sub":"1"}"#);
+        assert!(is_well_formed(&t));
+        for bad in [
+            "garbage",
+            "a.b",
+            "a.b.",
+            "e30.e30.c2ln",
+            "x.y.z.w",
+            "!!.e30.c2ln",
+        ] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
+        let (m, _) = t.rsplit_once('.').unwrap();
+        assert!(!is_well_formed(&format!("{m}.a+b/")));
     }
 
     #[test]

@@ -13,29 +13,43 @@
 //!   confusion).
 //! * **Keys** come only from the [`KeySet`], chosen by `kid`; an unknown
 //!   `kid` is refused, and `jwk` / `jku` / `x5u` / `x5c` headers are
-//!   ignored. A `crit` header is refused. Duplicate header members, and
+//!   ignored. A `crit` header is refused. The header must be a JSON object
+//!   (RFC 7515 §4; an array is not read by position), as must the claims
+//!   set. Duplicate header members, and
 //!   duplicates of the claims this module reads (registered, identity and
 //!   required claims), are refused; claims types deriving `Deserialize`
 //!   refuse duplicates of their own fields.
 //! * **Claims**: `exp` required (by default) with a leeway (30 s), `nbf`,
 //!   `iat` not in the future, `iss` allow-list, `aud` (string or array,
 //!   any of; a token naming an audience is refused unless one is
-//!   configured, RFC 7519 §4.1.3), token type (`typ`: a refresh token never
-//!   passes as an access token), required claims, a custom check, and the
-//!   subject.
+//!   configured, RFC 7519 §4.1.3), token type (`typ`: checked as
+//!   configured; by default anything but a refresh token passes, so a
+//!   refresh token never passes as an access token), required claims, a
+//!   custom check, and the subject.
 //! * **Identity**: subject from `sub`, roles from `roles` / `role`,
 //!   permissions from `permissions`, scopes from `scope` (space-separated)
 //!   and `scp` (array); every claim name is configurable.
 //! * **Sources**: `Authorization: Bearer` (default), a cookie, a query
 //!   parameter (opt-in, for browser WebSockets). Tokens over 8 KiB are
-//!   refused.
+//!   refused. A repeated or mangled token cookie counts as no cookie.
+//! * **Configuration**: [`JwtAuthenticator::build`] and
+//!   [`TokenIssuer::build`] (or `validate`) report at startup a
+//!   configuration that would refuse every token ([`ConfigError`]).
 //!
 //! **Crypto backend**: `jsonwebtoken` is built with `aws_lc_rs` (AWS-LC:
 //! constant-time, FIPS-validated builds available, and the fastest RSA and
-//! ECDSA verification of the two backends). The alternative `rust_crypto`
+//! ECDSA verification of the two backends). Every signature is made and
+//! checked with that provider named explicitly, never with
+//! `jsonwebtoken`'s process-wide default, so a build in which another crate
+//! also enables `jsonwebtoken/rust_crypto` (no default can then be chosen,
+//! and using it panics) works the same. The alternative `rust_crypto`
 //! backend pulls the pure-Rust `rsa` crate, whose private-key operations
 //! carry an unfixed timing side channel (RUSTSEC-2023-0071), which matters
 //! to a token issuer signing RS256.
+//!
+//! **Where the work runs**: [`JwtFuture`] verifies when first polled, not
+//! in `authenticate`, so a `tower::buffer::Buffer` around the layer does not
+//! put every signature check on its one worker.
 //!
 //! **Speed**: the header is decoded once (raw `jsonwebtoken::decode` decodes
 //! it twice), claims are read in one pass for validation and the
@@ -49,7 +63,9 @@
 //! `typ`), rotates refresh tokens with reuse detection, and logs out by
 //! revoking the refresh family and deny-listing the access token until it
 //! expires, in a [`RevocationStore`] ([`MemoryRevocationStore`] bounds its
-//! memory).
+//! memory). An optional
+//! [`refresh_reuse_interval`](TokenIssuer::refresh_reuse_interval) lets a
+//! retried refresh succeed for a few seconds (strict by default).
 //!
 //! # Example
 //!
@@ -66,7 +82,8 @@
 //! struct Claims { sub: String, roles: Vec<String> }
 //!
 //! let issuer = TokenIssuer::hs256(b"an example secret of at least 32 bytes!")?
-//!     .issuer("https://api.example.com");
+//!     .issuer("https://api.example.com")
+//!     .build()?; // reports a key that cannot sign or verify its tokens
 //!
 //! let svc = ServiceBuilder::new()
 //!     .layer(AuthLayer::new(issuer.authenticator::<Claims>()))
@@ -101,16 +118,20 @@
 mod authenticator;
 mod cache;
 mod claims;
+mod config;
 mod issue;
 mod jws;
 mod keys;
 mod revocation;
 
 pub use authenticator::{JwtAuthenticator, JwtCredentials, JwtFuture};
+pub use config::ConfigError;
 pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
-pub use revocation::{MemoryRevocationStore, MemoryStoreError, Revocable, RevocationStore};
+pub use revocation::{
+    MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationStore,
+};
 
 pub use jsonwebtoken::{Algorithm, EncodingKey};
 

@@ -64,6 +64,39 @@ pub trait RevocationStore: Send + Sync + 'static {
         until: u64,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
+    /// Like [`advance`](RevocationStore::advance), with a reuse interval:
+    /// redeeming the family's most recently redeemed generation again
+    /// within `grace` seconds of its first redemption is a
+    /// [`Redemption::Retry`], not a reuse. Called by
+    /// [`TokenIssuer::redeem`](super::TokenIssuer::redeem) only when a
+    /// [`refresh_reuse_interval`](super::TokenIssuer::refresh_reuse_interval)
+    /// is set. Must be atomic like `advance`, and must not move the time of
+    /// the first redemption on a retry (the window does not slide).
+    ///
+    /// The default implementation has no window: it calls `advance`
+    /// (`true` is [`Redemption::First`], `false` [`Redemption::Reuse`]), so
+    /// stores written before this method keep working, strictly.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    fn advance_with_grace(
+        &self,
+        family: &str,
+        generation: u64,
+        until: u64,
+        grace: u64,
+    ) -> impl Future<Output = Result<Redemption, BoxError>> + Send {
+        let _ = grace;
+        async move {
+            Ok(if self.advance(family, generation, until).await? {
+                Redemption::First
+            } else {
+                Redemption::Reuse
+            })
+        }
+    }
+
     /// Answers [`is_revoked`](RevocationStore::is_revoked) without awaiting,
     /// when the store can (an in-memory store can; a network store cannot and
     /// returns `None`, the default). Lets the authenticator skip allocating a
@@ -74,6 +107,20 @@ pub trait RevocationStore: Send + Sync + 'static {
     }
 }
 
+/// The outcome of redeeming a refresh token: see
+/// [`RevocationStore::advance_with_grace`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Redemption {
+    /// The generation was never redeemed: it is now the family's latest.
+    First,
+    /// The family's latest generation, redeemed again within the reuse
+    /// interval (a client retry, two tabs refreshing at once).
+    Retry,
+    /// An older generation, or the latest one after the interval: a reuse.
+    Reuse,
+}
+
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 'a>>;
 
 /// Object-safe view of a [`RevocationStore`], so authenticators need no
@@ -82,6 +129,13 @@ pub(crate) trait DynRevocationStore: Send + Sync + 'static {
     fn revoke_dyn<'a>(&'a self, what: Revocable<'a>, until: u64) -> BoxFut<'a, ()>;
     fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool>;
     fn advance_dyn<'a>(&'a self, family: &'a str, generation: u64, until: u64) -> BoxFut<'a, bool>;
+    fn advance_with_grace_dyn<'a>(
+        &'a self,
+        family: &'a str,
+        generation: u64,
+        until: u64,
+        grace: u64,
+    ) -> BoxFut<'a, Redemption>;
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>>;
 }
 
@@ -94,6 +148,15 @@ impl<S: RevocationStore> DynRevocationStore for S {
     }
     fn advance_dyn<'a>(&'a self, family: &'a str, generation: u64, until: u64) -> BoxFut<'a, bool> {
         Box::pin(self.advance(family, generation, until))
+    }
+    fn advance_with_grace_dyn<'a>(
+        &'a self,
+        family: &'a str,
+        generation: u64,
+        until: u64,
+        grace: u64,
+    ) -> BoxFut<'a, Redemption> {
+        Box::pin(self.advance_with_grace(family, generation, until, grace))
     }
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
         self.is_revoked_now(what)
@@ -153,13 +216,22 @@ pub struct MemoryRevocationStore {
 
 /// Revoked tokens and revoked families (each mapped to the time after which
 /// the entry is useless), and the last redeemed refresh generation of each
-/// family (with that time).
+/// family.
 struct Entries {
     revoked: [HashMap<Box<str>, u64>; 2],
-    generations: HashMap<Box<str>, (u64, u64)>,
+    generations: HashMap<Box<str>, Generation>,
     capacity: usize,
     /// Writes since the last purge.
     writes: usize,
+}
+
+/// A family's latest redeemed refresh generation.
+struct Generation {
+    last: u64,
+    /// When `last` was first redeemed (store clock).
+    at: u64,
+    /// When the entry is useless.
+    until: u64,
 }
 
 const TOKENS: usize = 0;
@@ -181,7 +253,7 @@ impl Entries {
         for map in &mut self.revoked {
             map.retain(|_, until| *until > now);
         }
-        self.generations.retain(|_, (_, until)| *until > now);
+        self.generations.retain(|_, g| g.until > now);
         self.writes = 0;
     }
 
@@ -279,24 +351,36 @@ impl MemoryRevocationStore {
         family: &str,
         generation: u64,
         until: u64,
-    ) -> Result<bool, MemoryStoreError> {
+        grace: u64,
+    ) -> Result<Redemption, MemoryStoreError> {
         let now = (self.clock)();
         let mut entries = self.lock();
-        if let Some((last, last_until)) = entries.generations.get_mut(family) {
-            if *last_until > now {
-                if generation <= *last {
-                    return Ok(false);
+        if let Some(g) = entries.generations.get_mut(family) {
+            if g.until > now {
+                if generation > g.last {
+                    g.last = generation;
+                    g.at = now;
+                    g.until = until.max(g.until);
+                    return Ok(Redemption::First);
                 }
-                *last = generation;
-                *last_until = until.max(*last_until);
-                return Ok(true);
+                let retry = generation == g.last && now < g.at.saturating_add(grace);
+                return Ok(if retry {
+                    Redemption::Retry
+                } else {
+                    Redemption::Reuse
+                });
             }
         }
         entries.reserve(now)?;
-        entries
-            .generations
-            .insert(family.into(), (generation, until));
-        Ok(true)
+        entries.generations.insert(
+            family.into(),
+            Generation {
+                last: generation,
+                at: now,
+                until,
+            },
+        );
+        Ok(Redemption::First)
     }
 
     fn revoked(&self, what: Revocable<'_>) -> bool {
@@ -339,7 +423,21 @@ impl RevocationStore for MemoryRevocationStore {
         until: u64,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         std::future::ready(
-            self.advance_now(family, generation, until)
+            self.advance_now(family, generation, until, 0)
+                .map(|r| r == Redemption::First)
+                .map_err(Into::into),
+        )
+    }
+
+    fn advance_with_grace(
+        &self,
+        family: &str,
+        generation: u64,
+        until: u64,
+        grace: u64,
+    ) -> impl Future<Output = Result<Redemption, BoxError>> + Send {
+        std::future::ready(
+            self.advance_now(family, generation, until, grace)
                 .map_err(Into::into),
         )
     }
@@ -392,6 +490,71 @@ mod tests {
         assert_eq!(store.len(), 2);
         now.store(2000, Ordering::SeqCst);
         assert_eq!(store.purge_expired(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_retry_of_the_latest_generation_within_the_interval() {
+        let (store, now) = clocked(10);
+        let grace = |g| store.advance_with_grace("f", g, 5000, 10);
+        assert_eq!(grace(0).await.unwrap(), Redemption::First);
+        now.store(1009, Ordering::SeqCst);
+        assert_eq!(grace(0).await.unwrap(), Redemption::Retry);
+        // The window does not slide with retries.
+        now.store(1010, Ordering::SeqCst);
+        assert_eq!(grace(0).await.unwrap(), Redemption::Reuse);
+        assert_eq!(grace(1).await.unwrap(), Redemption::First);
+        // An older generation is a reuse even within the interval.
+        assert_eq!(grace(0).await.unwrap(), Redemption::Reuse);
+        assert_eq!(grace(1).await.unwrap(), Redemption::Retry);
+        // Without an interval, the same token twice is a reuse.
+        assert!(store.advance("g", 0, 5000).await.unwrap());
+        assert!(!store.advance("g", 0, 5000).await.unwrap());
+        assert_eq!(
+            store.advance_with_grace("g", 0, 5000, 0).await.unwrap(),
+            Redemption::Reuse
+        );
+    }
+
+    /// A store written before `advance_with_grace` existed: the default
+    /// method is strict.
+    struct Legacy(MemoryRevocationStore);
+
+    impl RevocationStore for Legacy {
+        fn revoke(
+            &self,
+            what: Revocable<'_>,
+            until: u64,
+        ) -> impl Future<Output = Result<(), BoxError>> + Send {
+            self.0.revoke(what, until)
+        }
+        fn is_revoked(
+            &self,
+            what: Revocable<'_>,
+        ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+            self.0.is_revoked(what)
+        }
+        fn advance(
+            &self,
+            family: &str,
+            generation: u64,
+            until: u64,
+        ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+            self.0.advance(family, generation, until)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_grace_method_is_strict() {
+        let (store, _) = clocked(10);
+        let legacy = Legacy(store);
+        assert_eq!(
+            legacy.advance_with_grace("f", 0, 5000, 60).await.unwrap(),
+            Redemption::First
+        );
+        assert_eq!(
+            legacy.advance_with_grace("f", 0, 5000, 60).await.unwrap(),
+            Redemption::Reuse
+        );
     }
 
     #[tokio::test]

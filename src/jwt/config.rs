@@ -1,0 +1,43 @@
+//! Configuration mistakes found at startup: [`ConfigError`].
+
+use jsonwebtoken::Algorithm;
+
+use super::jws::JwtError;
+
+/// A JWT configuration that would refuse every token (or, for a
+/// [`TokenIssuer`](super::TokenIssuer), issue tokens nobody accepts),
+/// reported by [`JwtAuthenticator::build`](super::JwtAuthenticator::build),
+/// [`TokenIssuer::build`](super::TokenIssuer::build) and their `validate`
+/// methods. Call one of them at startup: the constructors do not, so that
+/// builder chains stay infallible.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The key set holds no key.
+    #[error("the JWT key set is empty: every token would be refused")]
+    EmptyKeySet,
+    /// No algorithm is allowed.
+    #[error("no JWT algorithm is allowed: every token would be refused")]
+    NoAlgorithms,
+    /// An allowed algorithm that no key of the set can verify.
+    #[error("JWT algorithm {0:?} is allowed but no key can verify it")]
+    AlgorithmWithoutKey(Algorithm),
+    /// A key without a `kid` in a set of several keys: key selection never
+    /// picks it (a token without a `kid` needs a set of one key).
+    #[error("a JWT key without a kid in a set of {0} keys can never be selected")]
+    UnreachableKey(usize),
+    /// The issuer's signing key cannot sign with its algorithm (e.g. a
+    /// P-384 key for ES256, or key material that does not parse).
+    #[error("the token issuer's key cannot sign {alg:?}: {reason}")]
+    CannotSign {
+        /// The issuer's algorithm.
+        alg: Algorithm,
+        /// Why, as reported by the crypto library.
+        reason: String,
+    },
+    /// The issuer's key set refuses the issuer's own tokens (a public key
+    /// that does not match the signing key, a `kid` the set does not hold,
+    /// a key bound to another algorithm...).
+    #[error("the token issuer's key set refuses its own tokens: {0}")]
+    OwnTokensRefused(JwtError),
+}
