@@ -110,6 +110,7 @@ fn hs256() -> JwtAuthenticator<Claims> {
 struct Reply {
     status: StatusCode,
     www: Option<String>,
+    vary: Option<String>,
     body: Value,
 }
 
@@ -136,10 +137,15 @@ where
         .headers()
         .get(header::WWW_AUTHENTICATE)
         .map(|v| v.to_str().unwrap().to_owned());
+    let vary = res
+        .headers()
+        .get(header::VARY)
+        .map(|v| v.to_str().unwrap().to_owned());
     let bytes: Bytes = res.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
         www,
+        vary,
         body: serde_json::from_slice(&bytes).unwrap(),
     }
 }
@@ -735,6 +741,16 @@ async fn cookie_and_query_sources() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["scheme"], "Cookie");
+    // A response that depends on a cookie says so to caches.
+    assert_eq!(r.vary.as_deref(), Some("Cookie"));
+    // So does the refusal of a well-formed cookie token with a bad signature.
+    let mut forged = token.clone().into_bytes();
+    let i = forged.len() - 10;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let r = call(auth.clone(), cookie(&format!("access_token={forged}"))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.vary.as_deref(), Some("Cookie"));
     // A repeated cookie is no credential (see
     // `bad_jwt_cookies_are_absent_and_fall_through`).
     let r = call(
@@ -1349,10 +1365,15 @@ where
         .headers()
         .get(header::WWW_AUTHENTICATE)
         .map(|v| v.to_str().unwrap().to_owned());
+    let vary = res
+        .headers()
+        .get(header::VARY)
+        .map(|v| v.to_str().unwrap().to_owned());
     let bytes: Bytes = res.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
         www,
+        vary,
         body: serde_json::from_slice(&bytes).unwrap(),
     }
 }

@@ -600,6 +600,9 @@ impl From<Refusal> for AuthError {
 /// over the network.
 pub struct JwtFuture<C> {
     state: FutureState<C>,
+    /// The token came from the cookie source: the result is marked so that
+    /// the `AuthLayer` adds `Vary: Cookie` to the response.
+    from_cookie: bool,
 }
 
 enum FutureState<C> {
@@ -633,7 +636,7 @@ where
             };
             this.state = auth.start(&credentials).state;
         }
-        match &mut this.state {
+        let result = match &mut this.state {
             FutureState::Ready(r) => {
                 Poll::Ready(r.take().unwrap_or_else(|| {
                     Err(AuthError::invalid_credentials("token already checked"))
@@ -644,13 +647,18 @@ where
             FutureState::Verify(_) => {
                 Poll::Ready(Err(AuthError::invalid_credentials("token already checked")))
             }
+        };
+        if !this.from_cookie {
+            return result;
         }
+        result.map(|r| r.map(Authenticated::from_cookie).map_err(AuthError::from_cookie))
     }
 }
 
 fn ready<C>(r: Result<Authenticated<C>, AuthError>) -> JwtFuture<C> {
     JwtFuture {
         state: FutureState::Ready(Some(r)),
+        from_cookie: false,
     }
 }
 
@@ -740,6 +748,7 @@ where
         let store = Arc::clone(store);
         let (jti, fam) = (jti.map(str::to_owned), fam.map(str::to_owned));
         JwtFuture {
+            from_cookie: false,
             state: FutureState::Waiting(Box::pin(async move {
                 match revocation::check(store, jti, fam).await {
                     Ok(false) => Ok(Authenticated::new(claims, identity)),
@@ -801,6 +810,7 @@ where
     fn authenticate(&self, credentials: JwtCredentials) -> Self::Future {
         // Lazy: the work happens in `JwtFuture::poll` (see its docs).
         JwtFuture {
+            from_cookie: credentials.scheme == Scheme::Cookie,
             state: FutureState::Verify(Some((self.clone(), credentials))),
         }
     }
