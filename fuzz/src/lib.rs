@@ -788,6 +788,22 @@ pub fn baseline_requests() -> Vec<Request<()>> {
         ("/?access_token=junk-token-1&api_key=junk-key-1".into(), vec![("authorization", b"Bearer x".to_vec()), ("x-api-key", b"y".to_vec())]),
         ("/?api_key=%20%20".into(), vec![]),
     ];
+    // CSRF refusals: cookie-carrying unsafe requests from other sites.
+    let session = c.session_cookie.clone().into_bytes();
+    for extra in [
+        vec![("sec-fetch-site", b"cross-site".to_vec())],
+        vec![("sec-fetch-site", b"same-site".to_vec())],
+        vec![("sec-fetch-site", b"a".to_vec()), ("sec-fetch-site", b"b".to_vec())],
+        vec![("origin", b"null".to_vec())],
+        vec![("origin", b"https://a.example".to_vec()), ("origin", b"https://b.example".to_vec())],
+        vec![("sec-fetch-site", b"same-origin".to_vec())],
+        vec![("sec-fetch-site", b"same-origin".to_vec()), ("x-csrf-token", b"wrong".to_vec())],
+        vec![("sec-fetch-site", b"same-origin".to_vec()), ("x-csrf-token", b"a".to_vec()), ("x-csrf-token", b"b".to_vec())],
+    ] {
+        let mut h = vec![("cookie", session.clone())];
+        h.extend(extra);
+        heads.push(("/".into(), h));
+    }
     for t in bad_tokens() {
         heads.push(("/".into(), vec![("authorization", format!("Bearer {t}").into_bytes())]));
         heads.push(("/".into(), vec![("cookie", format!("jwt={t}").into_bytes())]));
