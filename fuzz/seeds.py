@@ -113,6 +113,8 @@ SEEDS = {
         b"\x00POST\nc:{S}\no:https://victim.example\nh:victim.example",
         b"\x00POST\nc:{S}\no:https://evil.example\nh:victim.example",
         b"\x00POST\nc:{S}\no:null",
+        # Finding 1 of NOTES-h11-fuzz.md: an Origin with obs-text bytes.
+        b"\x00POST\nc:{S}\no:https://evil.example\x80\nh:victim.example",
         b"\x00POST\nc:{S}\no:https://a.example\no:https://b.example",
         b"\x00DELETE\nc:{S}\ns:cross-site\ns:same-origin",
         b"\x00POST\nr:https://evil.example/page\nc:{S}",

@@ -39,13 +39,21 @@ fn fixture() -> &'static Fixture {
             .clone()
             .header(http::HeaderName::from_static("x-custom-key"));
         let apps = vec![
-            boxed(ServiceBuilder::new().layer(AuthLayer::new(base)).service_fn(ok)),
+            boxed(
+                ServiceBuilder::new()
+                    .layer(AuthLayer::new(base))
+                    .service_fn(ok),
+            ),
             boxed(
                 ServiceBuilder::new()
                     .layer(AuthLayer::new(with_query.clone()))
                     .service_fn(ok),
             ),
-            boxed(ServiceBuilder::new().layer(AuthLayer::new(custom)).service_fn(ok)),
+            boxed(
+                ServiceBuilder::new()
+                    .layer(AuthLayer::new(custom))
+                    .service_fn(ok),
+            ),
             boxed(
                 ServiceBuilder::new()
                     .layer(AuthLayer::optional(with_query))
@@ -64,7 +72,11 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let c = creds();
     let which = usize::from(flags & 3);
-    let header = if which == 2 { "x-custom-key" } else { "x-api-key" };
+    let header = if which == 2 {
+        "x-custom-key"
+    } else {
+        "x-api-key"
+    };
     let query_on = which != 0;
     let input = expand(rest);
 
@@ -125,7 +137,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(ans.status(), StatusCode::BAD_REQUEST, "repeated {header}");
         }
         if headers >= 1 && in_query {
-            assert_eq!(ans.status(), StatusCode::BAD_REQUEST, "key in header and query");
+            assert_eq!(
+                ans.status(),
+                StatusCode::BAD_REQUEST,
+                "key in header and query"
+            );
         }
         if headers == 0 && !in_query && which != 3 {
             assert_eq!(ans.status(), StatusCode::UNAUTHORIZED, "no key");

@@ -41,7 +41,11 @@ fn app(api_key: bool, query: bool, optional: bool) -> App {
         if query {
             auth = auth.query_param("api_key");
         }
-        boxed(ServiceBuilder::new().layer(layer(auth, optional)).service_fn(ok))
+        boxed(
+            ServiceBuilder::new()
+                .layer(layer(auth, optional))
+                .service_fn(ok),
+        )
     } else {
         let mut auth = BearerAuthenticator::new(|t: BearerToken| async move {
             if t.expose() == BEARER_TOKEN {
@@ -54,7 +58,11 @@ fn app(api_key: bool, query: bool, optional: bool) -> App {
         if query {
             auth = auth.query_param("access_token");
         }
-        boxed(ServiceBuilder::new().layer(layer(auth, optional)).service_fn(ok))
+        boxed(
+            ServiceBuilder::new()
+                .layer(layer(auth, optional))
+                .service_fn(ok),
+        )
     }
 }
 
@@ -79,7 +87,11 @@ fuzz_target!(|data: &[u8]| {
     let query_on = flags & 2 != 0;
     let optional = flags & 8 != 0;
     let app = &f.apps[usize::from((flags & 3) | ((flags & 8) >> 1))];
-    let name = if api_key { "x-api-key" } else { "authorization" };
+    let name = if api_key {
+        "x-api-key"
+    } else {
+        "authorization"
+    };
     // The live credentials (both API keys in the store are live).
     let real: &[&[u8]] = if api_key {
         &[creds().api_key.as_bytes(), creds().user_key.as_bytes()]

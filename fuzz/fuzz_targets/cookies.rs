@@ -95,11 +95,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let ans = send(&f.session, clone(&req));
     check_session(&ans, grpc, &[400, 401], &sent, &f.known);
-    assert!(!ans.is_ok() || valid_session, "session opened without its cookie");
+    assert!(
+        !ans.is_ok() || valid_session,
+        "session opened without its cookie"
+    );
 
     let ans = send(&f.jwt, clone(&req));
     check(&ans, grpc, &[400, 401], &sent, &f.known);
-    assert!(!ans.is_ok() || valid_jwt, "JWT cookie source accepted no valid token");
+    assert!(
+        !ans.is_ok() || valid_jwt,
+        "JWT cookie source accepted no valid token"
+    );
 
     let ans = send(&f.either, req);
     check(&ans, grpc, &[400, 401], &sent, &f.known);

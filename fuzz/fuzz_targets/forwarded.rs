@@ -125,7 +125,10 @@ fuzz_target!(|data: &[u8]| {
         .expect("a peer address is present");
     let peer_ip = peer.ip();
     if !trusted {
-        assert_eq!(ip, peer_ip, "headers moved the key behind an untrusted peer");
+        assert_eq!(
+            ip, peer_ip,
+            "headers moved the key behind an untrusted peer"
+        );
     }
     if ip != peer_ip {
         if let IpAddr::V4(v4) = ip {
@@ -136,7 +139,10 @@ fuzz_target!(|data: &[u8]| {
                 let plain: Vec<u8> = l.iter().copied().filter(|b| *b != b'\\').collect();
                 contains(&plain, text.as_bytes()) || contains(&l.to_ascii_lowercase(), b"ffff")
             });
-            assert!(named, "client IP {ip} is neither the peer nor in the headers");
+            assert!(
+                named,
+                "client IP {ip} is neither the peer nor in the headers"
+            );
         }
     }
     if real_ip {
@@ -160,13 +166,24 @@ fuzz_target!(|data: &[u8]| {
         r
     };
     let first = send(&a, copy(&req));
-    assert!(first.is_ok(), "first request refused: {:?}", first.parts.status);
+    assert!(
+        first.is_ok(),
+        "first request refused: {:?}",
+        first.parts.status
+    );
     let second = send(&a, req);
     check(&second, grpc, &[429], &sent, known());
-    assert!(!second.is_ok(), "second request within a one-request budget passed");
+    assert!(
+        !second.is_ok(),
+        "second request within a one-request budget passed"
+    );
     if grpc {
         assert_eq!(
-            second.parts.headers.get("grpc-status").map(|v| v.as_bytes()),
+            second
+                .parts
+                .headers
+                .get("grpc-status")
+                .map(|v| v.as_bytes()),
             Some(&b"8"[..])
         );
     } else {

@@ -55,8 +55,24 @@ struct Built {
 }
 
 const ALGS: &[&str] = &[
-    "HS256", "ES256", "EdDSA", "none", "None", "NONE", "nOnE", "HS384", "HS512", "RS256", "PS256",
-    "ES384", "hs256", "es256", "EDDSA", "", " HS256", "HS256\u{0}",
+    "HS256",
+    "ES256",
+    "EdDSA",
+    "none",
+    "None",
+    "NONE",
+    "nOnE",
+    "HS384",
+    "HS512",
+    "RS256",
+    "PS256",
+    "ES384",
+    "hs256",
+    "es256",
+    "EDDSA",
+    "",
+    " HS256",
+    "HS256\u{0}",
 ];
 
 fn pick_str(u: &mut Unstructured<'_>, options: &[&str]) -> Result<Value> {
@@ -96,10 +112,16 @@ fn build(u: &mut Unstructured<'_>) -> Result<Built> {
         h.insert("alg".into(), pick_str(u, ALGS)?);
     }
     if flags & 2 == 0 {
-        h.insert("kid".into(), pick_str(u, &["hs", "es", "ed", "HS", "", "hs "])?);
+        h.insert(
+            "kid".into(),
+            pick_str(u, &["hs", "es", "ed", "HS", "", "hs "])?,
+        );
     }
     if flags & 4 != 0 {
-        h.insert("typ".into(), pick_str(u, &["JWT", "at+jwt", "jwt", "refresh"])?);
+        h.insert(
+            "typ".into(),
+            pick_str(u, &["JWT", "at+jwt", "jwt", "refresh"])?,
+        );
     }
     if flags & 8 != 0 {
         let crit: Vec<String> = u.arbitrary()?;
@@ -146,7 +168,10 @@ fn build(u: &mut Unstructured<'_>) -> Result<Built> {
             c.insert("iat".into(), time_value(u, now)?);
         }
         if have & 16 != 0 {
-            c.insert("typ".into(), pick_str(u, &["access", "refresh", "Access", ""])?);
+            c.insert(
+                "typ".into(),
+                pick_str(u, &["access", "refresh", "Access", ""])?,
+            );
         }
         if have & 32 != 0 {
             c.insert("aud".into(), json!(["api", u.arbitrary::<String>()?]));
@@ -203,7 +228,11 @@ fn build(u: &mut Unstructured<'_>) -> Result<Built> {
         }
         4 => {
             // RS/ES → HS confusion: the public key as an HMAC secret.
-            let public = if u.arbitrary::<bool>()? { EC_PUBLIC } else { ED_PUBLIC };
+            let public = if u.arbitrary::<bool>()? {
+                EC_PUBLIC
+            } else {
+                ED_PUBLIC
+            };
             let sig = jsonwebtoken::crypto::sign(
                 message.as_bytes(),
                 &EncodingKey::from_secret(public),
@@ -218,11 +247,9 @@ fn build(u: &mut Unstructured<'_>) -> Result<Built> {
             // Our signature with one bit flipped.
             let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding(), key.alg())
                 .expect("signing");
-            let mut raw = base64::Engine::decode(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                sig,
-            )
-            .expect("our base64");
+            let mut raw =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)
+                    .expect("our base64");
             let at = usize::from(u.arbitrary::<u8>()?) % raw.len();
             raw[at] ^= 1 << (u.arbitrary::<u8>()? % 8);
             (b64(&raw), None)
@@ -249,8 +276,13 @@ fn build(u: &mut Unstructured<'_>) -> Result<Built> {
 /// must be acceptable under the authenticator's defaults.
 fn assert_acceptable(b: &Built, key: OurKey) {
     let now = now() as f64;
-    let header = b.header.as_ref().expect("accepted a header that is not JSON");
-    let h = header.as_object().expect("accepted a header that is not an object");
+    let header = b
+        .header
+        .as_ref()
+        .expect("accepted a header that is not JSON");
+    let h = header
+        .as_object()
+        .expect("accepted a header that is not an object");
     assert_eq!(
         h.get("alg").and_then(Value::as_str),
         Some(key.alg_name()),
@@ -258,10 +290,19 @@ fn assert_acceptable(b: &Built, key: OurKey) {
     );
     assert!(!h.contains_key("crit"), "accepted a crit header");
     if let Some(kid) = h.get("kid") {
-        assert_eq!(kid.as_str(), Some(key.kid()), "accepted with another key's kid");
+        assert_eq!(
+            kid.as_str(),
+            Some(key.kid()),
+            "accepted with another key's kid"
+        );
     }
-    let claims = b.claims.as_ref().expect("accepted claims that are not JSON");
-    let c = claims.as_object().expect("accepted claims that are not an object");
+    let claims = b
+        .claims
+        .as_ref()
+        .expect("accepted claims that are not JSON");
+    let c = claims
+        .as_object()
+        .expect("accepted claims that are not an object");
     let exp = c.get("exp").expect("accepted without exp");
     let exp = exp.as_f64().expect("accepted a non-numeric exp");
     assert!(exp + 30.0 >= now, "accepted an expired token (exp {exp})");
@@ -273,7 +314,10 @@ fn assert_acceptable(b: &Built, key: OurKey) {
         let iat = iat.as_f64().expect("accepted a non-numeric iat");
         assert!(iat <= now + 31.0, "accepted an iat in the future");
     }
-    assert!(!c.contains_key("aud"), "accepted an audience none was configured for");
+    assert!(
+        !c.contains_key("aud"),
+        "accepted an audience none was configured for"
+    );
     if let Some(typ) = c.get("typ") {
         assert_eq!(typ.as_str(), Some("access"), "accepted another token type");
     }
@@ -340,5 +384,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert_eq!(verified, passed, "verify and the layer disagree: {}", built.token);
+    assert_eq!(
+        verified, passed,
+        "verify and the layer disagree: {}",
+        built.token
+    );
 });

@@ -100,7 +100,10 @@ fuzz_target!(|data: &[u8]| {
             1 => key_ok,
             _ => jwt_ok || key_ok,
         };
-        assert!(valid, "authenticated without a valid credential in the query");
+        assert!(
+            valid,
+            "authenticated without a valid credential in the query"
+        );
     }
     let repeated = match which {
         0 => count(&query, "access_token") >= 2,

@@ -275,7 +275,8 @@ pub fn token(key: OurKey, sub: &str, exp: u64) -> String {
 /// independent of the authenticator.
 pub fn signed_by_us(token: &str) -> bool {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -620,7 +621,10 @@ pub fn assert_refusal_with(answer: &Answer, grpc: bool, allowed: &[u16], challen
         );
         assert!(parts.headers.contains_key("grpc-message"));
         assert_eq!(
-            parts.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
             Some(&b"application/grpc"[..])
         );
         return;
@@ -649,7 +653,10 @@ pub fn assert_refusal_with(answer: &Answer, grpc: bool, allowed: &[u16], challen
         "{json}"
     );
     assert_eq!(
-        parts.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
         Some(&b"application/json"[..])
     );
     if challenge && parts.status == StatusCode::UNAUTHORIZED {
@@ -681,13 +688,7 @@ pub fn check(answer: &Answer, grpc: bool, allowed: &[u16], sent: &[&[u8]], known
 
 /// [`check`] for a stack whose only authenticator is a
 /// `SessionAuthenticator` without a challenge: `401` carries none.
-pub fn check_session(
-    answer: &Answer,
-    grpc: bool,
-    allowed: &[u16],
-    sent: &[&[u8]],
-    known: &Known,
-) {
+pub fn check_session(answer: &Answer, grpc: bool, allowed: &[u16], sent: &[&[u8]], known: &Known) {
     if answer.is_ok() {
         return;
     }
@@ -730,12 +731,19 @@ pub fn bad_tokens() -> Vec<String> {
     vec![
         format!("{msg}.AAAA"),
         format!("{msg}."),
-        format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims(json!({})).as_bytes())),
+        format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none"}"#),
+            b64(claims(json!({})).as_bytes())
+        ),
         hs(json!({ "alg": "HS256", "kid": "nope" }), claims(json!({}))),
         hs(json!({ "alg": "HS384", "kid": "hs" }), claims(json!({}))),
         hs(json!({ "alg": "RS256", "kid": "hs" }), claims(json!({}))),
         hs(json!({ "alg": "ES256", "kid": "es" }), claims(json!({}))),
-        hs(json!({ "alg": "HS256", "kid": "hs", "crit": ["exp"] }), claims(json!({}))),
+        hs(
+            json!({ "alg": "HS256", "kid": "hs", "crit": ["exp"] }),
+            claims(json!({})),
+        ),
         hs(json!({ "alg": "HS256", "typ": "other" }), claims(json!({}))),
         hs(base.clone(), claims(json!({ "aud": "someone" }))),
         hs(base.clone(), claims(json!({ "nbf": far }))),
@@ -743,12 +751,22 @@ pub fn bad_tokens() -> Vec<String> {
         hs(base.clone(), claims(json!({ "typ": "refresh" }))),
         hs(base.clone(), claims(json!({ "exp": "soon" }))),
         hs(base.clone(), claims(json!({ "sub": 7 }))),
-        hs(base.clone(), claims(json!({ "roles": 7, "scope": 7, "scp": 7, "permissions": 7 }))),
-        hs(base.clone(), r#"{"sub":"a","sub":"b","exp":99999999999}"#.to_owned()),
+        hs(
+            base.clone(),
+            claims(json!({ "roles": 7, "scope": 7, "scp": 7, "permissions": 7 })),
+        ),
+        hs(
+            base.clone(),
+            r#"{"sub":"a","sub":"b","exp":99999999999}"#.to_owned(),
+        ),
         hs(base.clone(), r#"{"sub":"a"}"#.to_owned()),
         hs(base.clone(), "[]".to_owned()),
         hs(base.clone(), "not json".to_owned()),
-        sign_raw(OurKey::Hs, br#"{"alg":"HS256","alg":"HS256"}"#, claims(json!({})).as_bytes()),
+        sign_raw(
+            OurKey::Hs,
+            br#"{"alg":"HS256","alg":"HS256"}"#,
+            claims(json!({})).as_bytes(),
+        ),
         sign_raw(OurKey::Hs, b"not json", claims(json!({})).as_bytes()),
         "a.b.c".to_owned(),
         "abc".to_owned(),
@@ -763,29 +781,91 @@ pub fn baseline_requests() -> Vec<Request<()>> {
     let long = "a".repeat(9000);
     let mut heads: Vec<(String, Vec<(&'static str, Vec<u8>)>)> = vec![
         ("/".into(), vec![]),
-        ("/".into(), vec![("authorization", b"Bearer garbage-token-123".to_vec())]),
+        (
+            "/".into(),
+            vec![("authorization", b"Bearer garbage-token-123".to_vec())],
+        ),
         ("/".into(), vec![("authorization", b"Bearer a b".to_vec())]),
         ("/".into(), vec![("authorization", b"Bearer ".to_vec())]),
-        ("/".into(), vec![("authorization", b"Bearer \x80\x81".to_vec())]),
-        ("/".into(), vec![("authorization", format!("Bearer {long}").into_bytes())]),
-        ("/".into(), vec![("authorization", b"Bearer x".to_vec()), ("authorization", b"Bearer y".to_vec())]),
+        (
+            "/".into(),
+            vec![("authorization", b"Bearer \x80\x81".to_vec())],
+        ),
+        (
+            "/".into(),
+            vec![("authorization", format!("Bearer {long}").into_bytes())],
+        ),
+        (
+            "/".into(),
+            vec![
+                ("authorization", b"Bearer x".to_vec()),
+                ("authorization", b"Bearer y".to_vec()),
+            ],
+        ),
         ("/".into(), vec![("x-api-key", b"junk-key-123".to_vec())]),
-        ("/".into(), vec![("x-api-key", b"tak_0000000000_00000000000000000000000000000000xxxxxx".to_vec())]),
+        (
+            "/".into(),
+            vec![(
+                "x-api-key",
+                b"tak_0000000000_00000000000000000000000000000000xxxxxx".to_vec(),
+            )],
+        ),
         ("/".into(), vec![("x-api-key", b" ".to_vec())]),
         ("/".into(), vec![("x-api-key", b"\x80".to_vec())]),
         ("/".into(), vec![("x-api-key", long.clone().into_bytes())]),
-        ("/".into(), vec![("x-api-key", b"a".to_vec()), ("x-api-key", b"b".to_vec())]),
-        ("/".into(), vec![("x-api-key", c.revoked_key.clone().into_bytes())]),
-        ("/".into(), vec![("x-api-key", c.expired_key.clone().into_bytes())]),
-        ("/".into(), vec![("x-api-key", c.user_key.clone().into_bytes())]),
-        ("/".into(), vec![("cookie", b"session=garbage; jwt=garbage".to_vec())]),
-        ("/".into(), vec![("cookie", b"a=b".to_vec()), ("cookie", b"c=d".to_vec())]),
-        ("/?access_token=x&access_token=y&api_key=x&api_key=y".into(), vec![]),
+        (
+            "/".into(),
+            vec![("x-api-key", b"a".to_vec()), ("x-api-key", b"b".to_vec())],
+        ),
+        (
+            "/".into(),
+            vec![
+                ("x-custom-key", b"a".to_vec()),
+                ("x-custom-key", b"b".to_vec()),
+            ],
+        ),
+        ("/".into(), vec![("x-custom-key", b" ".to_vec())]),
+        ("/".into(), vec![("x-custom-key", b"\x80".to_vec())]),
+        (
+            "/".into(),
+            vec![("x-custom-key", long.clone().into_bytes())],
+        ),
+        ("/?api_key=x".into(), vec![("x-custom-key", b"y".to_vec())]),
+        (
+            "/".into(),
+            vec![("x-api-key", c.revoked_key.clone().into_bytes())],
+        ),
+        (
+            "/".into(),
+            vec![("x-api-key", c.expired_key.clone().into_bytes())],
+        ),
+        (
+            "/".into(),
+            vec![("x-api-key", c.user_key.clone().into_bytes())],
+        ),
+        (
+            "/".into(),
+            vec![("cookie", b"session=garbage; jwt=garbage".to_vec())],
+        ),
+        (
+            "/".into(),
+            vec![("cookie", b"a=b".to_vec()), ("cookie", b"c=d".to_vec())],
+        ),
+        (
+            "/?access_token=x&access_token=y&api_key=x&api_key=y".into(),
+            vec![],
+        ),
         ("/?access_token=%zz&api_key=%zz".into(), vec![]),
         ("/?access_token=&api_key=".into(), vec![]),
         (format!("/?access_token={long}&api_key={long}"), vec![]),
         ("/?access_token=%80&api_key=%80".into(), vec![]),
-        ("/?access_token=junk-token-1&api_key=junk-key-1".into(), vec![("authorization", b"Bearer x".to_vec()), ("x-api-key", b"y".to_vec())]),
+        (
+            "/?access_token=junk-token-1&api_key=junk-key-1".into(),
+            vec![
+                ("authorization", b"Bearer x".to_vec()),
+                ("x-api-key", b"y".to_vec()),
+            ],
+        ),
         ("/?api_key=%20%20".into(), vec![]),
     ];
     // CSRF refusals: cookie-carrying unsafe requests from other sites.
@@ -793,20 +873,39 @@ pub fn baseline_requests() -> Vec<Request<()>> {
     for extra in [
         vec![("sec-fetch-site", b"cross-site".to_vec())],
         vec![("sec-fetch-site", b"same-site".to_vec())],
-        vec![("sec-fetch-site", b"a".to_vec()), ("sec-fetch-site", b"b".to_vec())],
+        vec![
+            ("sec-fetch-site", b"a".to_vec()),
+            ("sec-fetch-site", b"b".to_vec()),
+        ],
         vec![("origin", b"null".to_vec())],
-        vec![("origin", b"https://a.example".to_vec()), ("origin", b"https://b.example".to_vec())],
+        vec![
+            ("origin", b"https://a.example".to_vec()),
+            ("origin", b"https://b.example".to_vec()),
+        ],
         vec![("sec-fetch-site", b"same-origin".to_vec())],
-        vec![("sec-fetch-site", b"same-origin".to_vec()), ("x-csrf-token", b"wrong".to_vec())],
-        vec![("sec-fetch-site", b"same-origin".to_vec()), ("x-csrf-token", b"a".to_vec()), ("x-csrf-token", b"b".to_vec())],
+        vec![
+            ("sec-fetch-site", b"same-origin".to_vec()),
+            ("x-csrf-token", b"wrong".to_vec()),
+        ],
+        vec![
+            ("sec-fetch-site", b"same-origin".to_vec()),
+            ("x-csrf-token", b"a".to_vec()),
+            ("x-csrf-token", b"b".to_vec()),
+        ],
     ] {
         let mut h = vec![("cookie", session.clone())];
         h.extend(extra);
         heads.push(("/".into(), h));
     }
     for t in bad_tokens() {
-        heads.push(("/".into(), vec![("authorization", format!("Bearer {t}").into_bytes())]));
-        heads.push(("/".into(), vec![("cookie", format!("jwt={t}").into_bytes())]));
+        heads.push((
+            "/".into(),
+            vec![("authorization", format!("Bearer {t}").into_bytes())],
+        ));
+        heads.push((
+            "/".into(),
+            vec![("cookie", format!("jwt={t}").into_bytes())],
+        ));
         heads.push((format!("/?access_token={t}"), vec![]));
     }
     let mut out = Vec::new();
