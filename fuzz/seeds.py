@@ -115,6 +115,8 @@ SEEDS = {
         b"\x00POST\nc:{S}\no:null",
         # Finding 1 of NOTES-h11-fuzz.md: an Origin with obs-text bytes.
         b"\x00POST\nc:{S}\no:https://evil.example\x80\nh:victim.example",
+        # Finding 2: a port that is not a number is dropped.
+        b"\x00PUT\nc:{S}\ns:same-site\no:https://app.example.com:evil",
         b"\x00POST\nc:{S}\no:https://a.example\no:https://b.example",
         b"\x00DELETE\nc:{S}\ns:cross-site\ns:same-origin",
         b"\x00POST\nr:https://evil.example/page\nc:{S}",

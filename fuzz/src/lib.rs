@@ -775,11 +775,14 @@ pub fn bad_tokens() -> Vec<String> {
     ]
 }
 
+/// A baseline request: target and headers.
+type BaselineHead = (String, Vec<(&'static str, Vec<u8>)>);
+
 /// Requests that between them trip most refusals of the crate.
 pub fn baseline_requests() -> Vec<Request<()>> {
     let c = creds();
     let long = "a".repeat(9000);
-    let mut heads: Vec<(String, Vec<(&'static str, Vec<u8>)>)> = vec![
+    let mut heads: Vec<BaselineHead> = vec![
         ("/".into(), vec![]),
         (
             "/".into(),
