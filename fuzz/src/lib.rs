@@ -508,11 +508,6 @@ pub fn is_grpc(req: &Request<()>) -> bool {
     tower_auth::rejection::is_grpc(req.version(), req.headers())
 }
 
-/// Splits `data` on `sep`, at most `max` pieces (the last keeps the rest).
-pub fn split(data: &[u8], sep: u8, max: usize) -> Vec<&[u8]> {
-    data.splitn(max, |b| *b == sep).collect()
-}
-
 // ---------------------------------------------------------------------------
 // Checks
 
