@@ -413,6 +413,12 @@ impl Limiter {
         self.inner.store.overflowed()
     }
 
+    /// The keys and networks really held, counted entry by entry.
+    #[cfg(test)]
+    pub(crate) fn counted(&self) -> (usize, usize) {
+        self.inner.store.counted()
+    }
+
     /// The quota of each key.
     pub fn quota(&self) -> Quota {
         self.inner.quota

@@ -446,6 +446,17 @@ impl Store {
         self.overflowed.load(Ordering::Relaxed)
     }
 
+    /// The entries really held: keys in the maps, networks in theirs.
+    #[cfg(test)]
+    pub(crate) fn counted(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(keys, networks), shard| {
+            (
+                keys + shard.map.read().len(),
+                networks + shard.networks.lock().len(),
+            )
+        })
+    }
+
     /// How many times a shard was swept to make room at the cap.
     #[cfg(test)]
     pub(crate) fn reclaims(&self) -> u64 {
@@ -935,5 +946,54 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert_eq!(store.overflow.tat.load(Ordering::Relaxed), S);
         assert!(store.shard(2).held.lock().is_empty());
+    }
+
+    /// A network holds at most `network_keys` keys, then its own overflow
+    /// budget, for checks and for attempts alike; other networks and keys
+    /// without a network are not affected.
+    #[test]
+    fn a_full_network_overflows_into_its_own_budget() {
+        let quota = Quota::new(10, Duration::from_secs(10)).unwrap();
+        let overflow = Quota::new(2, Duration::from_secs(2)).unwrap();
+        let caps = Caps {
+            max_keys: 100,
+            network_keys: 2,
+            max_networks: 100,
+        };
+        let store = Store::new(caps, quota, overflow);
+        let (net, other) = (7 << 32, 8 << 32);
+        assert_eq!(store.take(1, net, 0), Ok(()));
+        assert_eq!(store.take(2, net, 0), Ok(()));
+        // Full: new keys of `net` share its overflow budget of 2.
+        assert_eq!(store.take(3, net, 0), Ok(()));
+        assert_eq!(store.take(4, net, 0), Ok(()));
+        assert_eq!(store.take(5, net, 0), Err(S));
+        assert_eq!(store.state(6, net), (2 * S, store.overflow.gcra));
+        assert_eq!(store.attempt(6, net, 0), Err(S));
+        // Another network, and keys without one, keep their own budgets.
+        assert_eq!(takes(&store, 10, 0), 10);
+        assert_eq!(store.take(11, other, 0), Ok(()));
+        assert_eq!(store.len(), 4);
+        assert_eq!(store.networks_len(), 2);
+        assert_eq!(store.overflow.tat.load(Ordering::Relaxed), 0);
+
+        // Attempts hold units of the network's budget, kept while held.
+        let later = 10 * S;
+        assert_eq!(store.sweep_all(later), 4);
+        assert_eq!(store.networks_len(), 0);
+        store.take(1, net, later).unwrap();
+        store.take(2, net, later).unwrap();
+        let place = store.attempt(3, net, later);
+        assert_eq!(place, Ok(Place::Network(net)));
+        assert_eq!(store.attempt(4, net, later), Ok(Place::Network(net)));
+        assert_eq!(store.attempt(5, net, later), Err(later + S));
+        store.sweep_all(20 * S);
+        assert_eq!(store.networks_len(), 1, "dropped while attempts held it");
+        store.settle(3, net, Place::Network(net), true, 20 * S);
+        store.settle(4, net, Place::Network(net), false, 20 * S);
+        assert_eq!(store.state(5, net), (0, store.gcra));
+        store.sweep_all(21 * S);
+        assert_eq!(store.networks_len(), 0);
+        assert_eq!(store.counted(), (0, 0));
     }
 }
