@@ -275,7 +275,7 @@ impl KeyExtractor for ClientIp {
     }
 
     #[inline]
-    fn network<'a>(&'a self, key: &IpKey) -> Option<IpKey> {
+    fn network(&self, key: &IpKey) -> Option<IpKey> {
         Some(key.network())
     }
 }

@@ -447,7 +447,7 @@ impl KeyExtractor for PeerIp {
     }
 
     #[inline]
-    fn network<'a>(&'a self, key: &IpKey) -> Option<IpKey> {
+    fn network(&self, key: &IpKey) -> Option<IpKey> {
         Some(key.network())
     }
 }

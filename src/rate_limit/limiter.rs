@@ -236,6 +236,9 @@ impl LimiterBuilder {
     }
 }
 
+/// Hashed before a network, so that its digest differs from a key's.
+const NETWORK_TAG: u32 = 0x006e_6574;
+
 /// The default cap of keys per network is at least this.
 const DEFAULT_MIN_NETWORK_KEYS: usize = 64;
 
@@ -447,7 +450,7 @@ impl Limiter {
     /// never that of the same value as a key.
     #[inline]
     pub(crate) fn hash_network<N: Hash + ?Sized>(&self, network: &N) -> u64 {
-        self.inner.hasher.hash_one((0x6e65_74u32, network)).max(1)
+        self.inner.hasher.hash_one((NETWORK_TAG, network)).max(1)
     }
 
     /// The hot path: no state is read back after the decision.

@@ -309,19 +309,19 @@ impl Store {
         networks: &'n mut Networks,
         network: u64,
     ) -> Option<&'n mut Network> {
-        if !networks.contains_key(&network) {
-            let room = self
-                .networks_len
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < self.max_networks).then_some(n + 1)
-                })
-                .is_ok();
-            if !room {
-                return None;
+        use std::collections::hash_map::Entry as HashEntry;
+        match networks.entry(network) {
+            HashEntry::Occupied(entry) => Some(entry.into_mut()),
+            HashEntry::Vacant(entry) => {
+                let room = self
+                    .networks_len
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < self.max_networks).then_some(n + 1)
+                    })
+                    .is_ok();
+                room.then(|| entry.insert(Network::default()))
             }
-            networks.insert(network, Network::default());
         }
-        networks.get_mut(&network)
     }
 
     /// Reserves one of `network`'s key slots for a new key.
