@@ -790,4 +790,32 @@ mod tests {
         });
         assert_eq!(body, "GET /users/{id}");
     }
+
+    #[test]
+    fn the_network_of_an_ip_key_is_its_48_or_24() {
+        let peer = PeerIp::new();
+        let key = |ip: &str| peer.key(ip.parse().unwrap());
+        let net = |ip: &str| peer.network(&key(ip)).unwrap().ip().to_string();
+        assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1::");
+        assert_eq!(net("192.0.2.77"), "192.0.2.0");
+        assert_eq!(net("::ffff:192.0.2.77"), "192.0.2.0");
+        assert_eq!(
+            key("2001:db8:1:2:3:4:5:6").network(),
+            key("2001:db8:1:ffff::").network()
+        );
+        assert_ne!(key("2001:db8:1::").network(), key("2001:db8:2::").network());
+        // Keys that are not addresses have no network; `or` and tuples
+        // take the network of the part that has one.
+        let head = Request::get("/").body(()).unwrap();
+        let head = RequestHead::from(&head);
+        assert_eq!(Global.network(&Global.extract(head).unwrap()), None);
+        let both = (Global, peer);
+        assert_eq!(
+            both.network(&((), key("192.0.2.1"))),
+            Some(key("192.0.2.0"))
+        );
+        let either = Subject.or(peer);
+        let fallback = OrKey::Fallback(key("192.0.2.1"));
+        assert_eq!(either.network(&fallback), Some(key("192.0.2.0")));
+    }
 }
