@@ -30,13 +30,9 @@ impl<E: KeyExtractor> ErasedKey for E {
     #[inline]
     fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<Hashed, KeyError> {
         let key = self.extract(request)?;
-        let network = match self.network(&key) {
-            Some(network) => limiter.hash_network(&network),
-            None => 0,
-        };
         Ok(Hashed {
             key: limiter.hash(&key),
-            network,
+            network: self.network(&key),
         })
     }
 }

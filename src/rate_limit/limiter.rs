@@ -9,6 +9,7 @@ use std::time::Duration;
 use governor::clock::{Clock, FakeRelativeClock, QuantaClock, QuantaInstant, Reference};
 use governor::nanos::Nanos;
 
+use super::key::IpKey;
 use super::quota::Quota;
 use super::store::{Caps, Place, Store};
 
@@ -243,11 +244,12 @@ const NETWORK_TAG: u32 = 0x006e_6574;
 const DEFAULT_MIN_NETWORK_KEYS: usize = 64;
 
 /// A request's key as the store sees it: the keyed hash of the key, and
-/// of its network (`0` for none).
+/// its network, hashed only when the store needs it (a key it does not
+/// track yet), so that known keys cost one hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Hashed {
     pub(crate) key: u64,
-    pub(crate) network: u64,
+    pub(crate) network: Option<IpKey>,
 }
 
 /// A keyed rate limiter: governor's GCRA (generic cell rate algorithm,
@@ -442,15 +444,18 @@ impl Limiter {
     fn hashed<K: Hash + ?Sized>(&self, key: &K) -> Hashed {
         Hashed {
             key: self.hash(key),
-            network: 0,
+            network: None,
         }
     }
 
     /// The digest of a network: never `0`, which stands for none, and
     /// never that of the same value as a key.
     #[inline]
-    pub(crate) fn hash_network<N: Hash + ?Sized>(&self, network: &N) -> u64 {
-        self.inner.hasher.hash_one((NETWORK_TAG, network)).max(1)
+    fn hash_network(&self, network: Option<IpKey>) -> u64 {
+        match network {
+            Some(network) => self.inner.hasher.hash_one((NETWORK_TAG, network)).max(1),
+            None => 0,
+        }
     }
 
     /// The hot path: no state is read back after the decision.
@@ -458,7 +463,7 @@ impl Limiter {
     pub(crate) fn check_hashed(&self, key: Hashed) -> Result<(), Denied> {
         let store = &self.inner.store;
         let now = self.now();
-        let outcome = store.take(key.key, key.network, now);
+        let outcome = store.take(key.key, || self.hash_network(key.network), now);
         if store.take_sweep_due() {
             store.sweep_next(now);
         }
@@ -470,7 +475,7 @@ impl Limiter {
         let place = self
             .inner
             .store
-            .attempt(key.key, key.network, now)
+            .attempt(key.key, self.hash_network(key.network), now)
             .map_err(|earliest| denied(earliest, now))?;
         Ok(Attempt {
             limiter: self.clone(),
@@ -483,7 +488,7 @@ impl Limiter {
     fn settle(&self, key: Hashed, place: Place, failed: bool) {
         let store = &self.inner.store;
         let now = self.now();
-        store.settle(key.key, key.network, place, failed, now);
+        store.settle(key.key, self.hash_network(key.network), place, failed, now);
         if store.take_sweep_due() {
             store.sweep_next(now);
         }
@@ -491,7 +496,10 @@ impl Limiter {
 
     /// What `key` has left right now, read back from the store.
     pub(crate) fn state_of(&self, key: Hashed) -> KeyState {
-        let (tat, gcra) = self.inner.store.state(key.key, key.network);
+        let (tat, gcra) = self
+            .inner
+            .store
+            .state(key.key, self.hash_network(key.network));
         let (remaining, next_in) = gcra.remaining(tat, self.now());
         let burst = self.inner.quota.burst();
         // The overflow budget may be larger than a key's: report at most a

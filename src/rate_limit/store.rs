@@ -554,15 +554,21 @@ impl Store {
         }
     }
 
-    /// Takes one unit of `key` (of `network`, `0` for none) at `now`, or
-    /// says when one fits (`Err` carries that time). The hot path: a known
-    /// key is one read lock and one compare-and-swap.
+    /// Takes one unit of `key` (of the network `network()` gives, `0` for
+    /// none; only asked for a key not tracked yet) at `now`, or says when
+    /// one fits (`Err` carries that time). The hot path: a known key is one
+    /// read lock and one compare-and-swap.
     #[inline]
-    pub(crate) fn take(&self, key: u64, network: u64, now: u64) -> Result<(), u64> {
+    pub(crate) fn take(
+        &self,
+        key: u64,
+        network: impl FnOnce() -> u64,
+        now: u64,
+    ) -> Result<(), u64> {
         if let Some(entry) = self.shard(key).map.read().get(&key) {
             return update(&entry.tat, |v| self.gcra.take(v, now));
         }
-        self.take_new(key, network, now)
+        self.take_new(key, network(), now)
     }
 
     #[cold]
@@ -814,7 +820,7 @@ mod tests {
 
     fn takes(store: &Store, key: u64, now: u64) -> usize {
         (0..100)
-            .take_while(|_| store.take(key, 0, now).is_ok())
+            .take_while(|_| store.take(key, || 0, now).is_ok())
             .count()
     }
 
@@ -840,12 +846,12 @@ mod tests {
     fn tracks_keys_up_to_the_cap_then_shares_the_overflow() {
         let store = store(3);
         for k in 0..3u64 {
-            assert_eq!(store.take(k << 32, 0, S), Ok(()));
+            assert_eq!(store.take(k << 32, || 0, S), Ok(()));
         }
         assert_eq!(store.len(), 3);
         // More keys go to the overflow state, with its own quota (2).
         assert_eq!(takes(&store, 99, S), 2);
-        assert_eq!(store.take(100, 0, S), Err(2 * S));
+        assert_eq!(store.take(100, || 0, S), Err(2 * S));
         assert_eq!(store.len(), 3);
         assert_eq!(store.overflowed(), 4);
         // Tracked keys keep their own state.
@@ -856,8 +862,8 @@ mod tests {
     #[test]
     fn sweep_removes_idle_keys_only_and_idle_means_tat_not_after_now() {
         let store = store(100);
-        store.take(1, 0, 0).unwrap(); // tat 1 s
-        store.take(2, 0, 5 * S).unwrap(); // tat 6 s
+        store.take(1, || 0, 0).unwrap(); // tat 1 s
+        store.take(2, || 0, 5 * S).unwrap(); // tat 6 s
         assert_eq!(store.sweep_all(S - 1), 0);
         // At its TAT a key is idle: its state is the same as a fresh one.
         assert_eq!(store.sweep_all(S), 1);
@@ -870,10 +876,10 @@ mod tests {
     fn sweep_becomes_due_after_enough_new_keys() {
         let store = store(10);
         for k in 0..MIN_SWEEP_EVERY as u64 - 1 {
-            let _ = store.take(k, 0, 0);
+            let _ = store.take(k, || 0, 0);
         }
         assert!(!store.take_sweep_due());
-        let _ = store.take(1000, 0, 0);
+        let _ = store.take(1000, || 0, 0);
         assert!(store.take_sweep_due());
         assert!(!store.take_sweep_due());
     }
@@ -886,16 +892,16 @@ mod tests {
         let store = store(4);
         for k in 0..4 {
             for _ in 0..5 {
-                store.take(k, 0, 0).unwrap(); // tat 5 s
+                store.take(k, || 0, 0).unwrap(); // tat 5 s
             }
         }
         // All busy: the sweep finds nothing, the new key overflows.
-        assert_eq!(store.take(10, 0, 1_500_000_000), Ok(()));
+        assert_eq!(store.take(10, || 0, 1_500_000_000), Ok(()));
         assert_eq!((store.reclaims(), store.overflowed()), (1, 1));
-        assert_eq!(store.take(11, 0, 2 * S), Ok(()));
+        assert_eq!(store.take(11, || 0, 2 * S), Ok(()));
         assert_eq!(store.reclaims(), 1, "swept again within the interval");
         // Idle from 5 s on: the next new key is tracked at once.
-        assert_eq!(store.take(12, 0, 5 * S), Ok(()));
+        assert_eq!(store.take(12, || 0, 5 * S), Ok(()));
         assert_eq!((store.reclaims(), store.overflowed()), (2, 2));
         assert_eq!(store.len(), 1);
         assert_eq!(store.state(12, 0), (6 * S, store.gcra));
@@ -925,7 +931,7 @@ mod tests {
     #[test]
     fn attempts_at_the_cap_hold_and_record_in_the_overflow() {
         let store = store(1);
-        store.take(1, 0, 0).unwrap();
+        store.take(1, || 0, 0).unwrap();
         assert_eq!(store.attempt(2, 0, 0), Ok(Place::Overflow));
         assert_eq!(store.attempt(3, 0, 0), Ok(Place::Overflow));
         assert_eq!(store.attempt(4, 0, 0), Err(S));
@@ -941,7 +947,7 @@ mod tests {
     fn a_failure_of_a_key_admitted_below_the_cap_goes_to_the_overflow_once_full() {
         let store = store(1);
         assert_eq!(store.attempt(2, 0, 0), Ok(Place::Key));
-        store.take(1, 0, 0).unwrap(); // fills the cap meanwhile
+        store.take(1, || 0, 0).unwrap(); // fills the cap meanwhile
         store.settle(2, 0, Place::Key, true, 0);
         assert_eq!(store.len(), 1);
         assert_eq!(store.overflow.tat.load(Ordering::Relaxed), S);
@@ -962,17 +968,17 @@ mod tests {
         };
         let store = Store::new(caps, quota, overflow);
         let (net, other) = (7 << 32, 8 << 32);
-        assert_eq!(store.take(1, net, 0), Ok(()));
-        assert_eq!(store.take(2, net, 0), Ok(()));
+        assert_eq!(store.take(1, || net, 0), Ok(()));
+        assert_eq!(store.take(2, || net, 0), Ok(()));
         // Full: new keys of `net` share its overflow budget of 2.
-        assert_eq!(store.take(3, net, 0), Ok(()));
-        assert_eq!(store.take(4, net, 0), Ok(()));
-        assert_eq!(store.take(5, net, 0), Err(S));
+        assert_eq!(store.take(3, || net, 0), Ok(()));
+        assert_eq!(store.take(4, || net, 0), Ok(()));
+        assert_eq!(store.take(5, || net, 0), Err(S));
         assert_eq!(store.state(6, net), (2 * S, store.overflow.gcra));
         assert_eq!(store.attempt(6, net, 0), Err(S));
         // Another network, and keys without one, keep their own budgets.
         assert_eq!(takes(&store, 10, 0), 10);
-        assert_eq!(store.take(11, other, 0), Ok(()));
+        assert_eq!(store.take(11, || other, 0), Ok(()));
         assert_eq!(store.len(), 4);
         assert_eq!(store.networks_len(), 2);
         assert_eq!(store.overflow.tat.load(Ordering::Relaxed), 0);
@@ -981,8 +987,8 @@ mod tests {
         let later = 10 * S;
         assert_eq!(store.sweep_all(later), 4);
         assert_eq!(store.networks_len(), 0);
-        store.take(1, net, later).unwrap();
-        store.take(2, net, later).unwrap();
+        store.take(1, || net, later).unwrap();
+        store.take(2, || net, later).unwrap();
         let place = store.attempt(3, net, later);
         assert_eq!(place, Ok(Place::Network(net)));
         assert_eq!(store.attempt(4, net, later), Ok(Place::Network(net)));
