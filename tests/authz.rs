@@ -737,3 +737,141 @@ async fn tonic_clients_see_permission_denied() {
     let status = client.check(check(None)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }
+
+/// Backend deadlines (issue "Hardening II"): a policy whose lookup never
+/// resolves (a dead database connection) must not hold the request, nor
+/// the inner service reserved for it, forever.
+mod backend_timeout {
+    use std::convert::Infallible;
+    use std::future::Pending;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http::request::Parts;
+    use http::{header, Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tokio::time::Instant;
+    use tower::limit::ConcurrencyLimitLayer;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    use tower_auth::authz::{Decision, Denied, Guard, Policy, RequireLayer};
+    use tower_auth::{guard_policy, Identity, Scheme};
+
+    /// A policy stuck on a dead backend, except for admins (decided
+    /// without a lookup).
+    #[derive(Clone, Copy, Debug)]
+    struct Stuck;
+
+    impl Policy for Stuck {
+        type Future = Pending<Result<(), Denied>>;
+
+        fn check(&self, identity: &Identity, _: &Parts) -> Decision<Self::Future> {
+            if identity.has_role("admin") {
+                Decision::Allow
+            } else {
+                Decision::Pending(std::future::pending())
+            }
+        }
+    }
+
+    guard_policy!(StuckGuard: Stuck = Stuck);
+
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    fn as_user(role: &str) -> Request<String> {
+        let mut req = Request::new(String::new());
+        req.extensions_mut()
+            .insert(Identity::new("7", Scheme::Bearer).with_roles([role]));
+        req
+    }
+
+    async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> {
+        Ok(Response::new("ok".to_owned()))
+    }
+
+    async fn json<B>(res: Response<B>) -> Value
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_policy_gets_503_after_5_s_and_frees_the_inner_service() {
+        let mut svc = ServiceBuilder::new()
+            .layer(RequireLayer::new(Stuck))
+            .layer(ConcurrencyLimitLayer::new(1))
+            .service_fn(ok);
+
+        let start = Instant::now();
+        let call = svc.ready().await.unwrap().call(as_user("user"));
+        let res = tokio::time::timeout(NEVER, call)
+            .await
+            .expect("the request hung on the stuck policy")
+            .unwrap();
+        assert_eq!(start.elapsed(), tower_auth::DEFAULT_BACKEND_TIMEOUT);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(res).await["error"], "unavailable");
+
+        // The permit the stuck request held is back.
+        let next = async { svc.ready().await.unwrap().call(as_user("admin")).await };
+        let res = tokio::time::timeout(NEVER, next)
+            .await
+            .expect("inner service still held")
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_policy_deadline_is_configurable_and_grpc_gets_status_14() {
+        let svc = ServiceBuilder::new()
+            .layer(RequireLayer::new(Stuck).backend_timeout(Some(Duration::from_millis(250))))
+            .service_fn(ok);
+        let mut req = as_user("user");
+        *req.version_mut() = http::Version::HTTP_2;
+        req.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
+        req.headers_mut()
+            .insert(header::TE, "trailers".parse().unwrap());
+        let start = Instant::now();
+        let res = tokio::time::timeout(NEVER, svc.oneshot(req))
+            .await
+            .expect("hung")
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+        assert_eq!(res.headers()["grpc-status"], "14");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_policy_deadline_waits() {
+        let svc = ServiceBuilder::new()
+            .layer(RequireLayer::new(Stuck).backend_timeout(None))
+            .service_fn(ok);
+        let waited = tokio::time::timeout(NEVER, svc.oneshot(as_user("user"))).await;
+        assert!(waited.is_err(), "answered without the policy");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guard_on_a_stuck_policy_gets_503() {
+        async fn handler(_: Guard<StuckGuard>) -> &'static str {
+            "ok"
+        }
+        let app: Router = Router::new().route("/", get(handler));
+        let req = Request::get("/")
+            .extension(Identity::new("7", Scheme::Bearer).with_roles(["user"]))
+            .body(Body::empty())
+            .unwrap();
+        let start = Instant::now();
+        let res = tokio::time::timeout(NEVER, app.oneshot(req))
+            .await
+            .expect("the guard hung on the stuck policy")
+            .unwrap();
+        assert_eq!(start.elapsed(), tower_auth::DEFAULT_BACKEND_TIMEOUT);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(res).await["error"], "unavailable");
+    }
+}

@@ -413,3 +413,202 @@ async fn over_tcp_with_reqwest() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Backend deadlines (issue "Hardening II"): an authenticator whose future
+/// never resolves (a dead database connection) must not hold the request,
+/// nor the inner service that `poll_ready` reserved for it, forever.
+mod backend_timeout {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{header, Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tokio::time::Instant;
+    use tower::limit::ConcurrencyLimitLayer;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    use tower_auth::api_key::{ApiKeyAuthenticator, ApiKeyRecord, ApiKeyStore, MemoryApiKeyStore};
+    use tower_auth::bearer::{BearerAuthenticator, BearerToken};
+    use tower_auth::{AuthError, AuthLayer, Authenticated, BoxError, Identity, Scheme};
+
+    use super::common::{User, API_KEY};
+
+    /// A store that never answers while `hang` is set, and otherwise
+    /// answers like the shared fixture's.
+    #[derive(Clone)]
+    struct DeadStore {
+        hang: Arc<AtomicBool>,
+        inner: MemoryApiKeyStore<User>,
+    }
+
+    impl ApiKeyStore for DeadStore {
+        type Principal = User;
+
+        async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord<User>>, BoxError> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.find(key_id).await
+        }
+    }
+
+    fn dead_store(hang: bool) -> (ApiKeyAuthenticator<DeadStore>, Arc<AtomicBool>) {
+        let inner = MemoryApiKeyStore::new();
+        inner.insert_key(
+            API_KEY,
+            User {
+                id: "2".into(),
+                name: "Bob".into(),
+            },
+            Identity::new("2", Scheme::ApiKey),
+        );
+        let flag = Arc::new(AtomicBool::new(hang));
+        let store = DeadStore {
+            hang: Arc::clone(&flag),
+            inner,
+        };
+        (ApiKeyAuthenticator::new(store), flag)
+    }
+
+    /// A bearer validator that never answers.
+    fn dead_validator(
+    ) -> BearerAuthenticator<impl tower_auth::bearer::TokenValidator<Principal = User>> {
+        BearerAuthenticator::new(|_: BearerToken| {
+            std::future::pending::<Result<Authenticated<User>, AuthError>>()
+        })
+    }
+
+    async fn hello(req: Request<String>) -> Result<Response<String>, Infallible> {
+        let who = req
+            .extensions()
+            .get::<User>()
+            .map_or("anonymous".to_owned(), |u| u.name.clone());
+        Ok(Response::new(who))
+    }
+
+    async fn body_json<B>(res: Response<B>) -> Value
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn with_key(key: &str) -> Request<String> {
+        Request::get("/")
+            .header("x-api-key", key)
+            .body(String::new())
+            .unwrap()
+    }
+
+    /// The bound of these tests: far beyond any backend timeout, so a
+    /// request that hangs fails the test instead of hanging it (time is
+    /// paused: tokio jumps to the next timer when everything is idle).
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_api_key_store_gets_503_after_5_s_and_frees_the_inner_service() {
+        let (auth, hang) = dead_store(true);
+        let mut svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(auth))
+            .layer(ConcurrencyLimitLayer::new(1))
+            .service_fn(hello);
+
+        let start = Instant::now();
+        let call = svc.ready().await.unwrap().call(with_key(API_KEY));
+        let res = tokio::time::timeout(NEVER, call)
+            .await
+            .expect("the request hung on the dead store")
+            .unwrap();
+        assert_eq!(start.elapsed(), tower_auth::DEFAULT_BACKEND_TIMEOUT);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let body = body_json(res).await;
+        assert_eq!(body["error"], "unavailable");
+        assert!(!body.to_string().contains(API_KEY));
+
+        // The concurrency permit reserved for the timed-out request is
+        // back: the next request gets through once the store answers.
+        hang.store(false, Ordering::SeqCst);
+        let next = async {
+            let res = svc.ready().await.unwrap().call(with_key(API_KEY)).await;
+            res.unwrap()
+        };
+        let res = tokio::time::timeout(NEVER, next)
+            .await
+            .expect("inner service still held");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "Bob");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_bearer_validator_times_out_as_configured_with_grpc_status_14() {
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(dead_validator()).backend_timeout(Some(Duration::from_secs(1))))
+            .service_fn(hello);
+
+        let start = Instant::now();
+        let req = Request::get("/")
+            .header(header::AUTHORIZATION, "Bearer some-token")
+            .body(String::new())
+            .unwrap();
+        let res = tokio::time::timeout(NEVER, svc.clone().oneshot(req))
+            .await
+            .expect("the request hung on the dead validator")
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(res).await["error"], "unavailable");
+
+        let req = Request::post("/pkg.Service/Method")
+            .version(http::Version::HTTP_2)
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header(header::TE, "trailers")
+            .header(header::AUTHORIZATION, "Bearer some-token")
+            .body(String::new())
+            .unwrap();
+        let res = tokio::time::timeout(NEVER, svc.oneshot(req))
+            .await
+            .expect("the gRPC request hung on the dead validator")
+            .unwrap();
+        assert_eq!(res.headers()["grpc-status"], "14");
+        let message = res
+            .headers()
+            .get("grpc-message")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(!message.unwrap_or_default().contains("some-token"));
+    }
+
+    /// Credentials sent to an optional layer whose backend is dead are
+    /// refused, never turned into an anonymous request.
+    #[tokio::test(start_paused = true)]
+    async fn an_optional_layer_fails_closed_on_a_dead_backend() {
+        let (auth, _hang) = dead_store(true);
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::optional(auth))
+            .service_fn(hello);
+        let res = tokio::time::timeout(NEVER, svc.clone().oneshot(with_key(API_KEY)))
+            .await
+            .expect("hung")
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Without credentials the backend is not asked.
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    /// `None` disables the deadline: the request waits for the backend.
+    #[tokio::test(start_paused = true)]
+    async fn no_backend_timeout_waits_for_the_backend() {
+        let (auth, _hang) = dead_store(true);
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(auth).backend_timeout(None))
+            .service_fn(hello);
+        let waited = tokio::time::timeout(NEVER, svc.oneshot(with_key(API_KEY))).await;
+        assert!(waited.is_err(), "answered without the backend");
+    }
+}

@@ -440,3 +440,71 @@ async fn grpc_clients_get_resource_exhausted() {
     assert_eq!(status.message(), "too many requests, retry later");
     assert_eq!(status.metadata().get("retry-after").unwrap(), "3600");
 }
+
+/// Issue "Hardening II": a /48 cycling through its /64s with wrong
+/// passwords can neither fill the failed-login limiter's key cap nor spend
+/// the overflow budget of other networks: its /64s share its own overflow
+/// budget once it holds its share of the cap, and clients of other /48s
+/// keep their own budgets.
+#[tokio::test]
+async fn a_48_of_failed_logins_cannot_lock_out_other_networks() {
+    let clock = FakeRelativeClock::default();
+    let login = |Json(body): Json<Value>| async move {
+        if body["password"] == "secret" {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    };
+    let quota = Quota::with_period(Duration::from_secs(15 * 60))
+        .unwrap()
+        .allow_burst(5)
+        .unwrap();
+    let limiter = Limiter::builder(quota)
+        .max_keys(64)
+        .max_keys_per_network(8)
+        .overflow_quota(quota)
+        .clock(clock.clone())
+        .build();
+    let proxies = TrustedProxies::new(["127.0.0.1/32", "::1"]).unwrap();
+    let app = Router::new()
+        .route("/login", post(login))
+        .layer(RateLimitLayer::failed_attempts(Limit::new(
+            "login",
+            limiter.clone(),
+            ClientIp::new(proxies),
+        )));
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    let attempt = |client_ip: String, password: &'static str| {
+        client
+            .post(format!("{base}/login"))
+            .header("x-forwarded-for", client_ip)
+            .json(&json!({"password": password}))
+            .send()
+    };
+
+    // 100 /64s of one /48, one wrong password each: 8 tracked, then 5
+    // failures from the /48's own overflow budget.
+    let mut failed = 0;
+    for subnet in 0..100 {
+        let res = attempt(format!("2001:db8:bad:{subnet:x}::1"), "wrong")
+            .await
+            .unwrap();
+        failed += usize::from(res.status() == 401);
+    }
+    assert_eq!(failed, 8 + 5);
+    assert_eq!(limiter.len(), 8);
+
+    // Other /48s: their own 5 failures, then 429; and good logins pass.
+    for net in 0..20 {
+        let ip = format!("2001:db8:{net:x}::1");
+        assert_eq!(attempt(ip.clone(), "secret").await.unwrap().status(), 200);
+        for _ in 0..5 {
+            assert_eq!(attempt(ip.clone(), "wrong").await.unwrap().status(), 401);
+        }
+        assert_eq!(attempt(ip, "wrong").await.unwrap().status(), 429);
+    }
+    assert!(limiter.len() <= 64);
+    assert!(limiter.networks() <= 64);
+}

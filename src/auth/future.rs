@@ -13,7 +13,9 @@ use super::layer::Config;
 use super::service::share_rejections;
 use super::{vary_on_cookie, Authenticator};
 use crate::body::{self, ResponseBody};
+use crate::error::AuthError;
 use crate::rejection::{is_grpc, Rejection};
+use crate::timeout::{deadline, Deadline};
 
 pin_project! {
     /// The response future of [`AuthService`](super::AuthService).
@@ -32,7 +34,7 @@ pin_project! {
     enum State<AF, S, F, ReqBody> {
         Authenticating {
             #[pin]
-            auth: AF,
+            auth: Deadline<AF>,
             request: Option<(Parts, ReqBody)>,
             inner: Option<S>,
             config: Config,
@@ -63,7 +65,7 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Authenticating {
-                auth,
+                auth: deadline(auth, config.backend_timeout),
                 request: Some((parts, body)),
                 inner: Some(inner),
                 config,
@@ -103,7 +105,10 @@ where
                     inner,
                     config,
                 } => {
-                    let result = ready!(auth.poll(cx));
+                    let result = ready!(auth.poll(cx)).unwrap_or_else(|elapsed| {
+                        // The backend did not answer in time: fail closed.
+                        Err(AuthError::unavailable(elapsed))
+                    });
                     let (Some((mut parts, body)), Some(mut svc)) = (request.take(), inner.take())
                     else {
                         // Only reachable if polled again after a panic.

@@ -1,10 +1,12 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::service::AuthService;
 use super::Authenticator;
 use crate::rejection::{Challenge, RejectionHandler, Rejections};
+use crate::timeout::DEFAULT_BACKEND_TIMEOUT;
 
 /// Whether requests without credentials are refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub(crate) struct Config {
     /// [`AuthLayer::rejections`]: it then replaces a renderer already in the
     /// request extensions; the default one does not.
     pub(crate) custom_rejections: bool,
+    /// The deadline of the authenticator's future; `None`: none.
+    pub(crate) backend_timeout: Option<Duration>,
 }
 
 /// Authenticates requests with an [`Authenticator`]. See the
@@ -34,7 +38,13 @@ pub(crate) struct Config {
 ///   anonymously ([`AuthLayer::optional`]);
 /// * credentials present but malformed or invalid: `400` / `401`, in both
 ///   modes: a bad token never silently becomes anonymous;
-/// * backend error: `503`, fail closed.
+/// * backend error: `503`, fail closed;
+/// * backend too slow: an authenticator future (key store, token
+///   validator, session store...) that has not resolved after the
+///   [backend timeout](AuthLayer::backend_timeout) (5 s by default) is
+///   dropped and the request gets `503` `unavailable` (gRPC `14`), so a
+///   dead backend never holds a request, nor the inner service that
+///   `poll_ready` reserved for it, forever.
 #[derive(Clone, Debug)]
 pub struct AuthLayer<A> {
     authenticator: A,
@@ -63,6 +73,7 @@ impl<A: Authenticator> AuthLayer<A> {
                 challenges,
                 rejections: Rejections::new(),
                 custom_rejections: false,
+                backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
             },
         }
     }
@@ -84,6 +95,20 @@ impl<A: Authenticator> AuthLayer<A> {
     pub fn rejections(mut self, rejections: Rejections) -> Self {
         self.config.rejections = rejections;
         self.config.custom_rejections = true;
+        self
+    }
+
+    /// The deadline of one authentication: how long the authenticator's
+    /// future (an API-key store lookup, a bearer validator, a session
+    /// store...) may take before the request is refused with `503`
+    /// `unavailable` (gRPC `14`) through the layer's renderer. Default
+    /// [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT) (5 s);
+    /// `None` waits forever.
+    ///
+    /// The timer is tokio's: outside a tokio runtime the future runs
+    /// without a deadline (a warning is logged once).
+    pub fn backend_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.backend_timeout = timeout;
         self
     }
 

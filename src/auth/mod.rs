@@ -18,6 +18,7 @@
 //! | malformed credentials             | `400`              | `400`                   |
 //! | invalid credentials               | `401`              | `401`                   |
 //! | store / backend error             | `503`              | `503`                   |
+//! | backend silent past the [timeout](AuthLayer::backend_timeout) (5 s) | `503` | `503` |
 //!
 //! Rejections are rendered by [`crate::rejection`]: JSON body,
 //! `WWW-Authenticate`, gRPC status for gRPC requests. The layer also puts

@@ -12,9 +12,10 @@ use tower_service::Service;
 
 use super::layer::Shared;
 use super::service::render_config;
-use super::Policy;
+use super::{Denied, Policy};
 use crate::body::{self, ResponseBody};
 use crate::rejection::Rejection;
+use crate::timeout::{deadline, Deadline};
 
 pin_project! {
     /// The response future of [`RequireService`](super::RequireService).
@@ -33,7 +34,7 @@ pin_project! {
     enum State<P, PF, S, F, ReqBody> {
         Checking {
             #[pin]
-            check: PF,
+            check: Deadline<PF>,
             // Boxed so that the future of a synchronous policy, which never
             // is in this state, stays as small as the inner future.
             held: Option<Box<Held<P, S, ReqBody>>>,
@@ -69,9 +70,10 @@ where
         inner: S,
         shared: Arc<Shared<P>>,
     ) -> Self {
+        let after = shared.config.backend_timeout;
         ResponseFuture {
             state: State::Checking {
-                check,
+                check: deadline(check, after),
                 held: Some(Box::new(Held {
                     parts,
                     body,
@@ -109,7 +111,12 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Checking { check, held } => {
-                    let result = ready!(check.poll(cx));
+                    let result = ready!(check.poll(cx)).unwrap_or_else(|elapsed| {
+                        // The policy's backend did not answer in time: fail
+                        // closed.
+                        tracing::warn!(%elapsed, "authorization policy timed out");
+                        Err(Denied::unavailable(elapsed))
+                    });
                     let Some(held) = held.take() else {
                         // Only reachable if polled again after a panic.
                         let r = Rejection::internal("authorization future polled after completion");

@@ -9,9 +9,10 @@ use http::request::Parts;
 
 use super::layer::Config;
 use super::service::render;
-use super::{Decision, Policy};
+use super::{Decision, Denied, Policy};
 use crate::extract::AuthRejection;
 use crate::identity::Identity;
+use crate::timeout::{deadline, DEFAULT_BACKEND_TIMEOUT};
 
 /// Names a policy for a [`Guard`]: implement it on a unit struct, or let
 /// [`guard_policy!`](crate::guard_policy) write it.
@@ -142,7 +143,14 @@ where
         let result = match G::policy().check(&identity, parts) {
             Decision::Allow => Ok(()),
             Decision::Deny(denied) => Err(denied),
-            Decision::Pending(check) => check.await,
+            // The layer's default deadline: a dead backend must not hold
+            // the request forever.
+            Decision::Pending(check) => deadline(check, Some(DEFAULT_BACKEND_TIMEOUT))
+                .await
+                .unwrap_or_else(|elapsed| {
+                    tracing::warn!(%elapsed, "authorization policy timed out");
+                    Err(Denied::unavailable(elapsed))
+                }),
         };
         match result {
             Ok(()) => Ok(Guard {

@@ -1,4 +1,5 @@
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use http::HeaderValue;
 use tower_layer::Layer;
@@ -6,6 +7,7 @@ use tower_layer::Layer;
 use super::service::RequireService;
 use super::Policy;
 use crate::rejection::{insufficient_privileges_header, Challenge, RejectionHandler, Rejections};
+use crate::timeout::DEFAULT_BACKEND_TIMEOUT;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -22,6 +24,8 @@ pub(crate) struct Config {
     /// Set by [`RequireLayer::name_missing_rights`]; otherwise the
     /// renderer's setting.
     pub(crate) name_missing_rights: Option<bool>,
+    /// The deadline of a pending policy's future; `None`: none.
+    pub(crate) backend_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -33,6 +37,7 @@ impl Default for Config {
             challenge: Challenge::bearer(),
             privileges_challenge: BEARER.clone(),
             name_missing_rights: None,
+            backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
         }
     }
 }
@@ -47,7 +52,12 @@ impl Default for Config {
 ///   lacking a permission or scope), or the `404` / `503` of a custom
 ///   policy;
 /// * gRPC requests get `PERMISSION_DENIED` / `UNAUTHENTICATED` /
-///   `NOT_FOUND` / `UNAVAILABLE`.
+///   `NOT_FOUND` / `UNAVAILABLE`;
+/// * an asynchronous policy that has not decided after the
+///   [backend timeout](RequireLayer::backend_timeout) (5 s by default):
+///   `503` `unavailable` (gRPC `14`), as if it had returned
+///   [`Denied::unavailable`](super::Denied::unavailable). A dead backend
+///   never holds a request, nor the inner service reserved for it, forever.
 ///
 /// Place it after (inside) the [`AuthLayer`](crate::AuthLayer). With axum,
 /// use `route_layer` so that it only runs for matched routes and path
@@ -109,6 +119,20 @@ impl<P: Policy> RequireLayer<P> {
         let config = &mut Arc::make_mut(&mut self.shared).config;
         config.privileges_challenge = insufficient_privileges_header(&challenge);
         config.challenge = challenge;
+        self
+    }
+
+    /// The deadline of an asynchronous policy decision
+    /// ([`Decision::Pending`](super::Decision::Pending), e.g. a database
+    /// lookup): past it the request is refused with `503` `unavailable`
+    /// (gRPC `14`) through the layer's renderer. Default
+    /// [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT) (5 s);
+    /// `None` waits forever.
+    ///
+    /// The timer is tokio's: outside a tokio runtime the policy runs
+    /// without a deadline (a warning is logged once).
+    pub fn backend_timeout(mut self, timeout: Option<Duration>) -> Self {
+        Arc::make_mut(&mut self.shared).config.backend_timeout = timeout;
         self
     }
 

@@ -14,6 +14,7 @@
 //! | other identity lacking a role / permission | `403` `insufficient permissions`          |
 //! | [`Denied::not_found`] from a policy       | `404`                                      |
 //! | [`Denied::unavailable`] from a policy     | `503`, fail closed                         |
+//! | a pending policy past the [timeout](RequireLayer::backend_timeout) (5 s) | `503`, fail closed |
 //! | gRPC request                              | `grpc-status` 16 / 7 / 5 / 14              |
 //!
 //! Refusals are rendered by [`crate::rejection`] (JSON body, challenges,

@@ -273,6 +273,11 @@ impl KeyExtractor for ClientIp {
     fn extract<'a>(&'a self, request: RequestHead<'a>) -> Result<IpKey, KeyError> {
         self.client_ip(request).map(|ip| self.peer.key(ip))
     }
+
+    #[inline]
+    fn network(&self, key: &IpKey) -> Option<IpKey> {
+        Some(key.network())
+    }
 }
 
 /// Calls `visit` on the hops of every `name` header, last line first and

@@ -101,6 +101,21 @@ pub trait KeyExtractor: Send + Sync + 'static {
     /// A [`KeyError`] when the request has no key of this kind.
     fn extract<'a>(&'a self, request: RequestHead<'a>) -> Result<Self::Key<'a>, KeyError>;
 
+    /// The network `key` belongs to, if any: keys of one network share a
+    /// cap of tracked keys and, past it, their own overflow budget (see
+    /// [`LimiterBuilder::max_keys_per_network`]), so that one network
+    /// cannot crowd out the others. [`PeerIp`] and
+    /// [`ClientIp`](super::ClientIp) give the IPv6 `/48` or IPv4 `/24` of
+    /// the address ([`IpKey::network`]); [`or`](KeyExtractor::or) and
+    /// tuples give the network of the part that has one. `None` (the
+    /// default) for keys that are not addresses.
+    ///
+    /// [`LimiterBuilder::max_keys_per_network`]: super::LimiterBuilder::max_keys_per_network
+    fn network<'a>(&'a self, key: &Self::Key<'a>) -> Option<IpKey> {
+        let _ = key;
+        None
+    }
+
     /// Uses `fallback` for requests without a key of this kind, e.g.
     /// `Subject.or(PeerIp::new())` limits anonymous requests per IP.
     fn or<B: KeyExtractor>(self, fallback: B) -> Or<Self, B>
@@ -139,10 +154,17 @@ impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for Or<A, B> {
             Err(_) => self.fallback.extract(request).map(OrKey::Fallback),
         }
     }
+
+    fn network<'a>(&'a self, key: &Self::Key<'a>) -> Option<IpKey> {
+        match key {
+            OrKey::First(key) => self.first.network(key),
+            OrKey::Fallback(key) => self.fallback.network(key),
+        }
+    }
 }
 
 macro_rules! tuple_extractor {
-    ($($name:ident),+) => {
+    ($($name:ident $key:ident),+) => {
         impl<$($name: KeyExtractor),+> KeyExtractor for ($($name,)+) {
             type Key<'a> = ($($name::Key<'a>,)+);
 
@@ -151,12 +173,20 @@ macro_rules! tuple_extractor {
                 let ($($name,)+) = self;
                 Ok(($($name.extract(request)?,)+))
             }
+
+            /// The network of the first part that has one.
+            #[allow(non_snake_case)]
+            fn network<'a>(&'a self, key: &Self::Key<'a>) -> Option<IpKey> {
+                let ($($name,)+) = self;
+                let ($($key,)+) = key;
+                None$(.or_else(|| $name.network($key)))+
+            }
         }
     };
 }
 
-tuple_extractor!(A, B);
-tuple_extractor!(A, B, C);
+tuple_extractor!(A a, B b);
+tuple_extractor!(A a, B b, C c);
 
 /// A [`KeyExtractor`] from a closure; see [`key_fn`].
 #[derive(Clone)]
@@ -345,6 +375,18 @@ impl IpKey {
         }
     }
 
+    /// The network of the address, for the per-network caps of a
+    /// [`Limiter`](super::Limiter) (see
+    /// [`max_keys_per_network`](super::LimiterBuilder::max_keys_per_network)):
+    /// the IPv6 `/48` (the usual allocation of one site), the IPv4 `/24`.
+    /// A key masked to a shorter prefix is its own network.
+    pub fn network(&self) -> IpKey {
+        match self.0 {
+            Bits::V4(v4) => IpKey(Bits::V4(v4 & !0xff)),
+            Bits::V6(v6) => IpKey(Bits::V6(v6 & !(u128::MAX >> 48))),
+        }
+    }
+
     /// `ip`, canonical, with IPv6 addresses masked to `ipv6_prefix` bits.
     #[inline]
     fn masked(ip: IpAddr, ipv6_prefix: u8) -> Self {
@@ -402,6 +444,11 @@ impl KeyExtractor for PeerIp {
     #[inline]
     fn extract<'a>(&'a self, request: RequestHead<'a>) -> Result<IpKey, KeyError> {
         self.peer(request).map(|ip| self.key(ip))
+    }
+
+    #[inline]
+    fn network(&self, key: &IpKey) -> Option<IpKey> {
+        Some(key.network())
     }
 }
 
@@ -742,5 +789,33 @@ mod tests {
                 .to_bytes()
         });
         assert_eq!(body, "GET /users/{id}");
+    }
+
+    #[test]
+    fn the_network_of_an_ip_key_is_its_48_or_24() {
+        let peer = PeerIp::new();
+        let key = |ip: &str| peer.key(ip.parse().unwrap());
+        let net = |ip: &str| peer.network(&key(ip)).unwrap().ip().to_string();
+        assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1::");
+        assert_eq!(net("192.0.2.77"), "192.0.2.0");
+        assert_eq!(net("::ffff:192.0.2.77"), "192.0.2.0");
+        assert_eq!(
+            key("2001:db8:1:2:3:4:5:6").network(),
+            key("2001:db8:1:ffff::").network()
+        );
+        assert_ne!(key("2001:db8:1::").network(), key("2001:db8:2::").network());
+        // Keys that are not addresses have no network; `or` and tuples
+        // take the network of the part that has one.
+        let head = Request::get("/").body(()).unwrap();
+        let head = RequestHead::from(&head);
+        assert_eq!(Global.network(&Global.extract(head).unwrap()), None);
+        let both = (Global, peer);
+        assert_eq!(
+            both.network(&((), key("192.0.2.1"))),
+            Some(key("192.0.2.0"))
+        );
+        let either = Subject.or(peer);
+        let fallback = OrKey::Fallback(key("192.0.2.1"));
+        assert_eq!(either.network(&fallback), Some(key("192.0.2.0")));
     }
 }

@@ -12,7 +12,7 @@ use super::failed::{is_failed_attempt, Predicate};
 use super::future::{After, ResponseFuture, Then};
 use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
 use super::key::{KeyError, KeyExtractor, RequestHead};
-use super::limiter::{Attempt, Denied, Limiter};
+use super::limiter::{Attempt, Denied, Hashed, Limiter};
 use crate::body::ResponseBody;
 use crate::rejection::{is_grpc, Rejection, RejectionHandler, Rejections};
 
@@ -23,13 +23,17 @@ const KEY_UNAVAILABLE: &str = "the request cannot be rate-limited: server miscon
 /// The key extractor of a [`Limit`], behind a trait object so limits with
 /// different keys can be stacked in one layer.
 trait ErasedKey: Send + Sync + 'static {
-    fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<u64, KeyError>;
+    fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<Hashed, KeyError>;
 }
 
 impl<E: KeyExtractor> ErasedKey for E {
     #[inline]
-    fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<u64, KeyError> {
-        self.extract(request).map(|key| limiter.hash(&key))
+    fn hash(&self, request: RequestHead<'_>, limiter: &Limiter) -> Result<Hashed, KeyError> {
+        let key = self.extract(request)?;
+        Ok(Hashed {
+            key: limiter.hash(&key),
+            network: self.network(&key),
+        })
     }
 }
 
@@ -94,7 +98,7 @@ impl Limit {
 
     /// The hashed key of `request`.
     #[inline]
-    pub(crate) fn key_of(&self, request: RequestHead<'_>) -> Result<u64, KeyError> {
+    pub(crate) fn key_of(&self, request: RequestHead<'_>) -> Result<Hashed, KeyError> {
         self.inner.key.hash(request, &self.inner.limiter)
     }
 }
@@ -129,7 +133,7 @@ impl Config {
     }
 
     /// The `RateLimit` items of `keys`, the keys of the first limits.
-    fn limits_header(&self, keys: impl IntoIterator<Item = u64>) -> HeaderValue {
+    fn limits_header(&self, keys: impl IntoIterator<Item = Hashed>) -> HeaderValue {
         let mut list = String::new();
         for (limit, key) in self.limits.iter().zip(keys) {
             let state = limit.limiter().state_of(key);
@@ -183,7 +187,7 @@ impl Config {
     fn check_each(
         &self,
         request: RequestHead<'_>,
-        mut take: impl FnMut(&Limiter, u64) -> Result<(), Denied>,
+        mut take: impl FnMut(&Limiter, Hashed) -> Result<(), Denied>,
     ) -> Result<(), Box<Response<Bytes>>> {
         for limit in &self.limits {
             let refused = match limit.key_of(request) {
@@ -219,9 +223,12 @@ impl Settle {
         };
         // The keys for the remaining-quota headers (the attempts are consumed
         // below); no allocation when the headers are off.
-        let keys = config
-            .remaining_headers
-            .then(|| self.attempts.iter().map(Attempt::key).collect::<Vec<u64>>());
+        let keys = config.remaining_headers.then(|| {
+            self.attempts
+                .iter()
+                .map(Attempt::key)
+                .collect::<Vec<Hashed>>()
+        });
         for attempt in self.attempts {
             if failed {
                 attempt.fail();

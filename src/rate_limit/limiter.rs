@@ -9,11 +9,18 @@ use std::time::Duration;
 use governor::clock::{Clock, FakeRelativeClock, QuantaClock, QuantaInstant, Reference};
 use governor::nanos::Nanos;
 
+use super::key::IpKey;
 use super::quota::Quota;
-use super::store::{Place, Store};
+use super::store::{Caps, Place, Store};
 
 /// The default cap on tracked keys per limiter.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// By default a network (an IPv6 `/48`, an IPv4 `/24`) holds at most
+/// this fraction of [`max_keys`](LimiterBuilder::max_keys):
+/// `max_keys / DEFAULT_NETWORK_SHARE`, and at least 64 (or `max_keys` if
+/// lower). See [`LimiterBuilder::max_keys_per_network`].
+pub const DEFAULT_NETWORK_SHARE: usize = 16;
 
 /// By default the overflow budget is this many times a key's quota: this
 /// many times the burst, replenished this many times faster.
@@ -138,6 +145,7 @@ impl Denied {
 pub struct LimiterBuilder {
     quota: Quota,
     max_keys: usize,
+    network_keys: Option<usize>,
     overflow_quota: Option<Quota>,
     clock: Option<LimiterClock>,
 }
@@ -153,6 +161,28 @@ impl LimiterBuilder {
     /// [Memory](Limiter#memory).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
+        self
+    }
+
+    /// Caps the number of keys one network may have tracked: by default
+    /// `max_keys / 16` ([`DEFAULT_NETWORK_SHARE`]), at least 64 (or
+    /// `max_keys` if lower). A network is what the key extractor says a
+    /// key belongs to ([`KeyExtractor::network`]): the IPv6 `/48` or the
+    /// IPv4 `/24` of [`PeerIp`] and [`ClientIp`] keys.
+    ///
+    /// A network at its cap, or any network when the limiter is at its
+    /// global cap, measures its new keys against its *own*
+    /// [overflow budget](LimiterBuilder::overflow_quota), not the one
+    /// shared by all. So one `/48` cycling through its 65 536 `/64`s cannot
+    /// fill the cap, nor spend the overflow budget of the clients of other
+    /// networks. Keys without a network (users, API keys) are not
+    /// affected. See [Memory](Limiter#memory).
+    ///
+    /// [`KeyExtractor::network`]: super::KeyExtractor::network
+    /// [`PeerIp`]: super::PeerIp
+    /// [`ClientIp`]: super::ClientIp
+    pub fn max_keys_per_network(mut self, max: usize) -> Self {
+        self.network_keys = Some(max);
         self
     }
 
@@ -184,9 +214,19 @@ impl LimiterBuilder {
             .overflow_quota
             .unwrap_or_else(|| self.quota.times(DEFAULT_OVERFLOW_FACTOR));
         let start = clock.now();
+        let max_keys = self.max_keys;
+        let network_keys = self.network_keys.unwrap_or_else(|| {
+            (max_keys / DEFAULT_NETWORK_SHARE).max(max_keys.min(DEFAULT_MIN_NETWORK_KEYS))
+        });
+        let caps = Caps {
+            max_keys,
+            network_keys,
+            // A network tracks at least one key, or an overflow budget.
+            max_networks: max_keys,
+        };
         Limiter {
             inner: Arc::new(Inner {
-                store: Store::new(self.max_keys, self.quota, overflow_quota),
+                store: Store::new(caps, self.quota, overflow_quota),
                 clock,
                 start,
                 hasher: RandomState::new(),
@@ -195,6 +235,21 @@ impl LimiterBuilder {
             }),
         }
     }
+}
+
+/// Hashed before a network, so that its digest differs from a key's.
+const NETWORK_TAG: u32 = 0x006e_6574;
+
+/// The default cap of keys per network is at least this.
+const DEFAULT_MIN_NETWORK_KEYS: usize = 64;
+
+/// A request's key as the store sees it: the keyed hash of the key, and
+/// its network, hashed only when the store needs it (a key it does not
+/// track yet), so that known keys cost one hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hashed {
+    pub(crate) key: u64,
+    pub(crate) network: Option<IpKey>,
 }
 
 /// A keyed rate limiter: governor's GCRA (generic cell rate algorithm,
@@ -212,8 +267,9 @@ impl LimiterBuilder {
 ///
 /// # Memory
 ///
-/// At most [`max_keys`](LimiterBuilder::max_keys) keys are tracked (about
-/// 40 bytes each at worst). A key whose budget is whole again (no unit
+/// At most [`max_keys`](LimiterBuilder::max_keys) keys are tracked, and at
+/// most as many networks (about 60 bytes each at worst, for keys and for
+/// networks: 12 MB for the default 100 000 keys). A key whose budget is whole again (no unit
 /// spent that has not been replenished) is *idle*: its state is the same
 /// as a fresh one, and it may be dropped at any time.
 ///
@@ -234,6 +290,16 @@ impl LimiterBuilder {
 ///   them a fresh budget. Whoever fills the cap with busy keys can also
 ///   spend the overflow budget, and then new clients are refused until keys
 ///   go idle: size `max_keys` for your real number of clients per window.
+/// * Keys that belong to a network (IP keys: the IPv6 `/48` or IPv4 `/24`)
+///   are capped per network too
+///   ([`max_keys_per_network`](LimiterBuilder::max_keys_per_network), 1/16
+///   of the cap by default), and each network has its own overflow budget
+///   (same quota): past its own cap, or at the global cap, a network's new
+///   keys share *its* overflow budget. So one network cannot fill the cap
+///   alone, and a network that floods only exhausts its own overflow
+///   budget, while new clients of other networks get theirs. Networks are
+///   capped at `max_keys`; past that, new keys count as having no
+///   network.
 /// * [`purge`](Limiter::purge) sweeps every shard; call it from a
 ///   background task if you want memory back during quiet periods.
 #[derive(Clone)]
@@ -261,6 +327,7 @@ impl Limiter {
         LimiterBuilder {
             quota,
             max_keys: DEFAULT_MAX_KEYS,
+            network_keys: None,
             overflow_quota: None,
             clock: None,
         }
@@ -273,7 +340,7 @@ impl Limiter {
     /// [`Denied`] when the key's quota is spent.
     #[inline]
     pub fn check<K: Hash + ?Sized>(&self, key: &K) -> Result<(), Denied> {
-        self.check_hashed(self.hash(key))
+        self.check_hashed(self.hashed(key))
     }
 
     /// Holds one unit of `key` for an attempt whose outcome is not known
@@ -305,14 +372,14 @@ impl Limiter {
     ///
     /// [`RateLimitLayer::failed_attempts`]: super::RateLimitLayer::failed_attempts
     pub fn attempt<K: Hash + ?Sized>(&self, key: &K) -> Result<Attempt, Denied> {
-        self.attempt_hashed(self.hash(key))
+        self.attempt_hashed(self.hashed(key))
     }
 
     /// What `key` has left, without consuming anything. For a key that is
     /// not tracked at the cap, what the overflow budget has left (at most
     /// the key's burst). Attempts in flight are not deducted.
     pub fn state<K: Hash + ?Sized>(&self, key: &K) -> KeyState {
-        self.state_of(self.hash(key))
+        self.state_of(self.hashed(key))
     }
 
     /// Drops every idle key now. The request path already does this
@@ -336,10 +403,25 @@ impl Limiter {
         self.inner.store.max_keys()
     }
 
-    /// How many checks and attempts were measured against the shared
-    /// overflow budget because the store was full.
+    /// How many networks are tracked (see
+    /// [`max_keys_per_network`](LimiterBuilder::max_keys_per_network)):
+    /// networks with tracked keys, attempts in flight or an overflow budget
+    /// in use. At most [`max_keys`](Limiter::max_keys).
+    pub fn networks(&self) -> usize {
+        self.inner.store.networks_len()
+    }
+
+    /// How many checks and attempts were measured against an overflow
+    /// budget (shared or of a network) because the store or the key's
+    /// network was full.
     pub fn overflowed(&self) -> u64 {
         self.inner.store.overflowed()
+    }
+
+    /// The keys and networks really held, counted entry by entry.
+    #[cfg(test)]
+    pub(crate) fn counted(&self) -> (usize, usize) {
+        self.inner.store.counted()
     }
 
     /// The quota of each key.
@@ -357,24 +439,43 @@ impl Limiter {
         self.inner.hasher.hash_one(key)
     }
 
+    /// `key` without a network.
+    #[inline]
+    fn hashed<K: Hash + ?Sized>(&self, key: &K) -> Hashed {
+        Hashed {
+            key: self.hash(key),
+            network: None,
+        }
+    }
+
+    /// The digest of a network: never `0`, which stands for none, and
+    /// never that of the same value as a key.
+    #[inline]
+    fn hash_network(&self, network: Option<IpKey>) -> u64 {
+        match network {
+            Some(network) => self.inner.hasher.hash_one((NETWORK_TAG, network)).max(1),
+            None => 0,
+        }
+    }
+
     /// The hot path: no state is read back after the decision.
     #[inline]
-    pub(crate) fn check_hashed(&self, key: u64) -> Result<(), Denied> {
+    pub(crate) fn check_hashed(&self, key: Hashed) -> Result<(), Denied> {
         let store = &self.inner.store;
         let now = self.now();
-        let outcome = store.take(key, now);
+        let outcome = store.take(key.key, || self.hash_network(key.network), now);
         if store.take_sweep_due() {
             store.sweep_next(now);
         }
         outcome.map_err(|earliest| denied(earliest, now))
     }
 
-    pub(crate) fn attempt_hashed(&self, key: u64) -> Result<Attempt, Denied> {
+    pub(crate) fn attempt_hashed(&self, key: Hashed) -> Result<Attempt, Denied> {
         let now = self.now();
         let place = self
             .inner
             .store
-            .attempt(key, now)
+            .attempt(key.key, self.hash_network(key.network), now)
             .map_err(|earliest| denied(earliest, now))?;
         Ok(Attempt {
             limiter: self.clone(),
@@ -384,18 +485,21 @@ impl Limiter {
         })
     }
 
-    fn settle(&self, key: u64, place: Place, failed: bool) {
+    fn settle(&self, key: Hashed, place: Place, failed: bool) {
         let store = &self.inner.store;
         let now = self.now();
-        store.settle(key, place, failed, now);
+        store.settle(key.key, self.hash_network(key.network), place, failed, now);
         if store.take_sweep_due() {
             store.sweep_next(now);
         }
     }
 
     /// What `key` has left right now, read back from the store.
-    pub(crate) fn state_of(&self, key: u64) -> KeyState {
-        let (tat, gcra) = self.inner.store.state(key);
+    pub(crate) fn state_of(&self, key: Hashed) -> KeyState {
+        let (tat, gcra) = self
+            .inner
+            .store
+            .state(key.key, self.hash_network(key.network));
         let (remaining, next_in) = gcra.remaining(tat, self.now());
         let burst = self.inner.quota.burst();
         // The overflow budget may be larger than a key's: report at most a
@@ -454,7 +558,7 @@ impl fmt::Debug for Limiter {
 #[must_use = "dropping an Attempt counts it as a failure"]
 pub struct Attempt {
     limiter: Limiter,
-    key: u64,
+    key: Hashed,
     place: Place,
     open: bool,
 }
@@ -472,7 +576,7 @@ impl Attempt {
     }
 
     /// The hashed key, for the remaining-quota headers.
-    pub(crate) fn key(&self) -> u64 {
+    pub(crate) fn key(&self) -> Hashed {
         self.key
     }
 
@@ -492,7 +596,7 @@ impl Drop for Attempt {
 impl fmt::Debug for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attempt")
-            .field("overflow", &(self.place == Place::Overflow))
+            .field("overflow", &(self.place != Place::Key))
             .finish_non_exhaustive()
     }
 }

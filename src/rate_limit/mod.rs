@@ -100,6 +100,12 @@
 //! spend the overflow budget too, so new clients may then be refused until
 //! keys go idle: size `max_keys` for your real clients. See [`Limiter`].
 //!
+//! IP keys ([`PeerIp`], [`ClientIp`]) also belong to a network, the IPv6
+//! `/48` or IPv4 `/24` ([`KeyExtractor::network`]). One network may hold at
+//! most [a sixteenth of the cap](LimiterBuilder::max_keys_per_network), and
+//! has its own overflow budget: a `/48` cycling through its `/64`s neither
+//! fills the cap nor spends the overflow budget of other networks' clients.
+//!
 //! # Failed attempts
 //!
 //! [`RateLimitLayer::failed_attempts`] counts only failed attempts (by
@@ -186,7 +192,7 @@ pub use key::{
 pub use layer::{Limit, RateLimitLayer, RateLimitService};
 pub use limiter::{
     Attempt, Denied, KeyState, Limiter, LimiterBuilder, LimiterClock, DEFAULT_MAX_KEYS,
-    DEFAULT_OVERFLOW_FACTOR,
+    DEFAULT_NETWORK_SHARE, DEFAULT_OVERFLOW_FACTOR,
 };
 pub use quota::{Quota, QuotaError};
 

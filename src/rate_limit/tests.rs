@@ -403,16 +403,24 @@ async fn key_cap_is_respected_through_the_layer() {
         refused += usize::from(res.status() == StatusCode::TOO_MANY_REQUESTS);
         assert!(limiter.len() <= 1_000);
     }
-    // 1 000 tracked clients, then the flood shares one overflow budget of
-    // 16 × 5.
-    assert_eq!(calls.load(Ordering::SeqCst), 1_080);
-    assert_eq!(refused, 20_000 - 1_080);
+    // The clients are 79 IPv4 /24s (78 whole, then 32 addresses). A /24
+    // holds at most 64 keys (1 000 / 16, at least 64), then its new
+    // clients share its own overflow budget of 16 × 5 = 80; from the 16th
+    // /24 on the cap of 1 000 is full, and every new client shares its
+    // /24's overflow budget.
+    //   /24s 0-14: 64 tracked + 80;  /24 15: 40 tracked + 80;
+    //   /24s 16-77: 80 each;         /24 78: its 32 addresses.
+    let allowed = 15 * (64 + 80) + (40 + 80) + 62 * 80 + 32;
+    assert_eq!(calls.load(Ordering::SeqCst), allowed);
+    assert_eq!(refused, 20_000 - allowed);
+    assert!(limiter.networks() <= 1_000);
     // Once the tracked keys are idle, new clients take their room at once,
     // without a purge.
     clock.advance(Duration::from_secs(3600));
     let overflowed = limiter.overflowed();
+    // (From 100 /24s: one /24 would hold only 64 of them.)
     for i in 0..100u8 {
-        let res = send(&svc, from([10, 200, 0, i])).await;
+        let res = send(&svc, from([10, 200, i, 1])).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
     assert_eq!(limiter.overflowed(), overflowed);
@@ -845,4 +853,146 @@ async fn a_dropped_attempt_counts_as_a_failure() {
     }
     let ip = std::net::IpAddr::from([192, 0, 2, 98]);
     assert_eq!(limiter.state(&IpKey::from(ip)).remaining(), 3);
+}
+
+/// A request from an IPv6 address.
+fn from_v6(ip: u128) -> Request<()> {
+    let mut req = Request::get("/").body(()).unwrap();
+    let ip = std::net::Ipv6Addr::from(ip);
+    req.extensions_mut().insert(SocketAddr::from((ip, 40_000)));
+    req
+}
+
+/// `2001:db8:<net>::/48`, subnet `/64` number `subnet`, host 1.
+fn v6(net: u16, subnet: u16) -> u128 {
+    (0x2001_0db8_u128 << 96) | (u128::from(net) << 80) | (u128::from(subnet) << 64) | 1
+}
+
+/// Review finding (issue "Hardening II"): keys are per /64 under one global
+/// cap, so a single /48 cycling through its /64s filled the cap and spent
+/// the shared overflow budget: every new client of every other network was
+/// refused. A /48 now holds at most a sixteenth of the cap, then spends its
+/// own overflow budget only.
+#[tokio::test]
+async fn a_48_flood_cannot_starve_other_networks() {
+    let clock = FakeRelativeClock::default();
+    let (inner, calls) = counting(StatusCode::OK);
+    let limiter = Limiter::builder(Quota::per_hour(5).unwrap())
+        .max_keys(5_000)
+        .clock(clock.clone())
+        .build();
+    let limit = Limit::new("per-ip", limiter.clone(), PeerIp::new());
+    let svc = RateLimitLayer::new(limit).layer(inner);
+
+    // 20 000 /64s of 2001:db8:bad::/48, no time passing.
+    for subnet in 0..20_000u16 {
+        let _ = send(&svc, from_v6(v6(0xbad, subnet))).await;
+        assert!(limiter.len() <= 5_000 / 16);
+    }
+    // 312 tracked /64s (5 000 / 16), then the /48's own overflow budget of
+    // 16 × 5.
+    assert_eq!(calls.load(Ordering::SeqCst), 312 + 80);
+    assert_eq!(limiter.len(), 312);
+    let res = send(&svc, from_v6(v6(0xbad, 60_000))).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // 1 000 clients of other /48s, and IPv4 clients, keep their own budget
+    // of 5 each.
+    for net in 0..1_000u16 {
+        for n in 0..5 {
+            let res = send(&svc, from_v6(v6(net, 1))).await;
+            assert_eq!(res.status(), StatusCode::OK, "/48 {net}, request {n}");
+        }
+        let res = send(&svc, from_v6(v6(net, 1))).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    for n in 0..5 {
+        let res = send(&svc, from([192, 0, 2, 7])).await;
+        assert_eq!(res.status(), StatusCode::OK, "IPv4 request {n}");
+    }
+    assert!(limiter.len() <= 5_000);
+}
+
+/// When many networks fill the cap anyway, each flooding network spends its
+/// own overflow budget: a client of a new network still gets through.
+#[tokio::test]
+async fn at_a_full_cap_each_network_has_its_own_overflow_budget() {
+    let clock = FakeRelativeClock::default();
+    let (inner, calls) = counting(StatusCode::OK);
+    let limiter = Limiter::builder(Quota::per_hour(5).unwrap())
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build();
+    let limit = Limit::new("per-ip", limiter.clone(), PeerIp::new());
+    let svc = RateLimitLayer::new(limit).layer(inner);
+
+    // 200 /48s × 200 /64s: the cap (1 000, 64 per /48) is full after 16 of
+    // them, and every flooding /48 exhausts its overflow budget.
+    for net in 0..200u16 {
+        for subnet in 0..200u16 {
+            let _ = send(&svc, from_v6(v6(net, subnet))).await;
+        }
+    }
+    assert_eq!(limiter.len(), 1_000);
+    let flood = calls.load(Ordering::SeqCst);
+    assert_eq!(flood, 1_000 + 200 * 80);
+    for net in [0, 15, 16, 199] {
+        let res = send(&svc, from_v6(v6(net, 9_999))).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "/48 {net}");
+    }
+
+    // A new client of a new network: untracked (the cap is full), but its
+    // network's overflow budget is whole.
+    for n in 0..5 {
+        let res = send(&svc, from_v6(v6(0xcafe, 1))).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {n}");
+    }
+    let res = send(&svc, from([198, 51, 100, 1])).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(limiter.networks() <= 1_000);
+}
+
+/// A million distinct /64s over 50 000 /48s, with and without time
+/// passing: the tracked keys and networks, counted entry by entry, never
+/// exceed the documented caps (`max_keys` each), and everything idle is
+/// dropped once the flood is over.
+#[test]
+fn a_million_key_flood_keeps_keys_and_networks_under_the_cap() {
+    const CAP: usize = 5_000;
+    let clock = FakeRelativeClock::default();
+    let limiter = Limiter::builder(Quota::per_second(5).unwrap())
+        .max_keys(CAP)
+        .clock(clock.clone())
+        .build();
+    let peer = PeerIp::new();
+    let check = |ip: u128| {
+        let key = peer.key(std::net::Ipv6Addr::from(ip).into());
+        let hashed = super::limiter::Hashed {
+            key: limiter.hash(&key),
+            network: peer.network(&key),
+        };
+        limiter.check_hashed(hashed).is_ok()
+    };
+    let mut allowed = 0usize;
+    for i in 0u32..1_000_000 {
+        let net = (i % 50_000) as u16;
+        let subnet = (i / 50_000) as u16;
+        allowed += usize::from(check(v6(net, subnet)));
+        assert!(limiter.len() <= CAP && limiter.networks() <= CAP);
+        if i % 100_000 == 99_999 {
+            let (keys, networks) = limiter.counted();
+            assert_eq!((keys, networks), (limiter.len(), limiter.networks()));
+            assert!(keys <= CAP && networks <= CAP);
+            if i < 500_000 {
+                clock.advance(Duration::from_secs(1));
+            }
+        }
+    }
+    assert!(allowed > CAP, "allowed {allowed}");
+    assert!(allowed < 1_000_000 / 2, "allowed {allowed}");
+    clock.advance(Duration::from_secs(60));
+    limiter.purge();
+    assert!(limiter.is_empty());
+    assert_eq!(limiter.networks(), 0);
+    assert_eq!(limiter.counted(), (0, 0));
 }
