@@ -59,8 +59,6 @@ impl<F> fmt::Debug for Deadline<F> {
 
 /// `future` with a deadline of `after` from its first poll; `None` for no
 /// deadline.
-// Until the layers use it (issue "Hardening II").
-#[allow(dead_code)]
 pub(crate) fn deadline<F: Future>(future: F, after: Option<Duration>) -> Deadline<F> {
     Deadline {
         future,
