@@ -636,22 +636,24 @@ where
             };
             this.state = auth.start(&credentials).state;
         }
-        let result = match &mut this.state {
-            FutureState::Ready(r) => {
-                Poll::Ready(r.take().unwrap_or_else(|| {
+        let result =
+            match &mut this.state {
+                FutureState::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| {
                     Err(AuthError::invalid_credentials("token already checked"))
-                }))
-            }
-            FutureState::Waiting(f) => f.as_mut().poll(cx),
-            // `start` never returns a future still to verify.
-            FutureState::Verify(_) => {
-                Poll::Ready(Err(AuthError::invalid_credentials("token already checked")))
-            }
-        };
+                })),
+                FutureState::Waiting(f) => f.as_mut().poll(cx),
+                // `start` never returns a future still to verify.
+                FutureState::Verify(_) => {
+                    Poll::Ready(Err(AuthError::invalid_credentials("token already checked")))
+                }
+            };
         if !this.from_cookie {
             return result;
         }
-        result.map(|r| r.map(Authenticated::from_cookie).map_err(AuthError::from_cookie))
+        result.map(|r| {
+            r.map(Authenticated::from_cookie)
+                .map_err(AuthError::from_cookie)
+        })
     }
 }
 

@@ -208,10 +208,22 @@ impl Settings {
         };
         let removal =
             super::cookie::removal(&cookie).ok_or(SessionConfigError::InvalidCookieName)?;
+        // Signed cookies: one key per cookie name, so that a value signed
+        // for another cookie with the same key does not verify here.
+        // Encrypted cookies already authenticate their name.
+        let bind = |k: SessionKey| {
+            if self.private {
+                k
+            } else {
+                k.for_cookie_name(&cookie.name)
+            }
+        };
+        let key = bind(self.key.clone());
+        let previous_keys = self.previous_keys.iter().cloned().map(bind).collect();
         Ok(Config {
             cookie,
-            key: self.key,
-            previous_keys: self.previous_keys,
+            key,
+            previous_keys,
             private: self.private,
             idle_timeout: self.idle_timeout,
             absolute_timeout: self.absolute_timeout,
