@@ -20,6 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tower_auth::session::{
     MemorySessionStore, SessionKey, SessionLayer, SessionRecord, SessionStore, StoreKey,
+    UpdateOutcome,
 };
 use tower_auth::BoxError;
 
@@ -416,6 +417,15 @@ impl SessionStore for Down {
         &self,
         _: &StoreKey,
         _: &SessionRecord,
+        _: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+        std::future::ready(Err("connection refused".into()))
+    }
+    fn touch(
+        &self,
+        _: &StoreKey,
+        _: SystemTime,
+        _: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         std::future::ready(Err("connection refused".into()))
     }

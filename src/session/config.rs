@@ -70,8 +70,8 @@ pub enum SessionConfigError {
     /// The domain is empty or has characters that are not allowed.
     #[error("the cookie domain must be a non-empty host name")]
     InvalidDomain,
-    /// A timeout is zero, or the refresh interval is not shorter than the
-    /// idle timeout.
+    /// A timeout (idle, absolute, backend) is zero, or the refresh interval
+    /// is not shorter than the idle timeout.
     #[error("timeouts must be positive and the refresh interval shorter than the idle timeout")]
     InvalidTimeout,
 }
@@ -105,6 +105,8 @@ pub(crate) struct Config {
     pub(crate) refresh_after: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rejections: Rejections,
+    /// The deadline of each store call.
+    pub(crate) backend_timeout: Option<Duration>,
     /// The removal cookie, rendered once.
     pub(crate) removal: http::HeaderValue,
 }
@@ -127,6 +129,7 @@ pub(crate) struct Settings {
     pub(crate) refresh_after: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rejections: Rejections,
+    pub(crate) backend_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -148,6 +151,7 @@ impl Settings {
             refresh_after: None,
             clock: Arc::new(SystemClock),
             rejections: Rejections::new(),
+            backend_timeout: Some(crate::timeout::DEFAULT_BACKEND_TIMEOUT),
         }
     }
 
@@ -188,7 +192,10 @@ impl Settings {
                 return Err(SessionConfigError::InvalidDomain);
             }
         }
-        if self.absolute_timeout.is_zero() || self.idle_timeout.is_some_and(|d| d.is_zero()) {
+        if self.absolute_timeout.is_zero()
+            || self.idle_timeout.is_some_and(|d| d.is_zero())
+            || self.backend_timeout.is_some_and(|d| d.is_zero())
+        {
             return Err(SessionConfigError::InvalidTimeout);
         }
         let refresh_after = match (self.idle_timeout, self.refresh_after) {
@@ -230,6 +237,7 @@ impl Settings {
             refresh_after,
             clock: self.clock,
             rejections: self.rejections,
+            backend_timeout: self.backend_timeout,
             removal,
         })
     }

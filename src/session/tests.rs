@@ -85,10 +85,24 @@ impl SessionStore for Spy {
         &self,
         key: &StoreKey,
         record: &SessionRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let r = self.check().and_then(|()| {
+            futures_util::FutureExt::now_or_never(self.inner.update(key, record, expected_version))
+                .unwrap_or(Ok(UpdateOutcome::Gone))
+        });
+        std::future::ready(r)
+    }
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_active: SystemTime,
+        expires_at: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         self.writes.fetch_add(1, Ordering::SeqCst);
         let r = self.check().and_then(|()| {
-            futures_util::FutureExt::now_or_never(self.inner.update(key, record))
+            futures_util::FutureExt::now_or_never(self.inner.touch(key, last_active, expires_at))
                 .unwrap_or(Ok(false))
         });
         std::future::ready(r)
@@ -686,12 +700,15 @@ async fn two_concurrent_requests_on_one_session() {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"alice");
     }
-    // last writer wins, whole: the user is there and one of the two flags
+    // no lost update: the second writer's conditional update conflicted,
+    // and its change was applied again on top of the first one's
     let keys = f.store.inner.keys();
     assert_eq!(keys.len(), 1);
-    let data = f.store.inner.get(&keys[0]).unwrap().data;
-    assert_eq!(data["user"], "alice");
-    assert!(data.contains_key("a") ^ data.contains_key("b"));
+    let record = f.store.inner.get(&keys[0]).unwrap();
+    assert_eq!(record.data["user"], "alice");
+    assert_eq!(record.data["a"], true);
+    assert_eq!(record.data["b"], true);
+    assert_eq!(record.version, 2, "a new record, then one update each");
 }
 
 #[tokio::test]
@@ -1681,11 +1698,13 @@ mod regressions {
         let n = 100_000usize;
         let store = MemorySessionStore::new().max_sessions(n);
         let now = SystemTime::now();
+        // signed-in sessions: never evicted, so a full store refuses
         let rec = SessionRecord {
-            data: SessionData::from([("k".into(), serde_json::Value::from(1))]),
+            data: SessionData::from([("user".into(), serde_json::Value::from(1))]),
             created_at: now,
             last_active: now,
             expires_at: now + Duration::from_secs(7200),
+            version: 0,
         };
         for i in 0..n as u32 {
             let mut k = [0u8; 32];
