@@ -45,7 +45,7 @@ fn request(path: &str, cookie: Option<&str>) -> Request<()> {
 }
 
 fn bench(c: &mut Criterion) {
-    let store = MemorySessionStore::new();
+    let store = MemorySessionStore::new().max_sessions(usize::MAX);
     let layer = SessionLayer::new(store.clone(), SessionKey::generate().unwrap());
     let counter = Arc::new(AtomicU64::new(0));
     let handler = tower::service_fn(move |req: Request<()>| {
@@ -102,7 +102,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("baseline/store load+update", |b| {
         b.iter(|| {
             let loaded = store.load(&key).now_or_never();
-            let updated = store.update(&key, &record).now_or_never();
+            // same version in and out: the compare-and-swap always matches
+            let updated = store.update(&key, &record, record.version).now_or_never();
             black_box((loaded, updated))
         })
     });
@@ -116,22 +117,24 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    // A full store: a new session is refused, or evicts an anonymous one.
+    // A full store: a new session is refused (every stored session has a
+    // user), or evicts an anonymous one.
     let cap = 100_000u32;
     let full = MemorySessionStore::new().max_sessions(cap as usize);
-    let evicting = MemorySessionStore::new()
-        .max_sessions(cap as usize)
-        .evict_anonymous("user");
+    let evicting = MemorySessionStore::new().max_sessions(cap as usize);
     let mut anonymous = record.clone();
     anonymous.data.remove("user");
     anonymous.data.insert("cart".into(), "apple".into());
     for i in 0..cap {
-        for s in [&full, &evicting] {
-            s.save(&numbered(i), &anonymous)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
-        }
+        full.save(&numbered(i), &record)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        evicting
+            .save(&numbered(i), &anonymous)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
     }
     // What is measured: refused, and accepted by evicting.
     assert!(full

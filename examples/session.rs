@@ -241,7 +241,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let secure = !std::env::args().any(|a| a == "--insecure-cookies");
-    let store = MemorySessionStore::new().max_sessions(100_000);
+    // Bounded by default (100 000 sessions of at most 64 KiB); when full,
+    // anonymous sessions (no "user") are evicted first, never signed-in ones.
+    let store = MemorySessionStore::new().evict_anonymous("user");
     let app = app(session_layer(store, key, secure));
     let addr = util::listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -20,6 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tower_auth::session::{
     MemorySessionStore, SessionKey, SessionLayer, SessionRecord, SessionStore, StoreKey,
+    UpdateOutcome,
 };
 use tower_auth::BoxError;
 
@@ -416,6 +417,15 @@ impl SessionStore for Down {
         &self,
         _: &StoreKey,
         _: &SessionRecord,
+        _: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+        std::future::ready(Err("connection refused".into()))
+    }
+    fn touch(
+        &self,
+        _: &StoreKey,
+        _: SystemTime,
+        _: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         std::future::ready(Err("connection refused".into()))
     }
@@ -489,4 +499,83 @@ async fn cookie_authenticated_responses_vary_on_cookie_once() {
     assert_eq!(r.status, StatusCode::OK);
     let vary: Vec<_> = r.headers.get_all("vary").iter().collect();
     assert_eq!(vary, ["Cookie"]);
+}
+
+/// Issue "Hardening II", item 5: a WebSocket handshake is a `GET`, and
+/// `CsrfLayer` let a cookie-authenticated one be opened cross-site (CSWSH).
+/// A real handshake through axum, with a tokio-tungstenite client.
+#[tokio::test]
+async fn cross_site_websocket_handshakes_are_refused() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::routing::get;
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{self, Error as WsError};
+    use tower_auth::session::{CsrfLayer, Session};
+
+    let store = MemorySessionStore::new();
+    let sessions = SessionLayer::builder(store.clone(), SessionKey::generate().unwrap())
+        .secure(false)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/login",
+            get(|session: axum::Extension<Session>| async move {
+                session.insert("user", "alice").unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/ws",
+            get(
+                |ws: WebSocketUpgrade, session: axum::Extension<Session>| async move {
+                    let user: String = session.get("user").unwrap().unwrap_or_default();
+                    ws.on_upgrade(move |mut socket| async move {
+                        let _ = socket.send(Message::Text(user.into())).await;
+                    })
+                },
+            ),
+        )
+        .layer(CsrfLayer::new())
+        .layer(sessions);
+    let (listener, addr) = common::listener().await;
+    common::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+
+    let res = reqwest::get(format!("http://{addr}/login")).await.unwrap();
+    let cookie = res.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let handshake = |origin: String| {
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+
+    // cross-site: refused before the upgrade
+    match handshake("https://evil.example".to_owned()).await {
+        Err(WsError::Http(res)) => {
+            assert_eq!(res.status(), 403);
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"], "csrf_rejected");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a cross-site WebSocket was opened with the user's cookie"),
+    }
+
+    // same-origin: upgraded, and the socket belongs to the session
+    let (mut socket, res) = handshake(format!("http://{addr}")).await.unwrap();
+    assert_eq!(res.status(), 101);
+    match socket.next().await {
+        Some(Ok(tungstenite::Message::Text(text))) => assert_eq!(text.as_str(), "alice"),
+        other => panic!("unexpected message: {other:?}"),
+    }
 }

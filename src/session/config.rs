@@ -70,8 +70,8 @@ pub enum SessionConfigError {
     /// The domain is empty or has characters that are not allowed.
     #[error("the cookie domain must be a non-empty host name")]
     InvalidDomain,
-    /// A timeout is zero, or the refresh interval is not shorter than the
-    /// idle timeout.
+    /// A timeout (idle, absolute, backend) is zero, or the refresh interval
+    /// is not shorter than the idle timeout.
     #[error("timeouts must be positive and the refresh interval shorter than the idle timeout")]
     InvalidTimeout,
 }
@@ -105,6 +105,8 @@ pub(crate) struct Config {
     pub(crate) refresh_after: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rejections: Rejections,
+    /// The deadline of each store call.
+    pub(crate) backend_timeout: Option<Duration>,
     /// The removal cookie, rendered once.
     pub(crate) removal: http::HeaderValue,
 }
@@ -127,6 +129,7 @@ pub(crate) struct Settings {
     pub(crate) refresh_after: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rejections: Rejections,
+    pub(crate) backend_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -148,6 +151,7 @@ impl Settings {
             refresh_after: None,
             clock: Arc::new(SystemClock),
             rejections: Rejections::new(),
+            backend_timeout: Some(crate::timeout::DEFAULT_BACKEND_TIMEOUT),
         }
     }
 
@@ -188,7 +192,10 @@ impl Settings {
                 return Err(SessionConfigError::InvalidDomain);
             }
         }
-        if self.absolute_timeout.is_zero() || self.idle_timeout.is_some_and(|d| d.is_zero()) {
+        if self.absolute_timeout.is_zero()
+            || self.idle_timeout.is_some_and(|d| d.is_zero())
+            || self.backend_timeout.is_some_and(|d| d.is_zero())
+        {
             return Err(SessionConfigError::InvalidTimeout);
         }
         let refresh_after = match (self.idle_timeout, self.refresh_after) {
@@ -208,16 +215,29 @@ impl Settings {
         };
         let removal =
             super::cookie::removal(&cookie).ok_or(SessionConfigError::InvalidCookieName)?;
+        // Signed cookies: one key per cookie name, so that a value signed
+        // for another cookie with the same key does not verify here.
+        // Encrypted cookies already authenticate their name.
+        let bind = |k: SessionKey| {
+            if self.private {
+                k
+            } else {
+                k.for_cookie_name(&cookie.name)
+            }
+        };
+        let key = bind(self.key.clone());
+        let previous_keys = self.previous_keys.iter().cloned().map(bind).collect();
         Ok(Config {
             cookie,
-            key: self.key,
-            previous_keys: self.previous_keys,
+            key,
+            previous_keys,
             private: self.private,
             idle_timeout: self.idle_timeout,
             absolute_timeout: self.absolute_timeout,
             refresh_after,
             clock: self.clock,
             rejections: self.rejections,
+            backend_timeout: self.backend_timeout,
             removal,
         })
     }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, HOST, ORIGIN};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, ORIGIN, UPGRADE};
 use http::{Method, Request, Response, Uri};
 use pin_project_lite::pin_project;
 use subtle::ConstantTimeEq;
@@ -88,8 +88,53 @@ fn normalize_origin(text: &str) -> Option<String> {
     })
 }
 
+/// Whether `origin` (`scheme://host[:port]`) names the host the request
+/// was sent to (`Host`, `host[:port]`): same host, and the same port, a
+/// `Host` without a port standing for the origin scheme's default port. The
+/// scheme cannot be checked: `Host` does not say it.
+fn same_host(origin: &str, host: &str) -> bool {
+    let Some(origin) = normalize_origin(origin) else {
+        return false;
+    };
+    let Ok(host) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    if host.as_str().contains('@') {
+        return false;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let expected = match host.port_u16() {
+        Some(port) => format!("{scheme}://{}:{port}", host.host()),
+        None => format!("{scheme}://{}", host.host()),
+    };
+    // The same normalization on both sides (lower case, default port
+    // dropped).
+    normalize_origin(&expected).is_some_and(|h| h == format!("{scheme}://{rest}"))
+}
+
+/// Whether the request asks to switch protocols: a WebSocket (or other)
+/// upgrade over HTTP/1.1 (`Upgrade`, `Connection: upgrade`), or an HTTP/2
+/// or HTTP/3 extended `CONNECT` (`:protocol`, RFC 8441). Such a `GET` is not
+/// safe: the connection it opens carries the user's cookies.
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    headers.contains_key(UPGRADE)
+        || headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+        || *req.method() == Method::CONNECT
+}
+
 #[derive(Clone)]
 struct Config {
+    /// The public origins of this application, when set: `Origin` is
+    /// compared to them instead of `Host`.
+    public: Vec<String>,
     allowed: Vec<String>,
     require_token: bool,
     token_header: HeaderName,
@@ -98,7 +143,9 @@ struct Config {
 }
 
 /// Refuses cross-site requests with unsafe methods (anything but `GET`,
-/// `HEAD`, `OPTIONS` and `TRACE`) that carry cookies, with `403` and a JSON
+/// `HEAD`, `OPTIONS` and `TRACE`), and cross-site protocol upgrades
+/// (WebSocket handshakes: a `GET` with `Upgrade` or `Connection: upgrade`,
+/// or an HTTP/2 extended `CONNECT`), that carry cookies, with `403` and a JSON
 /// body `{"error": "csrf_rejected", "message": ...}`. See the
 /// [module docs](super#csrf).
 ///
@@ -107,8 +154,11 @@ struct Config {
 /// 1. `Sec-Fetch-Site` (sent by every current browser): `same-origin` or
 ///    `none` (typed URL, bookmark) pass; `same-site` and `cross-site` pass
 ///    only when `Origin` is an [allowed origin](CsrfLayer::allow_origin).
-/// 2. Without it, `Origin`: passes when it matches the `Host` the request was
-///    sent to, or is an allowed origin; `Origin: null` is refused.
+/// 2. Without it, `Origin`: passes when it is one of the
+///    [public origins](CsrfLayer::public_origin) (scheme, host and port),
+///    or, when none is set, when its host and port match the `Host` the
+///    request was sent to (the scheme is not checked); or when it is an
+///    allowed origin. `Origin: null` is refused.
 /// 3. Without either header the request did not come from a current browser
 ///    (curl, server-to-server) and passes: browsers are the only clients that
 ///    attach a victim's cookies on their own.
@@ -137,6 +187,7 @@ impl CsrfLayer {
     pub fn new() -> Self {
         CsrfLayer {
             config: Arc::new(Config {
+                public: Vec::new(),
                 allowed: Vec::new(),
                 require_token: false,
                 token_header: HeaderName::from_static(CSRF_TOKEN_HEADER),
@@ -163,8 +214,32 @@ impl CsrfLayer {
         Ok(self)
     }
 
+    /// Declares `origin` (`https://app.example.com`) an origin this
+    /// application is served from, as browsers see it; call it once per
+    /// origin. Behind a proxy that rewrites `Host` (to `backend:8080`), or
+    /// to check the scheme, set every public origin: a request's `Origin`
+    /// is then compared to them (scheme, host and port exactly, default
+    /// ports normalized) instead of to `Host`, so `http://app.example.com`
+    /// is refused when only `https://app.example.com` is public.
+    ///
+    /// Without a public origin, the `Origin` fallback (browsers that send no
+    /// `Sec-Fetch-Site`) compares the host and port of `Origin` with the
+    /// request's `Host` only: `Host` does not carry the scheme, and a proxy
+    /// that rewrites it makes same-origin requests fail.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidOrigin`] when `origin` is not `scheme://host[:port]` with
+    /// scheme `http` or `https`.
+    pub fn public_origin(mut self, origin: &str) -> Result<Self, InvalidOrigin> {
+        let origin = normalize_origin(origin).ok_or(InvalidOrigin)?;
+        self.config_mut().public.push(origin);
+        Ok(self)
+    }
+
     /// Also requires the session's synchronizer token (see [`csrf_token`])
-    /// in the token header. Default off.
+    /// in the token header. Default off. Protocol upgrades (WebSockets) are
+    /// checked by origin only: browsers cannot add a header to them.
     pub fn require_token(mut self, on: bool) -> Self {
         self.config_mut().require_token = on;
         self
@@ -207,6 +282,7 @@ impl CsrfLayer {
 impl fmt::Debug for CsrfLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CsrfLayer")
+            .field("public_origins", &self.config.public)
             .field("allowed_origins", &self.config.allowed)
             .field("require_token", &self.config.require_token)
             .field("token_header", &self.config.token_header)
@@ -270,7 +346,8 @@ impl Config {
     /// `Err((kind, message))` when the request must be refused.
     fn check<B>(&self, req: &Request<B>) -> Result<(), (RejectionKind, &'static str)> {
         const REPEATED: &str = "repeated Origin or Sec-Fetch-Site header";
-        if is_safe(req.method()) {
+        let upgrade = is_upgrade(req);
+        if is_safe(req.method()) && !upgrade {
             return Ok(());
         }
         let headers = req.headers();
@@ -290,22 +367,26 @@ impl Config {
             None => match origin {
                 None => {}
                 Some(o) => {
-                    let host = single(headers, &HOST)
-                        .ok()
-                        .flatten()
-                        .and_then(|h| h.to_str().ok())
-                        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-                    let same = host.is_some_and(|h| {
-                        Uri::try_from(o)
+                    let same = if self.public.is_empty() {
+                        let host = single(headers, &HOST)
                             .ok()
-                            .and_then(|u| u.authority().map(|a| a.as_str().eq_ignore_ascii_case(h)))
-                            == Some(true)
-                    });
+                            .flatten()
+                            .and_then(|h| h.to_str().ok())
+                            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+                        host.is_some_and(|h| same_host(o, h))
+                    } else {
+                        normalize_origin(o).is_some_and(|o| self.public.contains(&o))
+                    };
                     if !same && !self.allowed(o) {
                         return Err((csrf, "cross-origin request refused"));
                     }
                 }
             },
+        }
+        if upgrade {
+            // No header can be added to a browser's WebSocket handshake:
+            // the origin check above is the defence.
+            return Ok(());
         }
         if self.require_token {
             let Some(session) = req.extensions().get::<Session>() else {
@@ -530,6 +611,154 @@ mod tests {
                 assert_refused(&l, post(&headers), "cross-origin request refused").await;
             }
         }
+    }
+
+    /// A WebSocket handshake (`GET` + `Upgrade`) with `headers`.
+    fn upgrade(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::get("/ws")
+            .header(HOST, "bank.example")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn cross_site_websocket_handshakes_are_refused() {
+        let l = layer();
+        let cookie = (COOKIE.as_str(), "session=x");
+        // cross-site, by Origin or by Fetch Metadata
+        assert_refused(
+            &l,
+            upgrade(&[cookie, ("origin", "https://evil.example")]),
+            "cross-origin request refused",
+        )
+        .await;
+        assert_refused(
+            &l,
+            upgrade(&[
+                cookie,
+                ("origin", "https://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+            ]),
+            "cross-site request refused",
+        )
+        .await;
+        // `Connection: keep-alive, Upgrade` alone marks an upgrade too
+        let req = Request::get("/ws")
+            .header(HOST, "bank.example")
+            .header("connection", "keep-alive, Upgrade")
+            .header(COOKIE, "session=x")
+            .header("origin", "https://evil.example")
+            .body(())
+            .unwrap();
+        assert_refused(&l, req, "cross-origin request refused").await;
+        // HTTP/2 extended CONNECT (RFC 8441)
+        let req = Request::connect("https://bank.example/ws")
+            .version(http::Version::HTTP_2)
+            .header(COOKIE, "session=x")
+            .header("origin", "https://evil.example")
+            .body(())
+            .unwrap();
+        assert_refused(&l, req, "cross-origin request refused").await;
+        // same-origin and allowed origins open
+        for origin in ["https://bank.example", "https://app.bank.example"] {
+            let req = upgrade(&[cookie, ("origin", origin)]);
+            assert_eq!(call(&l, req).await.0, StatusCode::OK, "{origin}");
+        }
+        let req = upgrade(&[
+            cookie,
+            ("origin", "https://bank.example"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert_eq!(call(&l, req).await.0, StatusCode::OK);
+        // no token can be sent on a handshake: origin only, even in token mode
+        let tokens = layer().require_token(true);
+        let req = upgrade(&[cookie, ("origin", "https://bank.example")]);
+        assert_eq!(call(&tokens, req).await.0, StatusCode::OK);
+        // a plain GET is still not checked
+        let req = Request::get("/page")
+            .header(COOKIE, "session=x")
+            .header("origin", "https://evil.example")
+            .body(())
+            .unwrap();
+        assert_eq!(call(&l, req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn public_origins_check_the_scheme_and_survive_a_rewritten_host() {
+        let l = CsrfLayer::new()
+            .public_origin("https://app.example.com")
+            .unwrap()
+            .public_origin("https://www.example.com:8443")
+            .unwrap();
+        let send = |origin: &'static str, host: &'static str| {
+            Request::post("/transfer")
+                .header(HOST, host)
+                .header(COOKIE, "session=x")
+                .header("origin", origin)
+                .body(())
+                .unwrap()
+        };
+        // the proxy rewrote Host: the public origin still matches
+        let r = call(&l, send("https://app.example.com", "backend:8080")).await;
+        assert_eq!(r.0, StatusCode::OK);
+        let r = call(&l, send("https://APP.example.com:443", "backend:8080")).await;
+        assert_eq!(r.0, StatusCode::OK, "default port normalized");
+        let r = call(&l, send("https://www.example.com:8443", "backend")).await;
+        assert_eq!(r.0, StatusCode::OK);
+        // scheme and port are compared exactly
+        for origin in [
+            "http://app.example.com",
+            "https://app.example.com:8443",
+            "https://www.example.com",
+        ] {
+            assert_refused(
+                &l,
+                send(origin, "app.example.com"),
+                "cross-origin request refused",
+            )
+            .await;
+        }
+        // Host is no longer trusted once public origins are set
+        assert_refused(
+            &l,
+            send("https://backend:8080", "backend:8080"),
+            "cross-origin request refused",
+        )
+        .await;
+        // without public origins, a rewritten Host fails same-origin
+        // requests (documented), and the scheme is not checked
+        let plain = CsrfLayer::new();
+        assert_refused(
+            &plain,
+            send("https://app.example.com", "backend:8080"),
+            "cross-origin request refused",
+        )
+        .await;
+        let r = call(&plain, send("http://app.example.com", "app.example.com")).await;
+        assert_eq!(r.0, StatusCode::OK);
+        // ports: a Host without a port is the origin scheme's default one
+        let r = call(
+            &plain,
+            send("https://app.example.com", "app.example.com:443"),
+        )
+        .await;
+        assert_eq!(r.0, StatusCode::OK);
+        assert_refused(
+            &plain,
+            send("https://app.example.com:8443", "app.example.com"),
+            "cross-origin request refused",
+        )
+        .await;
+        assert!(CsrfLayer::new().public_origin("app.example.com").is_err());
+        assert!(CsrfLayer::new()
+            .public_origin("https://app.example.com/path")
+            .is_err());
     }
 
     #[tokio::test]

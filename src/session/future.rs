@@ -15,7 +15,7 @@ use super::config::{Config, MaxAge};
 use super::cookie;
 use super::handle::{Session, SessionData};
 use super::id::{SessionId, StoreKey};
-use super::layer::{BoxStoreFuture, Ops, Shared, Write};
+use super::layer::{BoxStoreFuture, Changes, Ops, Shared, Write};
 use super::store::SessionRecord;
 use crate::body::{self, ResponseBody};
 use crate::error::BoxError;
@@ -47,6 +47,8 @@ struct Loaded {
     key: StoreKey,
     created_at: SystemTime,
     last_active: SystemTime,
+    expires_at: SystemTime,
+    version: u64,
 }
 
 /// What the response says to the client's cookie.
@@ -76,6 +78,11 @@ pub(crate) struct Ctx {
     pub(crate) reissue: bool,
     grpc: bool,
     out: CookieOut,
+    /// The planned write changes which session the client holds or its
+    /// authentication (a new session, a login, a logout, a new id): if it
+    /// fails, the response must fail too (`503`), or the client would
+    /// believe it happened.
+    strict: bool,
 }
 
 impl Ctx {
@@ -90,6 +97,7 @@ impl Ctx {
             reissue: false,
             grpc,
             out: CookieOut::Keep,
+            strict: false,
         }
     }
 
@@ -108,6 +116,8 @@ impl Ctx {
                     key,
                     created_at: r.created_at,
                     last_active: r.last_active,
+                    expires_at: r.expires_at,
+                    version: r.version,
                 });
             }
             // No removal cookie for a dead id: the browser may hold a newer
@@ -148,6 +158,7 @@ impl Ctx {
             created_at: now,
             last_active: now,
             expires_at,
+            version: 0,
         }
     }
 
@@ -164,6 +175,7 @@ impl Ctx {
             created_at: loaded.created_at,
             last_active: now,
             expires_at,
+            version: loaded.version.wrapping_add(1),
         }
     }
 
@@ -189,16 +201,28 @@ impl Ctx {
         let now = self.config().clock.now();
         let mut delete = self.expired.take();
         let had = self.loaded.take();
-        let (changed, cycle, destroyed, ended, empty) = {
+        let (changed, cycle, destroyed, ended, empty, changes) = {
             let state = self.session.lock();
+            let changes = Changes {
+                cleared: state.cleared,
+                values: state
+                    .dirty
+                    .iter()
+                    .map(|k| (k.clone(), state.data.get(k).cloned()))
+                    .collect(),
+            };
             (
                 state.changed,
                 state.cycle,
                 state.destroyed,
                 state.ended,
                 state.data.is_empty(),
+                changes,
             )
         };
+        // A logout, login or new id must not be reported as done unless it
+        // was stored.
+        self.strict = destroyed || cycle || ended;
         let mut write = None;
 
         if empty {
@@ -221,16 +245,26 @@ impl Ctx {
             write = Some(self.create(now)?);
         } else if let Some(l) = had {
             if cycle {
-                write = Some(self.relocate(l, now)?);
+                write = Some(self.relocate(l, now, changes)?);
+            } else if changed {
+                write = Some(self.update(l, now, changes));
             } else {
                 let due = self.config().idle_timeout.is_some()
                     && add(l.last_active, self.config().refresh_after) <= now;
-                if changed || due || self.reissue {
-                    write = Some(self.update(l, now));
+                if due {
+                    write = Some(self.touch(l, now));
+                } else if self.reissue {
+                    // Sealed with a previous key: the same cookie, sealed
+                    // with the current one; nothing to store.
+                    self.out = CookieOut::Set {
+                        id: l.id,
+                        expires_at: l.expires_at,
+                    };
                 }
             }
         } else if changed {
             // Never adopt an id the client chose: new data, new id.
+            self.strict = true;
             write = Some(self.create(now)?);
         }
 
@@ -254,7 +288,12 @@ impl Ctx {
 
     /// Plans the move of the loaded session to a new id
     /// ([`Session::cycle_id`]), and the new cookie.
-    fn relocate(&mut self, loaded: Loaded, now: SystemTime) -> Result<Write, Refusal> {
+    fn relocate(
+        &mut self,
+        loaded: Loaded,
+        now: SystemTime,
+        changes: Changes,
+    ) -> Result<Write, Refusal> {
         let id = self.new_id()?;
         let record = self.updated_record(&loaded, self.session.data(), now);
         let to = id.store_key();
@@ -266,23 +305,51 @@ impl Ctx {
             from: loaded.key,
             to,
             record,
+            expected: loaded.version,
+            changes,
         })
     }
 
     /// Plans an update of the loaded session, which keeps its id; the
     /// cookie is sent again when its `Max-Age` follows the expiry that moved,
     /// or when it must be sealed with the current key.
-    fn update(&mut self, loaded: Loaded, now: SystemTime) -> Write {
+    fn update(&mut self, loaded: Loaded, now: SystemTime, changes: Changes) -> Write {
         let record = self.updated_record(&loaded, self.session.data(), now);
+        let (key, expected) = (loaded.key, loaded.version);
+        self.resend(loaded.id, record.expires_at);
+        Write::Update {
+            key,
+            record,
+            expected,
+            changes,
+        }
+    }
+
+    /// Plans the refresh of a session that was only read: its expiry moves,
+    /// its data (this request's copy may be stale) is not written.
+    fn touch(&mut self, loaded: Loaded, now: SystemTime) -> Write {
+        let config = self.config();
+        let absolute = add(loaded.created_at, config.absolute_timeout);
+        let expires_at = config
+            .idle_timeout
+            .map_or(absolute, |idle| add(now, idle).min(absolute));
+        let key = loaded.key;
+        self.resend(loaded.id, expires_at);
+        Write::Touch {
+            key,
+            last_active: now,
+            expires_at,
+        }
+    }
+
+    /// Re-sends the cookie of the loaded session when its `Max-Age` follows
+    /// the expiry that moved, or when it must be sealed with the current key.
+    fn resend(&mut self, id: SessionId, expires_at: SystemTime) {
         let follows_expiry = self.config().cookie.max_age == MaxAge::UntilExpiry
             && self.config().idle_timeout.is_some();
         if follows_expiry || self.reissue {
-            self.out = CookieOut::Set {
-                id: loaded.id,
-                expires_at: record.expires_at,
-            };
+            self.out = CookieOut::Set { id, expires_at };
         }
-        Write::Update(loaded.key, record)
     }
 
     /// Adds the planned `Set-Cookie` to `response`, and the caching headers
@@ -438,7 +505,8 @@ where
                             return Poll::Ready(Ok(ctx.finish(response)));
                         }
                         Ok(Some(ops)) => {
-                            let save = Arc::clone(&ctx.shared.store).write(ops);
+                            let save = Arc::clone(&ctx.shared.store)
+                                .write(ops, ctx.config().backend_timeout);
                             this.state.set(State::Saving {
                                 save,
                                 response: Some(response),
@@ -468,7 +536,20 @@ where
                             ctx.out = CookieOut::Keep;
                             ctx.finish(response)
                         }
-                        Err(e) => ctx.unavailable(&e),
+                        Err(e) if ctx.strict => ctx.unavailable(&e),
+                        Err(e) => {
+                            // The handler's work is done (a POST may have
+                            // charged a card): answering 503 would invite
+                            // the client to do it again. Only the session
+                            // change is lost; the cookie is left alone.
+                            tracing::warn!(
+                                error = %e,
+                                "session store failed after the handler answered; \
+                                 the session change is lost, the response is kept"
+                            );
+                            ctx.out = CookieOut::Keep;
+                            ctx.finish(response)
+                        }
                     }));
                 }
                 StateProj::Done => return Poll::Ready(Ok(polled_after_completion())),

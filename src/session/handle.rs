@@ -1,6 +1,6 @@
 //! [`Session`]: the handle handlers use to read and change their session.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -92,6 +92,12 @@ pub(crate) struct State {
     /// [`Session::destroy`] or [`Session::clear`]: if the session ends up
     /// empty, the client's cookie is removed.
     pub(crate) ended: bool,
+    /// [`Session::clear`] was called: the handler's changes start from no
+    /// data.
+    pub(crate) cleared: bool,
+    /// The keys the handler wrote or removed: its changes, applied again on
+    /// top of the stored record if another request changed it meanwhile.
+    pub(crate) dirty: BTreeSet<String>,
 }
 
 /// The session of a request, put into its extensions by
@@ -170,6 +176,7 @@ impl Session {
         if state.data.get(key) != Some(&value) {
             state.data.insert(key.to_owned(), value);
             state.changed = true;
+            state.dirty.insert(key.to_owned());
         }
     }
 
@@ -191,7 +198,10 @@ impl Session {
     pub fn remove_value(&self, key: &str) -> Option<Value> {
         let mut state = self.lock();
         let removed = state.data.remove(key);
-        state.changed |= removed.is_some();
+        if removed.is_some() {
+            state.changed = true;
+            state.dirty.insert(key.to_owned());
+        }
         removed
     }
 
@@ -217,6 +227,7 @@ impl Session {
             state.changed = true;
         }
         state.ended = true;
+        state.cleared = true;
     }
 
     /// Gives the session a new id and **keeps all its data** and its

@@ -41,6 +41,14 @@ pub enum KeyError {
 ///
 /// `Debug` never prints the key; it is compared in constant time.
 ///
+/// **One key per purpose.** Give this key to session cookies only, never to
+/// other signed cookies, CSRF tokens or JWTs. The layer signs each cookie
+/// name with its own key derived from this one (HMAC-SHA-512 of the name),
+/// and encrypted cookies authenticate their name, so a value signed or
+/// sealed for one cookie name is refused under another; but separate keys
+/// keep a weakness in one use from reaching the others. Changing from this
+/// release's derivation invalidates signed cookies issued by earlier ones.
+///
 /// ```
 /// use tower_auth::session::SessionKey;
 ///
@@ -101,6 +109,45 @@ impl SessionKey {
     }
 }
 
+impl SessionKey {
+    /// The key that signs the cookie named `name`: HMAC-SHA-512 of the name,
+    /// keyed with this key, under a label of its own.
+    ///
+    /// The `cookie` crate's signed cookies authenticate the value only, so a
+    /// value signed for one cookie name would verify under another name
+    /// signed with the same key. Signing each name with its own derived key
+    /// binds the name into the MAC. (Encrypted cookies need no derivation:
+    /// the crate authenticates their name as AES-GCM associated data.)
+    pub(crate) fn for_cookie_name(&self, name: &str) -> SessionKey {
+        const LABEL: &[u8] = b"tower-auth session cookie signing v1\0";
+        let derived = Zeroizing::new(hmac_sha512(self.0.master(), &[LABEL, name.as_bytes()]));
+        // 64 bytes: always a valid key.
+        SessionKey(cookie::Key::from(&derived[..]))
+    }
+}
+
+/// HMAC-SHA-512 (RFC 2104) of the concatenation of `parts`, keyed with `key`.
+fn hmac_sha512(key: &[u8], parts: &[&[u8]]) -> [u8; 64] {
+    use sha2::{Digest, Sha512};
+    const BLOCK: usize = 128;
+    let mut block = Zeroizing::new([0u8; BLOCK]);
+    if key.len() > BLOCK {
+        block[..64].copy_from_slice(&Sha512::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha512::new();
+    inner.update(&Zeroizing::new(block.map(|b| b ^ 0x36))[..]);
+    for part in parts {
+        inner.update(part);
+    }
+    let inner = inner.finalize();
+    let mut outer = Sha512::new();
+    outer.update(&Zeroizing::new(block.map(|b| b ^ 0x5c))[..]);
+    outer.update(inner);
+    outer.finalize().into()
+}
+
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionKey([redacted])")
@@ -118,6 +165,25 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.to_base64().len(), 88);
         assert_eq!(SessionKey::from_base64(&a.to_base64()).unwrap(), a);
+    }
+
+    #[test]
+    fn hmac_sha512_matches_rfc_4231_case_2() {
+        let mac = hmac_sha512(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554\
+             9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
+    }
+
+    #[test]
+    fn each_cookie_name_gets_its_own_signing_key() {
+        let k = SessionKey::generate().unwrap();
+        assert_ne!(k.for_cookie_name("a"), k.for_cookie_name("b"));
+        assert_eq!(k.for_cookie_name("a"), k.for_cookie_name("a"));
+        assert_ne!(k.for_cookie_name("a"), k);
     }
 
     #[test]

@@ -2,15 +2,16 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tower_layer::Layer;
 
 use super::config::{Config, MaxAge, SameSite, SessionConfigError, Settings};
+use super::handle::SessionData;
 use super::id::StoreKey;
 use super::key::SessionKey;
 use super::service::SessionService;
-use super::store::{Clock, SessionRecord, SessionStore};
+use super::store::{Clock, SessionRecord, SessionStore, UpdateOutcome};
 use crate::error::BoxError;
 use crate::rejection::{RejectionHandler, Rejections};
 
@@ -25,51 +26,176 @@ pub(crate) struct Ops {
     pub(crate) write: Option<Write>,
 }
 
+/// What the handler changed in its session, to apply again on top of a
+/// record another request changed meanwhile.
+#[derive(Default)]
+pub(crate) struct Changes {
+    /// [`Session::clear`](super::Session::clear): start from no data.
+    pub(crate) cleared: bool,
+    /// The keys written or removed, with their final value (`None`:
+    /// removed).
+    pub(crate) values: Vec<(String, Option<serde_json::Value>)>,
+}
+
+impl Changes {
+    /// `base` with the handler's changes applied.
+    fn apply(&self, mut base: SessionData) -> SessionData {
+        if self.cleared {
+            base.clear();
+        }
+        for (key, value) in &self.values {
+            match value {
+                Some(v) => {
+                    base.insert(key.clone(), v.clone());
+                }
+                None => {
+                    base.remove(key);
+                }
+            }
+        }
+        base
+    }
+}
+
 /// How the session's data is written.
 pub(crate) enum Write {
     /// A new session under a new id: `save`.
     Create(StoreKey, SessionRecord),
-    /// The loaded session under its id: `update`, only if it still exists.
-    Update(StoreKey, SessionRecord),
+    /// The loaded session under its id: `update` if the stored version is
+    /// still `expected`; on a conflict, the handler's `changes` are applied
+    /// again on top of the current record.
+    Update {
+        key: StoreKey,
+        record: SessionRecord,
+        expected: u64,
+        changes: Changes,
+    },
+    /// A session that was only read, due for a refresh: `touch`, which
+    /// moves its expiry and never writes its (possibly stale) data.
+    Touch {
+        key: StoreKey,
+        last_active: SystemTime,
+        expires_at: SystemTime,
+    },
     /// The loaded session under a new id ([`Session::cycle_id`](super::Session::cycle_id)):
-    /// the old record is deleted, and the new one saved only if the old one
-    /// was still there.
+    /// the handler's changes are applied on top of the current record, the
+    /// old record is deleted, and the new one saved only if the old one was
+    /// still there.
     Move {
         from: StoreKey,
         to: StoreKey,
         record: SessionRecord,
+        expected: u64,
+        changes: Changes,
     },
 }
 
+/// Attempts of a conditional update before giving up on a session other
+/// requests keep changing.
+const UPDATE_ATTEMPTS: usize = 4;
+
+/// The store was still changed by other requests after
+/// [`UPDATE_ATTEMPTS`] attempts.
+#[derive(Debug, thiserror::Error)]
+#[error("the session kept changing concurrently; update abandoned")]
+pub(crate) struct KeptConflicting;
+
 /// A [`SessionStore`] with its type erased, so that the service and its
-/// future are not generic over the store.
+/// future are not generic over the store. Every store call has the
+/// layer's deadline.
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn load(self: Arc<Self>, key: StoreKey) -> BoxStoreFuture<Option<SessionRecord>>;
-    /// Runs `ops`; `Ok(false)` when the loaded record to update or move was
-    /// gone (destroyed meanwhile), in which case nothing was written.
-    fn write(self: Arc<Self>, ops: Ops) -> BoxStoreFuture<bool>;
+    fn load(
+        self: Arc<Self>,
+        key: StoreKey,
+        timeout: Option<Duration>,
+    ) -> BoxStoreFuture<Option<SessionRecord>>;
+    /// Runs `ops`; `Ok(false)` when the loaded record to update, touch or
+    /// move was gone (destroyed meanwhile), in which case nothing was
+    /// written.
+    fn write(self: Arc<Self>, ops: Ops, timeout: Option<Duration>) -> BoxStoreFuture<bool>;
+}
+
+/// `future` with the deadline `after`; a missed deadline is a store error.
+async fn timed<T>(
+    future: impl Future<Output = Result<T, BoxError>>,
+    after: Option<Duration>,
+) -> Result<T, BoxError> {
+    crate::timeout::deadline(future, after).await?
 }
 
 impl<S: SessionStore> DynStore for S {
-    fn load(self: Arc<Self>, key: StoreKey) -> BoxStoreFuture<Option<SessionRecord>> {
-        Box::pin(async move { SessionStore::load(&*self, &key).await })
+    fn load(
+        self: Arc<Self>,
+        key: StoreKey,
+        timeout: Option<Duration>,
+    ) -> BoxStoreFuture<Option<SessionRecord>> {
+        Box::pin(async move { timed(SessionStore::load(&*self, &key), timeout).await })
     }
 
-    fn write(self: Arc<Self>, ops: Ops) -> BoxStoreFuture<bool> {
+    fn write(self: Arc<Self>, ops: Ops, t: Option<Duration>) -> BoxStoreFuture<bool> {
         Box::pin(async move {
             if let Some(key) = ops.delete {
-                self.delete(&key).await?;
+                timed(self.delete(&key), t).await?;
             }
             match ops.write {
-                Some(Write::Create(key, record)) => self.save(&key, &record).await.map(|()| true),
-                Some(Write::Update(key, record)) => self.update(&key, &record).await,
-                Some(Write::Move { from, to, record }) => {
+                Some(Write::Create(key, record)) => {
+                    timed(self.save(&key, &record), t).await.map(|()| true)
+                }
+                Some(Write::Update {
+                    key,
+                    mut record,
+                    mut expected,
+                    changes,
+                }) => {
+                    for _ in 0..UPDATE_ATTEMPTS {
+                        match timed(self.update(&key, &record, expected), t).await? {
+                            UpdateOutcome::Updated => return Ok(true),
+                            UpdateOutcome::Gone => return Ok(false),
+                            UpdateOutcome::Conflict => {}
+                        }
+                        // Changed by another request: apply this request's
+                        // changes again on top of what is stored now.
+                        let Some(current) = timed(SessionStore::load(&*self, &key), t).await?
+                        else {
+                            return Ok(false);
+                        };
+                        record.data = changes.apply(current.data);
+                        if record.data.is_empty() {
+                            timed(self.delete(&key), t).await?;
+                            return Ok(true);
+                        }
+                        expected = current.version;
+                        record.version = current.version.wrapping_add(1);
+                    }
+                    Err(KeptConflicting.into())
+                }
+                Some(Write::Touch {
+                    key,
+                    last_active,
+                    expires_at,
+                }) => timed(self.touch(&key, last_active, expires_at), t).await,
+                Some(Write::Move {
+                    from,
+                    to,
+                    mut record,
+                    expected,
+                    changes,
+                }) => {
+                    // Carry over what other requests stored since the load
+                    // (a role change), under this request's changes.
+                    let Some(current) = timed(SessionStore::load(&*self, &from), t).await? else {
+                        return Ok(false);
+                    };
+                    if current.version != expected {
+                        record.data = changes.apply(current.data);
+                        record.version = current.version.wrapping_add(1);
+                    }
                     // Delete first: the store's answer says whether the
                     // session still existed, and a full store has room.
-                    if !self.delete(&from).await? {
+                    if !timed(self.delete(&from), t).await? {
                         return Ok(false);
                     }
-                    self.save(&to, &record).await.map(|()| true)
+                    timed(self.save(&to, &record), t).await.map(|()| true)
                 }
                 None => Ok(true),
             }
@@ -275,6 +401,17 @@ impl SessionLayerBuilder {
     /// The clock deciding expiry (default the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.settings.clock = Arc::new(clock);
+        self
+    }
+
+    /// The deadline of each session store call (load, save, update, touch,
+    /// delete); default [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT)
+    /// (5 seconds), `None` for none. A store that does not answer in time
+    /// (a dead connection) is a store error: `503` (gRPC status 14), so a
+    /// request is never held forever. The deadline uses tokio's timer;
+    /// outside a tokio runtime store calls run without one.
+    pub fn backend_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.backend_timeout = timeout;
         self
     }
 

@@ -51,8 +51,8 @@
 //! | no cookie, nothing stored                                 | -                        | none         |
 //! | no cookie, data stored                                    | new record               | new id       |
 //! | live session, only read                                   | -                        | none         |
-//! | live session, read after [`refresh_after`](SessionLayerBuilder::refresh_after) | expiry pushed back | same id, new `Max-Age` |
-//! | live session, data changed                                | record updated           | same id, new `Max-Age` |
+//! | live session, read after [`refresh_after`](SessionLayerBuilder::refresh_after) | expiry pushed back ([`touch`](SessionStore::touch), data not written) | same id, new `Max-Age` |
+//! | live session, data changed                                | record updated (compare-and-swap, merged on conflict) | same id, new `Max-Age` |
 //! | [`SessionAuthenticator::login`], or [`Session::destroy`] then data stored | old deleted, new record with the new data only | new id |
 //! | [`Session::cycle_id`] (privilege change, renewal)          | record moved to a new id, data and creation time kept | new id |
 //! | [`Session::destroy`] (logout) or [`Session::clear`]       | deleted                  | removal (`Max-Age=0`) |
@@ -60,7 +60,8 @@
 //! | session destroyed by another request meanwhile            | not written back         | none         |
 //! | cookie tampered, forged, unknown or expired               | expired record deleted   | none (ignored) |
 //! | several valid cookies naming different sessions           | -                        | none (all ignored) |
-//! | store error                                               | -                        | `503`, fail closed |
+//! | store error or timeout loading the session                | -                        | `503`, fail closed |
+//! | store error or timeout saving, see [below](#store-errors)  | -                        | `503`, or the handler's response without `Set-Cookie` |
 //!
 //! Only an explicit [`destroy`](Session::destroy) or
 //! [`clear`](Session::clear) removes the cookie. A cookie that names no live
@@ -100,14 +101,54 @@
 //!
 //! # Concurrent requests and disconnects
 //!
-//! Requests on one session run concurrently; the last one to save wins, and
-//! a session destroyed by one request is never written back by another
-//! ([`SessionStore::update`] and [`SessionStore::delete`] are atomic). The
+//! Requests on one session run concurrently. A request that only read its
+//! session never writes its copy of the data back: when the idle deadline
+//! is due for a refresh it only moves the expiry ([`SessionStore::touch`]),
+//! which never recreates a destroyed record. So a logout or a role change
+//! made by a concurrent request stays. A request that changed its session
+//! writes with a compare-and-swap on the record's version
+//! ([`SessionStore::update`]); if another request changed the record
+//! meanwhile, the layer reloads it and applies this request's own changes
+//! (the keys it inserted or removed, or a [`clear`](Session::clear)) on
+//! top, a few times at most, so neither change is lost. A session destroyed
+//! by one request is never written back by another. A
+//! [`cycle_id`](Session::cycle_id) carries over what other requests stored
+//! before it, but a change landing between its reload and its delete is
+//! lost (the window is one store round trip). The
 //! store writes run in the response future, after the handler: if the
 //! client disconnects and the server drops that future while an async
 //! store is still writing, the write may not happen. For a logout, the
 //! session then lives on until it expires (the client, gone, did not get
 //! the removal cookie either); keep the idle timeout short if that matters.
+//!
+//! # Store errors
+//!
+//! Every store call has a deadline,
+//! [`backend_timeout`](SessionLayerBuilder::backend_timeout) (default
+//! [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT), 5 seconds):
+//! a store that does not answer (a dead connection) is a store error, so a
+//! request is never held forever.
+//!
+//! A store error while loading the session fails the request closed with
+//! `503` (gRPC status 14 for gRPC requests) before the handler runs.
+//!
+//! A store error while saving comes after the handler ran, and its work
+//! (a payment, a sent message) is done:
+//!
+//! * When the handler changed which session the client holds or its
+//!   authentication (a new session, a login through
+//!   [`destroy`](Session::destroy) or
+//!   [`SessionAuthenticator::login`], a logout, [`clear`](Session::clear),
+//!   [`cycle_id`](Session::cycle_id)), the response is replaced by `503`:
+//!   the client must not believe it signed in or out when the store did not
+//!   record it.
+//! * Otherwise (a change to the data of an existing session, a refresh of
+//!   its expiry), the handler's response is kept, without `Set-Cookie`, and
+//!   a warning is logged (without ids or values): answering `503` would
+//!   invite the client to repeat a request that succeeded. Only the session
+//!   change is lost. This includes a record over the
+//!   [`MemorySessionStore`]'s size cap, and an update that kept conflicting
+//!   with concurrent ones.
 //!
 //! # Authentication
 //!
@@ -243,7 +284,10 @@ pub use id::StoreKey;
 pub use key::{KeyError, SessionKey, KEY_LEN};
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use service::SessionService;
-pub use store::{Clock, MemorySessionStore, SessionRecord, SessionStore, StoreFull, SystemClock};
+pub use store::{
+    Clock, MemorySessionStore, RecordTooLarge, SessionRecord, SessionStore, StoreFull, SystemClock,
+    UpdateOutcome, DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_USER_KEY,
+};
 
 mod authenticator;
 mod csrf;

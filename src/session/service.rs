@@ -67,7 +67,8 @@ where
                 ctx.presented = true;
                 ctx.removable = true;
                 let key = id.store_key();
-                let load = Arc::clone(&self.shared.store).load(key);
+                let load =
+                    Arc::clone(&self.shared.store).load(key, self.shared.config.backend_timeout);
                 ResponseFuture::loading(load, parts, body, inner, id, key, ctx)
             }
             incoming => {

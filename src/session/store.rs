@@ -57,6 +57,13 @@ pub struct SessionRecord {
     /// [`SessionLayer`](super::SessionLayer) refuses it from then on whatever
     /// the store does.
     pub expires_at: SystemTime,
+    /// The version of [`data`](SessionRecord::data): `0` for a new record,
+    /// one more on every [`update`](SessionStore::update). Stores keep it as
+    /// given and compare it in `update` (a compare-and-swap); a
+    /// [`touch`](SessionStore::touch) does not change it. Records stored by
+    /// earlier releases, without it, read as version `0`.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl SessionRecord {
@@ -76,26 +83,64 @@ impl fmt::Debug for SessionRecord {
             .field("created_at", &self.created_at)
             .field("last_active", &self.last_active)
             .field("expires_at", &self.expires_at)
+            .field("version", &self.version)
             .finish()
     }
+}
+
+/// What a conditional [`SessionStore::update`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateOutcome {
+    /// The stored version was the expected one: the record was replaced.
+    Updated,
+    /// A live record is there, but another request changed it since it was
+    /// loaded (its version differs): nothing was written.
+    Conflict,
+    /// No live record is there (destroyed by a logout, expired): nothing was
+    /// written, and the record must not be recreated.
+    Gone,
 }
 
 /// Where sessions live: Redis, a database table, or [`MemorySessionStore`].
 ///
 /// Stores file records under a [`StoreKey`] (a digest of the session id) and
-/// never see session ids. Errors fail the request closed with `503`.
+/// never see session ids. Errors fail the request closed with `503` (see
+/// the [module docs](super#store-errors) for errors after the handler ran).
 ///
-/// Every method is required: [`update`](SessionStore::update) and
-/// [`delete`](SessionStore::delete) each promise one atomic step (no
-/// load-then-write), which only the store can keep. A store that cannot make
-/// them atomic is not safe to use across concurrent requests: a session
-/// destroyed by one request could be written back by another.
+/// # Concurrency contract
+///
+/// Requests on one session run concurrently, so every method but `load` is
+/// one atomic step of the backend, never a load followed by a write:
+///
+/// * [`update`](SessionStore::update) is a compare-and-swap on
+///   [`SessionRecord::version`]: it replaces the record only if the stored
+///   version is the expected one, and answers [`UpdateOutcome::Conflict`]
+///   when another request changed the record meanwhile, or
+///   [`UpdateOutcome::Gone`] when there is no live record. Redis: a Lua
+///   script (`EVAL`) or `WATCH`/`MULTI`/`EXEC` comparing a `version` field;
+///   SQL: `UPDATE sessions SET ..., version = ? WHERE key = ? AND version = ?
+///   AND expires_at > now()`, then, when no row changed, a `SELECT` of the
+///   key tells `Conflict` from `Gone` (a row may vanish in between: either
+///   answer is safe, as neither writes).
+/// * [`touch`](SessionStore::touch) moves the expiry of a live record and
+///   nothing else (Redis: a Lua script setting the two fields and
+///   `PEXPIREAT`, guarded by `EXISTS`; SQL: `UPDATE ... SET last_active,
+///   expires_at WHERE key = ?`). It never creates a record.
+/// * [`delete`](SessionStore::delete) answers from the removal itself.
+///
+/// With these, a request that only read its session pushes the expiry back
+/// without writing its stale copy of the data, so a concurrent logout stays
+/// a logout and a concurrent role change stays; a request that changed its
+/// session and lost the race reloads the record and applies its own
+/// changes again on top (the [`SessionLayer`](super::SessionLayer) does it,
+/// a few times at most); a destroyed session is never recreated.
 ///
 /// ```
 /// use std::collections::HashMap;
 /// use std::future::{ready, Future};
 /// use std::sync::Mutex;
-/// use tower_auth::session::{SessionRecord, SessionStore, StoreKey};
+/// use std::time::SystemTime;
+/// use tower_auth::session::{SessionRecord, SessionStore, StoreKey, UpdateOutcome};
 /// use tower_auth::BoxError;
 ///
 /// /// Sessions in a map behind one lock: every method is one step under it.
@@ -112,11 +157,28 @@ impl fmt::Debug for SessionRecord {
 ///         self.0.lock().unwrap().insert(*key, record.clone());
 ///         ready(Ok(()))
 ///     }
-///     fn update(&self, key: &StoreKey, record: &SessionRecord)
+///     fn update(&self, key: &StoreKey, record: &SessionRecord, expected_version: u64)
+///         -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+///         let mut map = self.0.lock().unwrap();
+///         let outcome = match map.get_mut(key) {
+///             None => UpdateOutcome::Gone,
+///             Some(r) if r.is_expired(SystemTime::now()) => UpdateOutcome::Gone,
+///             Some(r) if r.version != expected_version => UpdateOutcome::Conflict,
+///             Some(r) => {
+///                 *r = record.clone();
+///                 UpdateOutcome::Updated
+///             }
+///         };
+///         ready(Ok(outcome))
+///     }
+///     fn touch(&self, key: &StoreKey, last_active: SystemTime, expires_at: SystemTime)
 ///         -> impl Future<Output = Result<bool, BoxError>> + Send {
 ///         let mut map = self.0.lock().unwrap();
-///         let found = map.get_mut(key).map(|r| *r = record.clone()).is_some();
-///         ready(Ok(found))
+///         let found = map.get_mut(key).map(|r| {
+///             r.last_active = r.last_active.max(last_active);
+///             r.expires_at = r.expires_at.max(expires_at);
+///         });
+///         ready(Ok(found.is_some()))
 ///     }
 ///     fn delete(&self, key: &StoreKey)
 ///         -> impl Future<Output = Result<bool, BoxError>> + Send {
@@ -126,7 +188,7 @@ impl fmt::Debug for SessionRecord {
 /// # let _ = MapStore::default();
 /// ```
 ///
-/// There is no default `update` or `delete` to forget:
+/// There is no default `update`, `touch` or `delete` to forget:
 ///
 /// ```compile_fail,E0046
 /// # use std::future::{ready, Future};
@@ -161,36 +223,52 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<SessionRecord>, BoxError>> + Send;
 
     /// Files `record` under `key`, replacing any record there. Called for new
-    /// session ids. Stores with a TTL should use `record.expires_at`.
+    /// session ids (random, so nothing is there). Stores with a TTL should
+    /// use `record.expires_at`.
     ///
     /// # Errors
     ///
-    /// A backend failure, or no room for a new session.
+    /// A backend failure, no room for a new session, a record too large.
     fn save(
         &self,
         key: &StoreKey,
         record: &SessionRecord,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
-    /// Replaces the record filed under `key` only if one is there, and says
-    /// whether it was. Called for existing sessions, so that a request still
-    /// running when the session is destroyed (logout in another tab) cannot
-    /// bring it back.
+    /// Replaces the record filed under `key` with `record` only if a live
+    /// record is there **and** its [`version`](SessionRecord::version) is
+    /// `expected_version` (the version the request loaded). `record`
+    /// carries the new version (`expected_version + 1`); store it as given.
     ///
-    /// **Atomicity contract:** the check and the write must be one step of
-    /// the backend (Redis `SET key value XX`, SQL `UPDATE ... WHERE key = ?`
-    /// and its affected-row count, a compare-and-swap, one lock held over
-    /// both), never a load followed by a save: a
-    /// [`delete`](SessionStore::delete) falling between the two would be
-    /// undone. A store may treat a record past its `expires_at` as absent.
+    /// **Atomicity contract:** the check and the write are one step of the
+    /// backend (see the [trait docs](SessionStore#concurrency-contract)).
+    /// A store may treat a record past its `expires_at` as absent.
     ///
     /// # Errors
     ///
-    /// A backend failure.
+    /// A backend failure, a record too large.
     fn update(
         &self,
         key: &StoreKey,
         record: &SessionRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send;
+
+    /// Moves the idle deadline of the live record filed under `key`: sets
+    /// its `last_active` and `expires_at` (a store should keep the later of
+    /// the stored and the given values) and leaves its data and version
+    /// alone. Says whether a live record was there; **never creates one**,
+    /// so that a refresh racing a logout cannot bring the session back.
+    /// Stores with a TTL move it to `expires_at`.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_active: SystemTime,
+        expires_at: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
     /// Deletes the record filed under `key` and says whether one was there;
@@ -230,8 +308,18 @@ impl<S: SessionStore> SessionStore for Arc<S> {
         &self,
         key: &StoreKey,
         record: &SessionRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+        (**self).update(key, record, expected_version)
+    }
+
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_active: SystemTime,
+        expires_at: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
-        (**self).update(key, record)
+        (**self).touch(key, last_active, expires_at)
     }
 
     fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send {
@@ -240,12 +328,34 @@ impl<S: SessionStore> SessionStore for Arc<S> {
 }
 
 /// The [`MemorySessionStore`] is full: [`max_sessions`](MemorySessionStore::max_sessions)
-/// live sessions are stored (and, with
-/// [`evict_anonymous`](MemorySessionStore::evict_anonymous), all of them
-/// have a user).
+/// live sessions are stored and none of them is anonymous (all have a user
+/// under the [`evict_anonymous`](MemorySessionStore::evict_anonymous) key).
 #[derive(Debug, thiserror::Error)]
 #[error("the in-memory session store is full")]
 pub struct StoreFull;
+
+/// A record is larger than the [`MemorySessionStore`]'s
+/// [`max_record_bytes`](MemorySessionStore::max_record_bytes) once
+/// serialized: it is not stored (the size is in the error, never the data).
+#[derive(Debug, thiserror::Error)]
+#[error("a session record of {size} bytes exceeds the limit of {max} bytes")]
+pub struct RecordTooLarge {
+    /// The serialized size of the session's data, in bytes.
+    pub size: usize,
+    /// The limit.
+    pub max: usize,
+}
+
+/// The default cap of a [`MemorySessionStore`]: 100 000 records.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// The default size cap of one [`MemorySessionStore`] record: 64 KiB of
+/// data serialized as JSON.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The default session key that marks a signed-in user for
+/// [`MemorySessionStore::evict_anonymous`]: `"user"`.
+pub const DEFAULT_USER_KEY: &str = "user";
 
 /// An in-memory [`SessionStore`] for one process: sessions are lost when it
 /// stops and are not shared between replicas. Cloning shares the sessions.
@@ -259,21 +369,32 @@ pub struct StoreFull;
 ///
 /// # Memory bound
 ///
-/// [`max_sessions`](MemorySessionStore::max_sessions) caps the number of
-/// records. When a new session does not fit, expired records are purged
-/// first; if the store is still full the new session is refused (`503`), so
-/// that a flood of new sessions never evicts the sessions of logged-in
-/// users. With [`evict_anonymous`](MemorySessionStore::evict_anonymous), the
-/// new session instead evicts the anonymous session (one without a user)
-/// that expires soonest, and is refused only when every stored session has a
-/// user. Updates of existing sessions are never refused.
+/// The store is bounded by default: at most
+/// [`DEFAULT_MAX_SESSIONS`] (100 000) records
+/// ([`max_sessions`](MemorySessionStore::max_sessions)) of at most
+/// [`DEFAULT_MAX_RECORD_BYTES`] (64 KiB) of JSON data each
+/// ([`max_record_bytes`](MemorySessionStore::max_record_bytes)). When a new
+/// session does not fit, expired records are purged first; then the
+/// anonymous session (one without a value under the
+/// [`evict_anonymous`](MemorySessionStore::evict_anonymous) key, `"user"`
+/// by default) that expires soonest is evicted; if every stored session has
+/// a user, the new session is refused. So a flood of anonymous page views
+/// (every [`csrf_token`](super::csrf_token) stores a session) churns
+/// anonymous sessions but never signs anyone out. Updates of existing
+/// sessions are never refused for room.
+///
+/// A refused or oversized write is a store error ([`StoreFull`],
+/// [`RecordTooLarge`]): a new session fails with `503`; a change to an
+/// existing one is handled as the layer handles failed saves after the
+/// handler ran (see the [module docs](super#store-errors)).
 ///
 /// ```
 /// use tower_auth::session::MemorySessionStore;
 ///
 /// let store = MemorySessionStore::new()
-///     .max_sessions(100_000)
-///     .evict_anonymous("user");
+///     .max_sessions(10_000)
+///     .max_record_bytes(16 * 1024)
+///     .evict_anonymous("account");
 /// assert!(store.is_empty());
 /// assert_eq!(store.purge_expired(), 0);
 /// ```
@@ -281,11 +402,11 @@ pub struct StoreFull;
 pub struct MemorySessionStore {
     shared: Arc<RwLock<Records>>,
     clock: Arc<dyn Clock>,
-    max_sessions: Option<usize>,
+    max_sessions: usize,
+    max_record_bytes: usize,
 }
 
 /// The records, indexed by expiry.
-#[derive(Default)]
 struct Records {
     map: HashMap<StoreKey, SessionRecord>,
     /// `(expires_at, key)` of every record, soonest first.
@@ -297,6 +418,18 @@ struct Records {
     /// flood at the cap stays cheap).
     #[cfg(test)]
     visited: usize,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records {
+            map: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            anonymous: Some((DEFAULT_USER_KEY.to_owned(), BTreeSet::new())),
+            #[cfg(test)]
+            visited: 0,
+        }
+    }
 }
 
 impl Records {
@@ -367,7 +500,8 @@ impl Default for MemorySessionStore {
         MemorySessionStore {
             shared: Arc::default(),
             clock: Arc::new(SystemClock),
-            max_sessions: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -377,35 +511,46 @@ impl fmt::Debug for MemorySessionStore {
         f.debug_struct("MemorySessionStore")
             .field("len", &self.len())
             .field("max_sessions", &self.max_sessions)
+            .field("max_record_bytes", &self.max_record_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl MemorySessionStore {
-    /// An empty store without a cap.
+    /// An empty store with the default caps: [`DEFAULT_MAX_SESSIONS`]
+    /// records of [`DEFAULT_MAX_RECORD_BYTES`] each, anonymous sessions
+    /// (no `"user"`) evicted first.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Caps the store at `max` records. A new session that does not fit
-    /// once expired records are purged is refused (the request gets `503`),
-    /// or evicts an anonymous one with
-    /// [`evict_anonymous`](MemorySessionStore::evict_anonymous), so that
-    /// memory stays bounded even if an application creates sessions for
-    /// anonymous visitors. Existing sessions keep working.
+    /// Caps the store at `max` records (default [`DEFAULT_MAX_SESSIONS`]).
+    /// A new session that does not fit once expired records are purged
+    /// evicts the anonymous session that expires soonest, or is refused
+    /// (`503`) when every session has a user. Existing sessions keep
+    /// working. `usize::MAX` lifts the cap (memory then grows with the
+    /// number of live sessions, which any visitor can raise).
     pub fn max_sessions(mut self, max: usize) -> Self {
-        self.max_sessions = Some(max);
+        self.max_sessions = max;
         self
     }
 
-    /// When the store is full, lets a new session evict the session that
-    /// expires soonest among those holding no value under `user_key` (the
-    /// [`SessionAuthenticator`](super::SessionAuthenticator)'s key, e.g.
-    /// `"user"`), instead of being refused. Sessions with a user are never
-    /// evicted: a flood of anonymous sessions churns anonymous sessions
-    /// (visitors' carts, the flood's own) but cannot log anyone out, and
-    /// logins keep working. Only matters with
-    /// [`max_sessions`](MemorySessionStore::max_sessions).
+    /// Caps the size of one record's data, serialized as JSON, at `max`
+    /// bytes (default [`DEFAULT_MAX_RECORD_BYTES`]). A larger save or update
+    /// fails with [`RecordTooLarge`] and stores nothing.
+    pub fn max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max;
+        self
+    }
+
+    /// Names the session key that marks a signed-in user (default
+    /// [`DEFAULT_USER_KEY`], `"user"`; use the
+    /// [`SessionAuthenticator`](super::SessionAuthenticator)'s key). When
+    /// the store is full, a new session evicts the session that expires
+    /// soonest among those holding no value under `user_key`. Sessions with
+    /// a user are never evicted: a flood of anonymous sessions churns
+    /// anonymous sessions (visitors' carts, the flood's own) but cannot log
+    /// anyone out, and logins keep working.
     ///
     /// The policy belongs to the shared records: it applies to every clone
     /// of this store. Call it before the store holds many records (it
@@ -486,30 +631,77 @@ impl MemorySessionStore {
         None
     }
 
-    fn save_now(&self, key: &StoreKey, record: &SessionRecord) -> Result<(), StoreFull> {
+    /// Refuses data larger than the cap, counting its JSON bytes without
+    /// keeping them.
+    fn check_size(&self, record: &SessionRecord) -> Result<(), BoxError> {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 = self.0.saturating_add(buf.len());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, &record.data)?;
+        if count.0 > self.max_record_bytes {
+            return Err(RecordTooLarge {
+                size: count.0,
+                max: self.max_record_bytes,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn save_now(&self, key: &StoreKey, record: &SessionRecord) -> Result<(), BoxError> {
+        self.check_size(record)?;
         let now = self.clock.now();
         let mut records = self.write();
         records.purge(now);
-        if let Some(max) = self.max_sessions {
-            while !records.map.contains_key(key) && records.map.len() >= max {
-                if !records.evict_anonymous() {
-                    return Err(StoreFull);
-                }
+        while !records.map.contains_key(key) && records.map.len() >= self.max_sessions {
+            if !records.evict_anonymous() {
+                return Err(StoreFull.into());
             }
         }
         records.insert(*key, record.clone());
         Ok(())
     }
 
-    fn update_now(&self, key: &StoreKey, record: &SessionRecord) -> bool {
+    fn update_now(
+        &self,
+        key: &StoreKey,
+        record: &SessionRecord,
+        expected_version: u64,
+    ) -> Result<UpdateOutcome, BoxError> {
+        self.check_size(record)?;
         let now = self.clock.now();
         let mut records = self.write();
         records.purge(now);
         // Expired records were just purged: any record left is live.
-        if !records.map.contains_key(key) {
-            return false;
+        match records.map.get(key) {
+            None => return Ok(UpdateOutcome::Gone),
+            Some(r) if r.version != expected_version => return Ok(UpdateOutcome::Conflict),
+            Some(_) => {}
         }
         records.insert(*key, record.clone());
+        Ok(UpdateOutcome::Updated)
+    }
+
+    fn touch_now(&self, key: &StoreKey, last_active: SystemTime, expires_at: SystemTime) -> bool {
+        let now = self.clock.now();
+        let mut records = self.write();
+        records.purge(now);
+        let Some(current) = records.map.get(key) else {
+            return false;
+        };
+        let mut record = current.clone();
+        record.last_active = record.last_active.max(last_active);
+        record.expires_at = record.expires_at.max(expires_at);
+        // Re-filed so that the expiry indexes follow.
+        records.insert(*key, record);
         true
     }
 
@@ -535,15 +727,25 @@ impl SessionStore for MemorySessionStore {
         key: &StoreKey,
         record: &SessionRecord,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
-        ready(self.save_now(key, record).map_err(BoxError::from))
+        ready(self.save_now(key, record))
     }
 
     fn update(
         &self,
         key: &StoreKey,
         record: &SessionRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+        ready(self.update_now(key, record, expected_version))
+    }
+
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_active: SystemTime,
+        expires_at: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
-        ready(Ok(self.update_now(key, record)))
+        ready(Ok(self.touch_now(key, last_active, expires_at)))
     }
 
     fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send {
@@ -574,6 +776,7 @@ mod tests {
             created_at: now,
             last_active: now,
             expires_at: now + Duration::from_secs(ttl),
+            version: 0,
         }
     }
 
@@ -591,11 +794,14 @@ mod tests {
             .unwrap()
             .unwrap()
             .is_none());
-        assert!(!store
-            .update(&key(1), &record(now, 60))
-            .now_or_never()
-            .unwrap()
-            .unwrap());
+        assert_eq!(
+            store
+                .update(&key(1), &record(now, 60), 0)
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            UpdateOutcome::Gone
+        );
         store
             .save(&key(1), &record(now, 60))
             .now_or_never()
@@ -605,12 +811,27 @@ mod tests {
             store.load(&key(1)).now_or_never().unwrap().unwrap(),
             Some(record(now, 60))
         );
-        assert!(store
-            .update(&key(1), &record(now, 90))
-            .now_or_never()
-            .unwrap()
-            .unwrap());
-        assert_eq!(store.get(&key(1)), Some(record(now, 90)));
+        let mut newer = record(now, 90);
+        newer.version = 1;
+        assert_eq!(
+            store
+                .update(&key(1), &newer, 0)
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            UpdateOutcome::Updated
+        );
+        assert_eq!(store.get(&key(1)), Some(newer.clone()));
+        // a writer that loaded version 0 lost the race: nothing written
+        assert_eq!(
+            store
+                .update(&key(1), &record(now, 30), 0)
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            UpdateOutcome::Conflict
+        );
+        assert_eq!(store.get(&key(1)), Some(newer));
         assert!(store.delete(&key(1)).now_or_never().unwrap().unwrap());
         assert!(store.is_empty());
         // deleting again is fine, and says the record was not there
@@ -640,11 +861,14 @@ mod tests {
             .now_or_never()
             .unwrap()
             .unwrap();
-        assert!(!store
-            .update(&key(2), &record(t0, 60))
-            .now_or_never()
-            .unwrap()
-            .unwrap());
+        assert_eq!(
+            store
+                .update(&key(2), &record(t0, 60), 0)
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            UpdateOutcome::Gone
+        );
         assert!(store.is_empty());
         // deleting an expired record says it was not there
         store
@@ -700,12 +924,12 @@ mod tests {
         let store = MemorySessionStore::new().clock(c).max_sessions(2);
         let t0 = *now.lock().unwrap();
         store
-            .save(&key(1), &record(t0, 10))
+            .save(&key(1), &with_user(record(t0, 10)))
             .now_or_never()
             .unwrap()
             .unwrap();
         store
-            .save(&key(2), &record(t0, 100))
+            .save(&key(2), &with_user(record(t0, 100)))
             .now_or_never()
             .unwrap()
             .unwrap();
@@ -751,7 +975,7 @@ mod tests {
         let store = MemorySessionStore::new().clock(c).max_sessions(cap);
         for i in 0..cap as u32 {
             store
-                .save(&numbered(i), &record(t0, 3600))
+                .save(&numbered(i), &with_user(record(t0, 3600)))
                 .now_or_never()
                 .unwrap()
                 .unwrap();
@@ -760,7 +984,7 @@ mod tests {
         let flood = 10_000u32;
         for i in 0..flood {
             let refused = store
-                .save(&numbered(1_000_000 + i), &record(t0, 3600))
+                .save(&numbered(1_000_000 + i), &with_user(record(t0, 3600)))
                 .now_or_never()
                 .unwrap();
             assert!(refused.unwrap_err().is::<StoreFull>());
@@ -824,11 +1048,14 @@ mod tests {
         let err = save(key(202), with_user(record(t0, 10))).unwrap_err();
         assert!(err.is::<StoreFull>());
         // updates of existing sessions are never refused
-        assert!(store
-            .update(&key(1), &with_user(record(t0, 30)))
-            .now_or_never()
-            .unwrap()
-            .unwrap());
+        assert_eq!(
+            store
+                .update(&key(1), &with_user(record(t0, 30)), 0)
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            UpdateOutcome::Updated
+        );
         // a user that logs out (record rewritten without a user) is
         // evictable again
         save(key(2), record(t0, 20)).unwrap();
@@ -847,10 +1074,14 @@ mod tests {
     fn evict_anonymous_indexes_existing_records() {
         let (now, c) = clock();
         let t0 = *now.lock().unwrap();
-        let store = MemorySessionStore::new().clock(c).max_sessions(2);
+        let store = MemorySessionStore::new()
+            .clock(c)
+            .max_sessions(2)
+            .evict_anonymous("k");
         let save = |s: &MemorySessionStore, k: StoreKey, r: SessionRecord| {
             s.save(&k, &r).now_or_never().unwrap()
         };
+        // every record holds "k": none is anonymous for this store
         save(&store, key(1), record(t0, 100)).unwrap();
         save(&store, key(2), with_user(record(t0, 100))).unwrap();
         assert!(save(&store, key(3), record(t0, 100)).is_err());

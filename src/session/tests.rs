@@ -85,10 +85,24 @@ impl SessionStore for Spy {
         &self,
         key: &StoreKey,
         record: &SessionRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let r = self.check().and_then(|()| {
+            futures_util::FutureExt::now_or_never(self.inner.update(key, record, expected_version))
+                .unwrap_or(Ok(UpdateOutcome::Gone))
+        });
+        std::future::ready(r)
+    }
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_active: SystemTime,
+        expires_at: SystemTime,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         self.writes.fetch_add(1, Ordering::SeqCst);
         let r = self.check().and_then(|()| {
-            futures_util::FutureExt::now_or_never(self.inner.update(key, record))
+            futures_util::FutureExt::now_or_never(self.inner.touch(key, last_active, expires_at))
                 .unwrap_or(Ok(false))
         });
         std::future::ready(r)
@@ -686,12 +700,15 @@ async fn two_concurrent_requests_on_one_session() {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"alice");
     }
-    // last writer wins, whole: the user is there and one of the two flags
+    // no lost update: the second writer's conditional update conflicted,
+    // and its change was applied again on top of the first one's
     let keys = f.store.inner.keys();
     assert_eq!(keys.len(), 1);
-    let data = f.store.inner.get(&keys[0]).unwrap().data;
-    assert_eq!(data["user"], "alice");
-    assert!(data.contains_key("a") ^ data.contains_key("b"));
+    let record = f.store.inner.get(&keys[0]).unwrap();
+    assert_eq!(record.data["user"], "alice");
+    assert_eq!(record.data["a"], true);
+    assert_eq!(record.data["b"], true);
+    assert_eq!(record.version, 2, "a new record, then one update each");
 }
 
 #[tokio::test]
@@ -1681,11 +1698,13 @@ mod regressions {
         let n = 100_000usize;
         let store = MemorySessionStore::new().max_sessions(n);
         let now = SystemTime::now();
+        // signed-in sessions: never evicted, so a full store refuses
         let rec = SessionRecord {
-            data: SessionData::from([("k".into(), serde_json::Value::from(1))]),
+            data: SessionData::from([("user".into(), serde_json::Value::from(1))]),
             created_at: now,
             last_active: now,
             expires_at: now + Duration::from_secs(7200),
+            version: 0,
         };
         for i in 0..n as u32 {
             let mut k = [0u8; 32];
@@ -1742,5 +1761,570 @@ mod regressions {
         let e = s.insert("m", map).unwrap_err();
         assert_eq!(e.kind(), SessionErrorKind::Serialize);
         assert!(!format!("{e} {e:?}").contains("s3cr3t"));
+    }
+}
+
+/// Issue "Hardening II": regression tests.
+mod hardening_ii {
+    use super::*;
+
+    // Item 4: signed cookies were not bound to their name.
+
+    /// `name=value` of `cookie` under another name.
+    fn renamed(cookie: &str, name: &str) -> String {
+        let (_, value) = cookie.split_once('=').unwrap();
+        format!("{name}={value}")
+    }
+
+    #[tokio::test]
+    async fn a_signed_value_is_refused_under_another_cookie_name() {
+        let f = Fixture::new();
+        // two cookies signed with the same key, sharing a store
+        let a = f.builder().cookie_name("a").build().unwrap();
+        let b = f.builder().cookie_name("b").build().unwrap();
+        let cookie = login(&f, &a).await;
+        assert!(cookie.starts_with("a="));
+        assert_eq!(
+            send(&a, "/read", Some(&cookie)).await.body,
+            r#"Some("alice")|None"#
+        );
+        let loads = f.store.loads.load(Ordering::SeqCst);
+        let r = send(&b, "/read", Some(&renamed(&cookie, "b"))).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.body, "None|None",
+            "a value signed for `a` opened under `b`"
+        );
+        // refused by the MAC, before any store lookup
+        assert_eq!(f.store.loads.load(Ordering::SeqCst), loads);
+        // and the other way round
+        let cookie = login(&f, &b).await;
+        let r = send(&a, "/read", Some(&renamed(&cookie, "a"))).await;
+        assert_eq!(r.body, "None|None");
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_value_is_refused_under_another_cookie_name() {
+        // The `cookie` crate authenticates the name of private cookies
+        // (AES-GCM associated data): proven here, not re-implemented.
+        let f = Fixture::new();
+        let a = f.builder().cookie_name("a").private(true).build().unwrap();
+        let b = f.builder().cookie_name("b").private(true).build().unwrap();
+        let cookie = login(&f, &a).await;
+        assert_eq!(
+            send(&a, "/read", Some(&cookie)).await.body,
+            r#"Some("alice")|None"#
+        );
+        let r = send(&b, "/read", Some(&renamed(&cookie, "b"))).await;
+        assert_eq!(r.body, "None|None");
+    }
+
+    #[tokio::test]
+    async fn previous_keys_are_bound_to_the_name_too() {
+        let f = Fixture::new();
+        let old = f.builder().cookie_name("a").build().unwrap();
+        let cookie = login(&f, &old).await;
+        let new_key = SessionKey::generate().unwrap();
+        let b = SessionLayer::builder(f.store.clone(), new_key.clone())
+            .clock(f.clock.clock())
+            .cookie_name("b")
+            .previous_key(f.key.clone())
+            .build()
+            .unwrap();
+        let r = send(&b, "/read", Some(&renamed(&cookie, "b"))).await;
+        assert_eq!(r.body, "None|None");
+        let a = SessionLayer::builder(f.store.clone(), new_key)
+            .clock(f.clock.clock())
+            .cookie_name("a")
+            .previous_key(f.key.clone())
+            .build()
+            .unwrap();
+        let r = send(&a, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|None"#);
+    }
+
+    // Item 1: a read-only request due for a refresh wrote its stale copy
+    // of the session back.
+
+    /// A service for racing requests: `/slow` reads the session, says so on
+    /// `loaded`, then waits for `release` before answering; other paths are
+    /// [`handler`]'s.
+    fn racing(
+        loaded: Arc<tokio::sync::Notify>,
+        release: Arc<tokio::sync::Notify>,
+    ) -> impl Service<
+        Request<()>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<String>, Infallible>> + Send,
+    > + Clone
+           + Send
+           + 'static {
+        service_fn(move |req: Request<()>| {
+            let loaded = Arc::clone(&loaded);
+            let release = Arc::clone(&release);
+            async move {
+                if req.uri().path() != "/slow" {
+                    return handler(req).await;
+                }
+                let session = req.extensions().get::<Session>().unwrap().clone();
+                let seen: Option<String> = session.get("n").unwrap();
+                loaded.notify_one();
+                release.notified().await;
+                Ok(Response::new(format!("{seen:?}")))
+            }
+        })
+    }
+
+    /// Starts `/slow` with `cookie` through `layer`, and waits until its
+    /// handler has read the session.
+    async fn start_slow(
+        layer: &SessionLayer,
+        cookie: &str,
+    ) -> (Arc<tokio::sync::Notify>, tokio::task::JoinHandle<Reply>) {
+        let loaded = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let svc = layer.layer(racing(Arc::clone(&loaded), Arc::clone(&release)));
+        let req = request("/slow", Some(cookie));
+        let task = tokio::spawn(async move { Reply::read(svc.oneshot(req).await.unwrap()).await });
+        loaded.notified().await;
+        (release, task)
+    }
+
+    #[tokio::test]
+    async fn a_slow_read_only_refresh_does_not_undo_a_concurrent_change() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = login(&f, &layer).await;
+        send(&layer, "/set?user", Some(&cookie)).await;
+        // the session is due for an idle refresh (a tenth of 2 hours)
+        f.clock.advance(Duration::from_secs(13 * 60));
+        let (release, slow) = start_slow(&layer, &cookie).await;
+        // meanwhile another request changes the role
+        let r = send(&layer, "/set?admin", Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        release.notify_one();
+        let slow = slow.await.unwrap();
+        assert_eq!(slow.status, StatusCode::OK);
+        assert_eq!(slow.body, r#"Some("user")"#, "the slow request read before");
+        // its refresh moved the expiry, and the role change survived
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|Some("admin")"#);
+        let keys = f.store.inner.keys();
+        let record = f.store.inner.get(&keys[0]).unwrap();
+        assert_eq!(record.data["n"], "admin");
+        assert_eq!(
+            record.expires_at,
+            f.clock.clock().now() + DEFAULT_IDLE_TIMEOUT,
+            "the refresh was stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_read_only_refresh_does_not_undo_a_concurrent_logout() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = login(&f, &layer).await;
+        f.clock.advance(Duration::from_secs(13 * 60));
+        let (release, slow) = start_slow(&layer, &cookie).await;
+        let r = send(&layer, "/logout", Some(&cookie)).await;
+        assert_eq!(
+            r.set_cookie().unwrap().max_age(),
+            Some(::cookie::time::Duration::ZERO)
+        );
+        release.notify_one();
+        let slow = slow.await.unwrap();
+        assert_eq!(slow.status, StatusCode::OK);
+        // not recreated, and no cookie that would undo the removal
+        assert!(f.store.inner.is_empty());
+        assert!(slow.set_cookie().is_none());
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, "None|None");
+    }
+
+    #[tokio::test]
+    async fn a_slow_writer_merges_its_change_over_a_concurrent_one() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = login(&f, &layer).await;
+        let store = f.store.inner.clone();
+        let loaded = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (l2, r2) = (Arc::clone(&loaded), Arc::clone(&release));
+        let svc = layer.layer(service_fn(move |req: Request<()>| {
+            let (loaded, release) = (Arc::clone(&l2), Arc::clone(&r2));
+            async move {
+                let session = req.extensions().get::<Session>().unwrap().clone();
+                loaded.notify_one();
+                release.notified().await;
+                session.insert("cart", ["apple"]).unwrap();
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }
+        }));
+        let req = request("/", Some(&cookie));
+        let slow = tokio::spawn(async move { svc.oneshot(req).await.unwrap().status() });
+        loaded.notified().await;
+        // the role changes while the slow request runs
+        send(&layer, "/set?admin", Some(&cookie)).await;
+        release.notify_one();
+        assert_eq!(slow.await.unwrap(), StatusCode::OK);
+        let record = store.get(&store.keys()[0]).unwrap();
+        assert_eq!(record.data["n"], "admin", "the role change was lost");
+        assert_eq!(record.data["cart"], serde_json::json!(["apple"]));
+        assert_eq!(record.data["user"], "alice");
+    }
+
+    #[tokio::test]
+    async fn a_cycle_id_carries_a_concurrent_change_over() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = login(&f, &layer).await;
+        let loaded = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (l2, r2) = (Arc::clone(&loaded), Arc::clone(&release));
+        let svc = layer.layer(service_fn(move |req: Request<()>| {
+            let (loaded, release) = (Arc::clone(&l2), Arc::clone(&r2));
+            async move {
+                let session = req.extensions().get::<Session>().unwrap().clone();
+                loaded.notify_one();
+                release.notified().await;
+                session.cycle_id();
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }
+        }));
+        let req = request("/", Some(&cookie));
+        let slow = tokio::spawn(async move { Reply::read(svc.oneshot(req).await.unwrap()).await });
+        loaded.notified().await;
+        send(&layer, "/set?admin", Some(&cookie)).await;
+        release.notify_one();
+        let moved = slow.await.unwrap().cookie_header();
+        let r = send(&layer, "/read", Some(&moved)).await;
+        assert_eq!(r.body, r#"Some("alice")|Some("admin")"#);
+        assert_eq!(f.store.inner.len(), 1);
+    }
+
+    // Item 2: the memory store was unbounded by default.
+
+    #[tokio::test]
+    async fn an_anonymous_flood_never_evicts_signed_in_users() {
+        let f = Fixture::new();
+        let store = MemorySessionStore::new()
+            .clock(f.clock.clock())
+            .max_sessions(10);
+        let layer = SessionLayer::builder(store.clone(), f.key.clone())
+            .clock(f.clock.clock())
+            .build()
+            .unwrap();
+        let mut users = Vec::new();
+        for _ in 0..3 {
+            users.push(login(&f, &layer).await);
+        }
+        // anonymous page views that each render a CSRF token
+        let page = service_fn(|req: Request<()>| async move {
+            let session = req.extensions().get::<Session>().unwrap();
+            Ok::<_, Infallible>(Response::new(csrf_token(session).unwrap()))
+        });
+        for _ in 0..500 {
+            let r = send_to(&layer, page, request("/form", None)).await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert!(r.set_cookie().is_some());
+            assert!(store.len() <= 10, "{}", store.len());
+        }
+        for user in &users {
+            let r = send(&layer, "/read", Some(user)).await;
+            assert_eq!(
+                r.body, r#"Some("alice")|None"#,
+                "a signed-in user was evicted"
+            );
+        }
+        // and logins keep working
+        let cookie = login(&f, &layer).await;
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|None"#);
+        assert!(store.len() <= 10);
+    }
+
+    #[test]
+    fn the_default_store_is_bounded() {
+        let store = MemorySessionStore::new();
+        let text = format!("{store:?}");
+        assert!(text.contains("max_sessions: 100000"), "{text}");
+        assert!(text.contains("max_record_bytes: 65536"), "{text}");
+    }
+
+    #[test]
+    fn a_million_key_flood_stays_within_the_cap() {
+        use futures_util::FutureExt;
+        let cap = 1_000usize;
+        let store = MemorySessionStore::new().max_sessions(cap);
+        let now = SystemTime::now();
+        let user = SessionRecord {
+            data: SessionData::from([("user".into(), serde_json::Value::from("alice"))]),
+            created_at: now,
+            last_active: now,
+            expires_at: now + Duration::from_secs(3600),
+            version: 0,
+        };
+        let mut anonymous = user.clone();
+        anonymous.data = SessionData::from([(CSRF_TOKEN_KEY.into(), "t".into())]);
+        let numbered = |i: u32, tag: u8| {
+            let mut k = [tag; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            StoreKey::from_bytes(k)
+        };
+        for i in 0..10 {
+            store
+                .save(&numbered(i, 1), &user)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+        for i in 0..1_000_000u32 {
+            store
+                .save(&numbered(i, 2), &anonymous)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+            if i % 10_000 == 0 {
+                assert!(store.len() <= cap, "{} records", store.len());
+            }
+        }
+        assert_eq!(store.len(), cap);
+        for i in 0..10 {
+            assert!(store.get(&numbered(i, 1)).is_some(), "user {i} evicted");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_record_is_refused() {
+        let f = Fixture::new();
+        let store = MemorySessionStore::new()
+            .clock(f.clock.clock())
+            .max_record_bytes(200);
+        let layer = SessionLayer::builder(store.clone(), f.key.clone())
+            .clock(f.clock.clock())
+            .build()
+            .unwrap();
+        let big = "x".repeat(300);
+        // a change to an existing session: the response stands, the change
+        // is not stored
+        let cookie = login(&f, &layer).await;
+        let r = send(&layer, &format!("/set?{big}"), Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.set_cookie().is_none());
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|None"#);
+        // a new session: 503
+        let r = send(&layer, &format!("/set?{big}"), None).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.set_cookie().is_none());
+        assert!(!r.body.contains(&big));
+        let err = futures_util::FutureExt::now_or_never(store.save(
+            &StoreKey::from_bytes([9; 32]),
+            &SessionRecord {
+                data: SessionData::from([("k".into(), big.clone().into())]),
+                created_at: SystemTime::now(),
+                last_active: SystemTime::now(),
+                expires_at: SystemTime::now() + Duration::from_secs(60),
+                version: 0,
+            },
+        ))
+        .unwrap()
+        .unwrap_err();
+        let err = err.downcast::<RecordTooLarge>().unwrap();
+        // {"k":"x..."}
+        assert_eq!((err.size, err.max), (308, 200));
+        assert!(!err.to_string().contains("xxx"));
+    }
+
+    // Item 3: a failed save after the handler ran replaced its response.
+
+    /// A handler that switches the store to failing once the session was
+    /// loaded, then does what `path` says.
+    fn failing_after_load(
+        store: Spy,
+    ) -> impl Service<
+        Request<()>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<String>, Infallible>> + Send,
+    > + Clone
+           + Send
+           + 'static {
+        service_fn(move |req: Request<()>| {
+            store.fail.store(true, Ordering::SeqCst);
+            handler(req)
+        })
+    }
+
+    #[tokio::test]
+    async fn a_failed_data_save_keeps_the_handlers_response() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = login(&f, &layer).await;
+        let svc = failing_after_load(f.store.clone());
+        let r = send_to(&layer, svc, request("/set?paid", Some(&cookie))).await;
+        assert_eq!(r.status, StatusCode::OK, "a completed POST became a 503");
+        assert_eq!(r.body, "set");
+        assert!(r.set_cookie().is_none());
+        f.store.fail.store(false, Ordering::SeqCst);
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.body, r#"Some("alice")|None"#, "the change was not stored");
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_the_handlers_response() {
+        let f = Fixture::new();
+        let layer = f.layer();
+        let cookie = login(&f, &layer).await;
+        f.clock.advance(Duration::from_secs(13 * 60));
+        let svc = failing_after_load(f.store.clone());
+        let r = send_to(&layer, svc, request("/read", Some(&cookie))).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, r#"Some("alice")|None"#);
+        assert!(r.set_cookie().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_login_logout_or_new_id_is_a_503() {
+        for path in ["/login", "/logout", "/clear"] {
+            let f = Fixture::new();
+            let layer = f.layer();
+            let cookie = login(&f, &layer).await;
+            let svc = failing_after_load(f.store.clone());
+            let r = send_to(&layer, svc, request(path, Some(&cookie))).await;
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert!(r.set_cookie().is_none(), "{path}");
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["error"], "unavailable");
+            assert!(!r.body.contains("hunter2"));
+        }
+    }
+
+    // Item 7: a store that never answers held the request forever.
+
+    /// A store whose calls never finish once `hang` is set.
+    #[derive(Clone, Default)]
+    struct Hang {
+        inner: MemorySessionStore,
+        hang: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Hang {
+        async fn call<T>(&self, f: impl Future<Output = T>) -> T {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            f.await
+        }
+    }
+
+    impl SessionStore for Hang {
+        fn load(
+            &self,
+            key: &StoreKey,
+        ) -> impl Future<Output = Result<Option<SessionRecord>, BoxError>> + Send {
+            self.call(self.inner.load(key))
+        }
+        fn save(
+            &self,
+            key: &StoreKey,
+            record: &SessionRecord,
+        ) -> impl Future<Output = Result<(), BoxError>> + Send {
+            self.call(self.inner.save(key, record))
+        }
+        fn update(
+            &self,
+            key: &StoreKey,
+            record: &SessionRecord,
+            expected_version: u64,
+        ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
+            self.call(self.inner.update(key, record, expected_version))
+        }
+        fn touch(
+            &self,
+            key: &StoreKey,
+            last_active: SystemTime,
+            expires_at: SystemTime,
+        ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+            self.call(self.inner.touch(key, last_active, expires_at))
+        }
+        fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<bool, BoxError>> + Send {
+            self.call(self.inner.delete(key))
+        }
+    }
+
+    fn hanging() -> (Hang, SessionLayer) {
+        let store = Hang::default();
+        let layer = SessionLayer::new(store.clone(), SessionKey::generate().unwrap());
+        (store, layer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_that_never_finishes_times_out_with_503() {
+        let (store, layer) = hanging();
+        let cookie = send(&layer, "/login", None).await.cookie_header();
+        store.hang.store(true, Ordering::SeqCst);
+        let start = tokio::time::Instant::now();
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "unavailable");
+        assert_eq!(start.elapsed(), crate::DEFAULT_BACKEND_TIMEOUT);
+        // gRPC 14 for gRPC clients
+        let req = Request::post("/read")
+            .version(http::Version::HTTP_2)
+            .header(COOKIE, &cookie)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let r = send_req(&layer, req).await;
+        assert_eq!(r.headers["grpc-status"], "14");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_save_that_never_finishes_times_out() {
+        let (store, layer) = hanging();
+        let cookie = send(&layer, "/login", None).await.cookie_header();
+        store.hang.store(true, Ordering::SeqCst);
+        // a new session (a login): 503
+        let r = send(&layer, "/login", None).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.set_cookie().is_none());
+        // a data change whose save hangs: the response stands
+        let svc = service_fn({
+            let store = store.clone();
+            move |req: Request<()>| {
+                store.hang.store(true, Ordering::SeqCst);
+                handler(req)
+            }
+        });
+        store.hang.store(false, Ordering::SeqCst);
+        let start = tokio::time::Instant::now();
+        let r = send_to(&layer, svc, request("/set?1", Some(&cookie))).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(start.elapsed(), crate::DEFAULT_BACKEND_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_deadline_is_configurable() {
+        let store = Hang::default();
+        let layer = SessionLayer::builder(store.clone(), SessionKey::generate().unwrap())
+            .backend_timeout(Some(Duration::from_millis(250)))
+            .build()
+            .unwrap();
+        let cookie = send(&layer, "/login", None).await.cookie_header();
+        store.hang.store(true, Ordering::SeqCst);
+        let start = tokio::time::Instant::now();
+        let r = send(&layer, "/read", Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+        assert!(
+            SessionLayer::builder(store, SessionKey::generate().unwrap())
+                .backend_timeout(Some(Duration::ZERO))
+                .build()
+                .is_err()
+        );
     }
 }
