@@ -61,7 +61,7 @@ fn fixture() -> &'static Fixture {
 /// number (`https://app.example.com:evil`) and takes the origin for the
 /// allowed one. Browsers only send numeric ports; set this to `true` once
 /// such origins are refused.
-const INVALID_PORT_REFUSED: bool = false;
+const INVALID_PORT_REFUSED: bool = true;
 
 /// `scheme://host[:port]`, lower-cased, default port dropped: the loosest
 /// reading of an allowed origin.
@@ -178,7 +178,7 @@ fuzz_target!(|data: &[u8]| {
             // obs-text bytes (0x80-0xFF) is read as no `Origin` at all, so
             // the request passes. Browsers only send ASCII origins; set this
             // to `true` once `CsrfLayer` refuses such requests.
-            const NON_ASCII_ORIGIN_REFUSED: bool = false;
+            const NON_ASCII_ORIGIN_REFUSED: bool = true;
             let origin = origin.filter(|o| NON_ASCII_ORIGIN_REFUSED || o.is_ascii());
             if let Some(o) = origin {
                 assert!(o != b"null", "Origin null passed");

@@ -81,6 +81,21 @@ fn normalize_origin(text: &str) -> Option<String> {
     if uri.query().is_some() || !matches!(uri.path(), "" | "/") || text.ends_with('/') {
         return None;
     }
+    // A port that is present must be a number: `https://app.example:evil`
+    // or a dangling `:` is no origin (it must not match `https://app.example`).
+    // (`http` parses such an authority, with no port.)
+    let after_host = authority.as_str().get(authority.host().len()..)?;
+    let port_ok = match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(digits) => {
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && authority.port_u16().is_some()
+        }
+    };
+    if !port_ok {
+        return None;
+    }
     let host = authority.host().to_ascii_lowercase();
     Some(match authority.port_u16() {
         Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
@@ -356,7 +371,15 @@ impl Config {
         }
         let csrf = RejectionKind::Csrf;
         let origin = single(headers, &ORIGIN).map_err(|()| (csrf, REPEATED))?;
-        let origin = origin.and_then(|v| v.to_str().ok());
+        // An `Origin` that is present but not visible ASCII is no origin
+        // we can match, and not an absent one either: refuse it.
+        let origin = match origin {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| (csrf, "cross-origin request refused"))?,
+            ),
+            None => None,
+        };
         match single(headers, &SEC_FETCH_SITE).map_err(|()| (csrf, REPEATED))? {
             Some(site) if site == "same-origin" || site == "none" => {}
             Some(_) => {
@@ -611,6 +634,45 @@ mod tests {
                 assert_refused(&l, post(&headers), "cross-origin request refused").await;
             }
         }
+    }
+
+    /// Found by the `csrf` fuzz target: an `Origin` with obs-text bytes was
+    /// read as no `Origin` at all, and let through.
+    #[tokio::test]
+    async fn an_origin_that_is_not_ascii_is_refused() {
+        let l = layer();
+        for origin in [&b"https://bank.examp\xede"[..], b"https://evil.example\x80"] {
+            let mut req = post(&[(COOKIE.as_str(), "session=x")]);
+            req.headers_mut()
+                .insert("origin", http::HeaderValue::from_bytes(origin).unwrap());
+            assert_refused(&l, req, "cross-origin request refused").await;
+        }
+    }
+
+    /// Found by the `csrf` fuzz target: a port that is not a number was
+    /// dropped, so `https://app.bank.example:evil` matched the allowed
+    /// `https://app.bank.example`.
+    #[tokio::test]
+    async fn an_origin_whose_port_is_not_a_number_matches_nothing() {
+        let l = layer();
+        for origin in [
+            "https://app.bank.example:evil",
+            "https://app.bank.example:",
+            "HTTPS://APP.BANK.EXAMPLE:4PLE.43",
+        ] {
+            let req = post(&[
+                (COOKIE.as_str(), "session=x"),
+                ("sec-fetch-site", "same-site"),
+                ("origin", origin),
+            ]);
+            assert_refused(&l, req, "cross-site request refused").await;
+            let req = post(&[(COOKIE.as_str(), "session=x"), ("origin", origin)]);
+            assert_refused(&l, req, "cross-origin request refused").await;
+        }
+        assert!(CsrfLayer::new().allow_origin("https://a.example:").is_err());
+        assert!(CsrfLayer::new()
+            .allow_origin("https://a.example:x")
+            .is_err());
     }
 
     /// A WebSocket handshake (`GET` + `Upgrade`) with `headers`.
