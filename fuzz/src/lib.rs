@@ -939,10 +939,10 @@ pub fn known_for(apps: &[&App]) -> Known {
     Known::new(&answers)
 }
 
-/// Whether query string `q` (with or without its leading `?`) has a
-/// parameter whose form-decoded name is `name`.
+/// Whether query string `q` (as `Uri::query` gives it, without the `?`
+/// that starts it: a second `?` belongs to the first name) has a parameter
+/// whose form-decoded name is `name`.
 pub fn query_has(q: &[u8], name: &str) -> bool {
-    let q = q.strip_prefix(b"?").unwrap_or(q);
     q.split(|b| *b == b'&').any(|pair| {
         let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
         form_decode(key) == name.as_bytes()
