@@ -14,6 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 
 use super::cache::{Entry, TokenCache};
+use crate::timeout::deadline;
 use super::claims::{media_type_eq, Registered, Rules};
 use super::config::ConfigError;
 use super::jws::{self, JwtError};
@@ -51,6 +52,8 @@ struct Inner<C> {
     check: Option<Arc<Check<C>>>,
     cache: Option<Arc<TokenCache<C>>>,
     revocation: Option<SharedStore>,
+    /// The deadline of a revocation store call.
+    backend_timeout: Option<Duration>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -69,6 +72,7 @@ impl<C> Clone for Inner<C> {
             check: self.check.clone(),
             cache: self.cache.clone(),
             revocation: self.revocation.clone(),
+            backend_timeout: self.backend_timeout,
             _claims: PhantomData,
         }
     }
@@ -179,6 +183,7 @@ where
                 check: None,
                 cache: None,
                 revocation: None,
+                backend_timeout: Some(crate::timeout::DEFAULT_BACKEND_TIMEOUT),
                 _claims: PhantomData,
             }),
         }
@@ -380,6 +385,16 @@ where
     pub fn revocation(self, store: impl RevocationStore) -> Self {
         let store: SharedStore = Arc::new(store);
         self.edit(|i| i.revocation = Some(store))
+    }
+
+    /// The deadline of a revocation store call (default
+    /// [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT), 5 s;
+    /// `None`: no deadline). A store that misses it gets the request
+    /// refused with `503`, rather than held forever. Stores answering at
+    /// once (like [`MemoryRevocationStore`](super::MemoryRevocationStore))
+    /// arm no timer.
+    pub fn backend_timeout(self, timeout: Option<Duration>) -> Self {
+        self.edit(|i| i.backend_timeout = timeout)
     }
 
     pub(crate) fn shared_revocation(self, store: SharedStore) -> Self {
@@ -747,13 +762,15 @@ where
         }
         let store = Arc::clone(store);
         let (jti, fam) = (jti.map(str::to_owned), fam.map(str::to_owned));
+        let after = self.inner.backend_timeout;
         JwtFuture {
             from_cookie: false,
             state: FutureState::Waiting(Box::pin(async move {
-                match revocation::check(store, jti, fam).await {
-                    Ok(false) => Ok(Authenticated::new(claims, identity)),
-                    Ok(true) => Err(JwtError::Revoked.into()),
-                    Err(e) => Err(AuthError::unavailable(e)),
+                match deadline(revocation::check(store, jti, fam), after).await {
+                    Ok(Ok(false)) => Ok(Authenticated::new(claims, identity)),
+                    Ok(Ok(true)) => Err(JwtError::Revoked.into()),
+                    Ok(Err(e)) => Err(AuthError::unavailable(e)),
+                    Err(elapsed) => Err(super::issue::timed_out(elapsed)),
                 }
             })),
         }

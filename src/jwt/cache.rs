@@ -39,12 +39,25 @@ impl Hash for Fingerprint {
 /// when the cache is made. The fingerprint is a vetted MAC, so a client
 /// cannot aim a token at another token's entry without the key, and the
 /// cache holds no token that could leak.
+///
+/// The map is split in shards, each behind its own lock and bounded to its
+/// share of the capacity, so that concurrent requests rarely contend, and
+/// an insert into a full shard evicts in O(1): no scan of the map under a
+/// lock.
 pub(crate) struct TokenCache<C> {
-    map: RwLock<HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>>,
+    shards: Box<[RwLock<Shard<C>>]>,
     mac: Mac,
     capacity: usize,
     ttl: u64,
 }
+
+type Shard<C> = HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>;
+
+/// The number of shards of a large cache.
+const SHARDS: usize = 16;
+
+/// Entries looked at, at most, to find a victim in a full shard.
+const PROBE: usize = 8;
 
 /// HMAC-SHA256 with its inner and outer hash states precomputed (the key
 /// blocks XOR ipad / opad already absorbed), so a fingerprint costs the
@@ -128,10 +141,15 @@ impl<C> TokenCache<C> {
     pub(crate) fn new(capacity: usize, ttl: u64) -> Option<Self> {
         let mut key = Zeroizing::new([0u8; BLOCK]);
         aws_lc_rs::rand::fill(&mut key[..]).ok()?;
+        let capacity = capacity.max(1);
+        // Small caches keep one shard, so that their capacity is exact.
+        let shards = if capacity >= SHARDS * 64 { SHARDS } else { 1 };
         Some(TokenCache {
-            map: RwLock::new(HashMap::with_hasher(BuildFingerprint)),
+            shards: (0..shards)
+                .map(|_| RwLock::new(HashMap::with_hasher(BuildFingerprint)))
+                .collect(),
             mac: Mac::new(&key),
-            capacity: capacity.max(1),
+            capacity,
             ttl,
         })
     }
@@ -145,6 +163,28 @@ impl<C> TokenCache<C> {
         Fingerprint(self.mac.sign(token.as_bytes()))
     }
 
+    /// The shard of `fingerprint`: chosen by a word of the MAC other than
+    /// the one hashing within the shard.
+    fn shard(&self, fingerprint: &Fingerprint) -> &RwLock<Shard<C>> {
+        let word = u64::from_le_bytes([
+            fingerprint.0[8],
+            fingerprint.0[9],
+            fingerprint.0[10],
+            fingerprint.0[11],
+            fingerprint.0[12],
+            fingerprint.0[13],
+            fingerprint.0[14],
+            fingerprint.0[15],
+        ]);
+        // `as usize` of a value below the shard count: lossless.
+        &self.shards[(word % self.shards.len() as u64) as usize]
+    }
+
+    /// The bound of each shard: its share of the capacity.
+    fn shard_capacity(&self) -> usize {
+        (self.capacity / self.shards.len()).max(1)
+    }
+
     /// The entry for `fingerprint` if it is still trusted at `now`, given
     /// the verifier's `leeway` on `exp`.
     pub(crate) fn get(
@@ -153,7 +193,10 @@ impl<C> TokenCache<C> {
         now: u64,
         leeway: u64,
     ) -> Option<Arc<Entry<C>>> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .shard(&fingerprint)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let entry = map.get(&fingerprint)?;
         let fresh = now < entry.deadline
             && entry
@@ -163,22 +206,31 @@ impl<C> TokenCache<C> {
     }
 
     /// Caches a verified token until `now + ttl`, or its expiry if sooner.
+    /// A full shard first drops a stale entry among the first few it
+    /// iterates, else the first one: the iteration order is that of random
+    /// fingerprints, so this is random eviction, in O(1).
     pub(crate) fn insert(&self, fingerprint: Fingerprint, mut entry: Entry<C>, now: u64) {
         entry.deadline = now.saturating_add(self.ttl);
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.capacity && !map.contains_key(&fingerprint) {
-            map.retain(|_, e| {
-                e.deadline > now && e.exp.is_none_or(|exp| i128::from(exp) > i128::from(now))
-            });
-            if map.len() >= self.capacity {
-                // Evict an arbitrary eighth: the map's order is the order of
-                // random fingerprints, so this is random eviction, amortized
-                // O(1) per insert.
-                let excess = map.len() + 1 - self.capacity + self.capacity / 8;
-                let victims: Vec<Fingerprint> = map.keys().take(excess).copied().collect();
-                for k in victims {
+        let bound = self.shard_capacity();
+        let mut map = self
+            .shard(&fingerprint)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        while map.len() >= bound && !map.contains_key(&fingerprint) {
+            let stale = |e: &Entry<C>| {
+                e.deadline <= now || e.exp.is_some_and(|exp| i128::from(exp) <= i128::from(now))
+            };
+            let victim = map
+                .iter()
+                .take(PROBE)
+                .find(|(_, e)| stale(e))
+                .or_else(|| map.iter().next())
+                .map(|(k, _)| *k);
+            match victim {
+                Some(k) => {
                     map.remove(&k);
                 }
+                None => break,
             }
         }
         map.insert(fingerprint, Arc::new(entry));
@@ -186,10 +238,10 @@ impl<C> TokenCache<C> {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 }
 

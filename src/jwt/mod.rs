@@ -131,6 +131,7 @@ pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
 pub use revocation::{
     MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationStore,
+    DEFAULT_FAMILIES_PER_SUBJECT,
 };
 
 pub use jsonwebtoken::{Algorithm, EncodingKey};
