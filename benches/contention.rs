@@ -49,9 +49,10 @@ fn bench(c: &mut Criterion) {
     };
     let hot: Arc<Vec<HeaderValue>> = Arc::new((0..HOT).map(header).collect());
     let cold: Arc<Vec<HeaderValue>> = Arc::new((0..COLD).map(|i| header(HOT + i)).collect());
-    let inner = service_fn(|_req: Request<()>| async move {
-        Ok::<_, Infallible>(Response::new(String::new()))
-    });
+    let inner =
+        service_fn(
+            |_req: Request<()>| async move { Ok::<_, Infallible>(Response::new(String::new())) },
+        );
     let service = AuthLayer::new(auth).layer(inner);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(TASKS)
@@ -77,7 +78,8 @@ fn bench(c: &mut Criterion) {
                                     &hot[(t * 7 + i) % HOT]
                                 };
                                 let mut req = Request::new(());
-                                req.headers_mut().insert(header::AUTHORIZATION, value.clone());
+                                req.headers_mut()
+                                    .insert(header::AUTHORIZATION, value.clone());
                                 let res = svc.call(req).await.unwrap();
                                 assert!(res.status().is_success());
                                 if i % 32 == 31 {

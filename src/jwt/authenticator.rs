@@ -14,7 +14,6 @@ use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 
 use super::cache::{Entry, TokenCache};
-use crate::timeout::deadline;
 use super::claims::{media_type_eq, Registered, Rules};
 use super::config::ConfigError;
 use super::jws::{self, JwtError};
@@ -26,6 +25,7 @@ use crate::error::AuthError;
 use crate::identity::{Identity, Scheme};
 use crate::rejection::Challenge;
 use crate::secret::Secret;
+use crate::timeout::deadline;
 
 /// Default limit on the size of a token: 8 KiB.
 const DEFAULT_MAX_LEN: usize = 8 * 1024;
@@ -651,22 +651,24 @@ where
             };
             this.state = auth.start(&credentials).state;
         }
-        let result = match &mut this.state {
-            FutureState::Ready(r) => {
-                Poll::Ready(r.take().unwrap_or_else(|| {
+        let result =
+            match &mut this.state {
+                FutureState::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| {
                     Err(AuthError::invalid_credentials("token already checked"))
-                }))
-            }
-            FutureState::Waiting(f) => f.as_mut().poll(cx),
-            // `start` never returns a future still to verify.
-            FutureState::Verify(_) => {
-                Poll::Ready(Err(AuthError::invalid_credentials("token already checked")))
-            }
-        };
+                })),
+                FutureState::Waiting(f) => f.as_mut().poll(cx),
+                // `start` never returns a future still to verify.
+                FutureState::Verify(_) => {
+                    Poll::Ready(Err(AuthError::invalid_credentials("token already checked")))
+                }
+            };
         if !this.from_cookie {
             return result;
         }
-        result.map(|r| r.map(Authenticated::from_cookie).map_err(AuthError::from_cookie))
+        result.map(|r| {
+            r.map(Authenticated::from_cookie)
+                .map_err(AuthError::from_cookie)
+        })
     }
 }
 

@@ -21,8 +21,8 @@ use super::revocation::{
     BoxFut, MemoryRevocationStore, Redemption, Revocable, RevocationStore, SharedStore,
 };
 use crate::error::{AuthError, BoxError};
-use crate::timeout::{deadline, Elapsed, DEFAULT_BACKEND_TIMEOUT};
 use crate::identity::Scheme;
+use crate::timeout::{deadline, Elapsed, DEFAULT_BACKEND_TIMEOUT};
 
 /// An access token and a refresh token, as returned by a sign-in or refresh
 /// endpoint (`{"access_token", "refresh_token", "token_type": "bearer",

@@ -2,9 +2,9 @@
 //! the one-time use of refresh tokens.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -439,27 +439,33 @@ impl MemoryRevocationStore {
         MemoryRevocationStore {
             inner: Arc::new(Shared {
                 hasher: RandomState::new(),
-                denied: (0..n).map(|i| {
-                    Mutex::new(Denied {
-                        revoked: Default::default(),
-                        capacity: shard_capacity(capacity, n, i),
-                        writes: 0,
+                denied: (0..n)
+                    .map(|i| {
+                        Mutex::new(Denied {
+                            revoked: Default::default(),
+                            capacity: shard_capacity(capacity, n, i),
+                            writes: 0,
+                        })
                     })
-                }).collect(),
-                families: (0..n).map(|i| {
-                    Mutex::new(Families {
-                        map: HashMap::new(),
-                        capacity: shard_capacity(capacity, n, i),
-                        writes: 0,
+                    .collect(),
+                families: (0..n)
+                    .map(|i| {
+                        Mutex::new(Families {
+                            map: HashMap::new(),
+                            capacity: shard_capacity(capacity, n, i),
+                            writes: 0,
+                        })
                     })
-                }).collect(),
-                subjects: (0..n).map(|i| {
-                    Mutex::new(Subjects {
-                        map: HashMap::new(),
-                        capacity: shard_capacity(capacity, n, i),
-                        writes: 0,
+                    .collect(),
+                subjects: (0..n)
+                    .map(|i| {
+                        Mutex::new(Subjects {
+                            map: HashMap::new(),
+                            capacity: shard_capacity(capacity, n, i),
+                            writes: 0,
+                        })
                     })
-                }).collect(),
+                    .collect(),
                 per_subject: DEFAULT_FAMILIES_PER_SUBJECT,
             }),
             clock: Arc::new(super::unix_now),
@@ -998,15 +1004,24 @@ mod tests {
         assert!(store.subjects_len() <= CAP);
         // The flooding subject holds 10 sign-ins; the others theirs.
         assert_eq!(
-            store.advance_for("flood", "999999", 0, u64::MAX, 0).await.unwrap(),
+            store
+                .advance_for("flood", "999999", 0, u64::MAX, 0)
+                .await
+                .unwrap(),
             Redemption::First
         );
         assert_eq!(
-            store.advance_for("flood", "999989", 0, u64::MAX, 0).await.unwrap(),
+            store
+                .advance_for("flood", "999989", 0, u64::MAX, 0)
+                .await
+                .unwrap(),
             Redemption::Unknown
         );
         assert_eq!(
-            store.advance_for("1000", "1000", 0, u64::MAX, 0).await.unwrap(),
+            store
+                .advance_for("1000", "1000", 0, u64::MAX, 0)
+                .await
+                .unwrap(),
             Redemption::First
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(120));
