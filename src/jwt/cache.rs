@@ -312,4 +312,36 @@ mod tests {
             assert!(cache.len() <= 100);
         }
     }
+
+    #[test]
+    fn a_sharded_cache_stays_within_its_capacity_and_evicts_stale_entries_first() {
+        let cache = TokenCache::new(SHARDS * 64, 60).unwrap();
+        assert_eq!(cache.shards.len(), SHARDS);
+        for i in 0..100_000 {
+            let fp = cache.fingerprint(&i.to_string());
+            cache.insert(fp, entry(None), 1000);
+            assert!(cache.len() <= SHARDS * 64);
+        }
+        // One stale entry per probe window: a full shard drops it, not a
+        // live one.
+        let small = TokenCache::new(4, 60).unwrap();
+        let keep: Vec<_> = (0..3)
+            .map(|i| small.fingerprint(&format!("k{i}")))
+            .collect();
+        for fp in &keep {
+            small.insert(*fp, entry(None), 1000);
+        }
+        let stale = small.fingerprint("stale");
+        small.insert(stale, entry(Some(1001)), 1000);
+        let fresh = small.fingerprint("fresh");
+        small.insert(fresh, entry(None), 1002);
+        assert_eq!(small.len(), 4);
+        assert!(small.get(fresh, 1002, 0).is_some());
+        for fp in &keep {
+            assert!(
+                small.get(*fp, 1002, 0).is_some(),
+                "a live entry was evicted"
+            );
+        }
+    }
 }

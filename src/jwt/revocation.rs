@@ -328,12 +328,16 @@ struct Denied {
     capacity: usize,
     /// Writes since the last purge.
     writes: usize,
+    /// The earliest expiry of an entry (`u64::MAX`: none): before it, a
+    /// purge would drop nothing and is skipped.
+    soonest: u64,
 }
 
 struct Families {
     map: HashMap<Box<str>, Family>,
     capacity: usize,
     writes: usize,
+    soonest: u64,
 }
 
 struct Subjects {
@@ -373,42 +377,63 @@ fn should_purge(len: usize, writes: usize, capacity: usize) -> bool {
     len >= capacity || (len >= capacity / 2 && writes >= capacity / 4)
 }
 
+/// Drops the entries of `map` expired at `now`; returns the earliest expiry
+/// left.
+fn drop_expired<V>(map: &mut HashMap<Box<str>, V>, now: u64, until: impl Fn(&V) -> u64) -> u64 {
+    let mut soonest = u64::MAX;
+    map.retain(|_, v| {
+        let u = until(v);
+        soonest = soonest.min(u);
+        u > now
+    });
+    soonest
+}
+
 impl Denied {
     fn len(&self) -> usize {
         self.revoked.iter().map(HashMap::len).sum()
     }
 
     fn purge(&mut self, now: u64) {
+        let mut soonest = u64::MAX;
         for map in &mut self.revoked {
-            map.retain(|_, until| *until > now);
+            soonest = soonest.min(drop_expired(map, now, |u| *u));
         }
+        self.soonest = soonest;
         self.writes = 0;
     }
 
-    /// Makes room for one entry, purging expired ones first; `Err` when the
-    /// shard is full of live entries.
-    fn reserve(&mut self, now: u64) -> Result<(), MemoryStoreError> {
+    /// Makes room for one entry expiring at `until`, purging expired ones
+    /// first; `Err` when the shard is full of live entries.
+    fn reserve(&mut self, now: u64, until: u64) -> Result<(), MemoryStoreError> {
         self.writes += 1;
-        if should_purge(self.len(), self.writes, self.capacity) {
+        if now >= self.soonest && should_purge(self.len(), self.writes, self.capacity) {
             self.purge(now);
         }
         if self.len() >= self.capacity {
             return Err(MemoryStoreError::Full(self.capacity));
         }
+        self.soonest = self.soonest.min(until);
         Ok(())
     }
 }
 
 impl Families {
-    fn reserve(&mut self, now: u64) -> Result<(), MemoryStoreError> {
+    fn purge(&mut self, now: u64) {
+        self.soonest = drop_expired(&mut self.map, now, |f| f.until);
+        self.writes = 0;
+    }
+
+    /// Like [`Denied::reserve`].
+    fn reserve(&mut self, now: u64, until: u64) -> Result<(), MemoryStoreError> {
         self.writes += 1;
-        if should_purge(self.map.len(), self.writes, self.capacity) {
-            self.map.retain(|_, f| f.until > now);
-            self.writes = 0;
+        if now >= self.soonest && should_purge(self.map.len(), self.writes, self.capacity) {
+            self.purge(now);
         }
         if self.map.len() >= self.capacity {
             return Err(MemoryStoreError::Full(self.capacity));
         }
+        self.soonest = self.soonest.min(until);
         Ok(())
     }
 }
@@ -445,6 +470,7 @@ impl MemoryRevocationStore {
                             revoked: Default::default(),
                             capacity: shard_capacity(capacity, n, i),
                             writes: 0,
+                            soonest: u64::MAX,
                         })
                     })
                     .collect(),
@@ -454,6 +480,7 @@ impl MemoryRevocationStore {
                             map: HashMap::new(),
                             capacity: shard_capacity(capacity, n, i),
                             writes: 0,
+                            soonest: u64::MAX,
                         })
                     })
                     .collect(),
@@ -474,8 +501,8 @@ impl MemoryRevocationStore {
 
     /// Caps each subject's open sign-ins (refresh families) at `max`
     /// (default [`DEFAULT_FAMILIES_PER_SUBJECT`], at least 1). Call it
-    /// before sharing the store: it applies to this handle and the clones
-    /// made from it afterwards.
+    /// when building the store, before cloning it: on a store already
+    /// cloned it is ignored, with a warning.
     pub fn families_per_subject(mut self, max: usize) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.inner) {
             shared.per_subject = max.max(1);
@@ -547,8 +574,7 @@ impl MemoryRevocationStore {
         for shard in &self.inner.families {
             let mut f = Self::lock(shard);
             let before = f.map.len();
-            f.map.retain(|_, f| f.until > now);
-            f.writes = 0;
+            f.purge(now);
             dropped += before - f.map.len();
         }
         for i in 0..self.inner.subjects.len() {
@@ -600,7 +626,7 @@ impl MemoryRevocationStore {
                 return Ok(());
             }
         }
-        denied.reserve(now)?;
+        denied.reserve(now, until)?;
         denied.revoked[map].insert(key.into(), until);
         Ok(())
     }
@@ -622,7 +648,7 @@ impl MemoryRevocationStore {
         }
         {
             let mut families = Self::lock(&self.inner.families[self.shard(family)]);
-            families.reserve(now)?;
+            families.reserve(now, until)?;
             families.map.insert(
                 family.into(),
                 Family {
@@ -689,7 +715,7 @@ impl MemoryRevocationStore {
             // `advance` called directly (no subject): track the family from
             // its first redemption, as stores without sign-in tracking do.
             _ => {
-                families.reserve(now)?;
+                families.reserve(now, until)?;
                 families.map.insert(
                     family.into(),
                     Family {
