@@ -646,6 +646,20 @@ impl MemoryRevocationStore {
         if !subjects.map.contains_key(subject) && subjects.map.len() >= subjects.capacity {
             return Err(MemoryStoreError::Full(subjects.capacity));
         }
+        // Make room in the subject's list first, so that a subject at its
+        // cap replaces its oldest sign-in even in a store sized to it.
+        let per_subject = self.inner.per_subject;
+        let list = subjects.map.entry(subject.into()).or_default();
+        if list.len() >= per_subject {
+            // Forget the families closed since (logout, reuse, expiry) before
+            // closing live ones.
+            list.retain(|f| self.is_open(f, subject));
+        }
+        while list.len() >= per_subject {
+            if let Some(oldest) = list.pop_front() {
+                self.close(&oldest);
+            }
+        }
         {
             let mut families = Self::lock(&self.inner.families[self.shard(family)]);
             families.reserve(now, until)?;
@@ -659,19 +673,11 @@ impl MemoryRevocationStore {
                 },
             );
         }
-        let per_subject = self.inner.per_subject;
-        let list = subjects.map.entry(subject.into()).or_default();
-        if list.len() >= per_subject {
-            // Forget the families closed since (logout, reuse, expiry) before
-            // closing live ones.
-            list.retain(|f| self.is_open(f, subject));
-        }
-        while list.len() >= per_subject {
-            if let Some(oldest) = list.pop_front() {
-                self.close(&oldest);
-            }
-        }
-        list.push_back(family.into());
+        subjects
+            .map
+            .entry(subject.into())
+            .or_default()
+            .push_back(family.into());
         Ok(())
     }
 
@@ -1051,6 +1057,20 @@ mod tests {
             Redemption::First
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(120));
+    }
+
+    #[tokio::test]
+    async fn a_subject_at_its_cap_replaces_its_oldest_sign_in_in_a_store_sized_to_it() {
+        let (store, _) = clocked(3);
+        let store = store.families_per_subject(3);
+        for i in 0..10 {
+            store.open_family("alice", &i.to_string(), 5000).unwrap();
+        }
+        assert_eq!(store.families_len(), 3);
+        assert_eq!(
+            store.advance_for("alice", "9", 0, 5000, 0).await.unwrap(),
+            Redemption::First
+        );
     }
 
     #[test]
