@@ -405,8 +405,8 @@ where
     /// token is still refused once its `exp` passes and is still checked
     /// against the revocation store on every request. The cache keeps an
     /// HMAC-SHA256 of each token under a random per-cache key, never the
-    /// token. When full, expired entries are dropped, then an arbitrary
-    /// eighth of the entries.
+    /// token. The cache is split in independently locked shards (from 1 024
+    /// entries); a full shard evicts its oldest entry, in constant time.
     ///
     /// A hit clones the claims: with `C = Arc<YourClaims>` that is a
     /// reference-count increment.

@@ -1,6 +1,6 @@
 //! A bounded cache of verified tokens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -44,6 +44,10 @@ impl Hash for Fingerprint {
 /// share of the capacity, so that concurrent requests rarely contend, and
 /// an insert into a full shard evicts in O(1): no scan of the map under a
 /// lock.
+///
+/// Eviction is first in, first out: the order of a hash map's iteration is
+/// the order of its buckets, so "evict the first entry" would evict the
+/// same low-hash tokens again and again, popular ones included.
 pub(crate) struct TokenCache<C> {
     shards: Box<[RwLock<Shard<C>>]>,
     mac: Mac,
@@ -51,13 +55,15 @@ pub(crate) struct TokenCache<C> {
     ttl: u64,
 }
 
-type Shard<C> = HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>;
+/// One shard: its entries, and their fingerprints in insertion order (each
+/// key of `map` appears exactly once in `order`).
+struct Shard<C> {
+    map: HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>,
+    order: VecDeque<Fingerprint>,
+}
 
 /// The number of shards of a large cache.
 const SHARDS: usize = 16;
-
-/// Entries looked at, at most, to find a victim in a full shard.
-const PROBE: usize = 8;
 
 /// HMAC-SHA256 with its inner and outer hash states precomputed (the key
 /// blocks XOR ipad / opad already absorbed), so a fingerprint costs the
@@ -146,7 +152,12 @@ impl<C> TokenCache<C> {
         let shards = if capacity >= SHARDS * 64 { SHARDS } else { 1 };
         Some(TokenCache {
             shards: (0..shards)
-                .map(|_| RwLock::new(HashMap::with_hasher(BuildFingerprint)))
+                .map(|_| {
+                    RwLock::new(Shard {
+                        map: HashMap::with_hasher(BuildFingerprint),
+                        order: VecDeque::new(),
+                    })
+                })
                 .collect(),
             mac: Mac::new(&key),
             capacity,
@@ -193,11 +204,11 @@ impl<C> TokenCache<C> {
         now: u64,
         leeway: u64,
     ) -> Option<Arc<Entry<C>>> {
-        let map = self
+        let shard = self
             .shard(&fingerprint)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let entry = map.get(&fingerprint)?;
+        let entry = shard.map.get(&fingerprint)?;
         let fresh = now < entry.deadline
             && entry
                 .exp
@@ -206,41 +217,36 @@ impl<C> TokenCache<C> {
     }
 
     /// Caches a verified token until `now + ttl`, or its expiry if sooner.
-    /// A full shard first drops a stale entry among the first few it
-    /// iterates, else the first one: the iteration order is that of random
-    /// fingerprints, so this is random eviction, in O(1).
+    /// A full shard evicts its oldest entry, in O(1).
     pub(crate) fn insert(&self, fingerprint: Fingerprint, mut entry: Entry<C>, now: u64) {
         entry.deadline = now.saturating_add(self.ttl);
         let bound = self.shard_capacity();
-        let mut map = self
+        let mut shard = self
             .shard(&fingerprint)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        while map.len() >= bound && !map.contains_key(&fingerprint) {
-            let stale = |e: &Entry<C>| {
-                e.deadline <= now || e.exp.is_some_and(|exp| i128::from(exp) <= i128::from(now))
-            };
-            let victim = map
-                .iter()
-                .take(PROBE)
-                .find(|(_, e)| stale(e))
-                .or_else(|| map.iter().next())
-                .map(|(k, _)| *k);
-            match victim {
-                Some(k) => {
-                    map.remove(&k);
+        let Shard { map, order } = &mut *shard;
+        if let Some(slot) = map.get_mut(&fingerprint) {
+            *slot = Arc::new(entry);
+            return;
+        }
+        while map.len() >= bound {
+            match order.pop_front() {
+                Some(oldest) => {
+                    map.remove(&oldest);
                 }
                 None => break,
             }
         }
         map.insert(fingerprint, Arc::new(entry));
+        order.push_back(fingerprint);
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).map.len())
             .sum()
     }
 }
@@ -314,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sharded_cache_stays_within_its_capacity_and_evicts_stale_entries_first() {
+    fn a_sharded_cache_stays_within_its_capacity_and_evicts_the_oldest_entry() {
         let cache = TokenCache::new(SHARDS * 64, 60).unwrap();
         assert_eq!(cache.shards.len(), SHARDS);
         for i in 0..100_000 {
@@ -322,26 +328,19 @@ mod tests {
             cache.insert(fp, entry(None), 1000);
             assert!(cache.len() <= SHARDS * 64);
         }
-        // One stale entry per probe window: a full shard drops it, not a
-        // live one.
+        // First in, first out: the oldest entry goes, whatever its hash.
         let small = TokenCache::new(4, 60).unwrap();
-        let keep: Vec<_> = (0..3)
+        let fps: Vec<_> = (0..6)
             .map(|i| small.fingerprint(&format!("k{i}")))
             .collect();
-        for fp in &keep {
+        for fp in &fps {
+            small.insert(*fp, entry(None), 1000);
+            // Re-inserting a cached token does not duplicate it.
             small.insert(*fp, entry(None), 1000);
         }
-        let stale = small.fingerprint("stale");
-        small.insert(stale, entry(Some(1001)), 1000);
-        let fresh = small.fingerprint("fresh");
-        small.insert(fresh, entry(None), 1002);
         assert_eq!(small.len(), 4);
-        assert!(small.get(fresh, 1002, 0).is_some());
-        for fp in &keep {
-            assert!(
-                small.get(*fp, 1002, 0).is_some(),
-                "a live entry was evicted"
-            );
+        for (i, fp) in fps.iter().enumerate() {
+            assert_eq!(small.get(*fp, 1000, 0).is_some(), i >= 2, "{i}");
         }
     }
 }
