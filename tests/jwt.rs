@@ -1886,3 +1886,51 @@ async fn refresh_tokens_of_unknown_sign_ins_are_refused() {
     );
     before.redeem(&pair.refresh_token).await.unwrap();
 }
+
+/// One subject signing in and logging out in a loop cannot fill the
+/// deny-list: with a store that tracks sign-ins, a closed family's entry
+/// only outlives its access tokens. Before, each entry was kept for the
+/// refresh lifetime (30 days) and the 512-entry store below answered every
+/// logout `503` after 256 loops.
+#[tokio::test]
+async fn a_logout_flood_by_one_subject_does_not_fill_the_deny_list() {
+    const CAP: usize = 512;
+    let (time, clock) = fake_clock(now());
+    let store = MemoryRevocationStore::with_capacity(CAP).with_clock(clock.clone());
+    let issuer = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .revocation_store(store.clone())
+        .clock(clock);
+    let auth = issuer.authenticator::<Claims>();
+    let mut first = None;
+    for _ in 0..2_000 {
+        let pair = issuer.issue("mallory", &()).unwrap();
+        issuer
+            .logout(Some(&pair.access_token), Some(&pair.refresh_token))
+            .await
+            .unwrap();
+        first.get_or_insert(pair);
+        assert!(store.denied_len() <= CAP);
+        time.fetch_add(10, Ordering::SeqCst);
+    }
+    // Another subject's sign-in, refresh and logout still work.
+    let pair = issuer.issue("alice", &()).unwrap();
+    let grant = issuer.redeem(&pair.refresh_token).await.unwrap();
+    let next = issuer.issue_rotated(&grant, &()).unwrap();
+    issuer
+        .logout(Some(&next.access_token), Some(&next.refresh_token))
+        .await
+        .unwrap();
+    let r = call(auth, bearer(&next.access_token)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Long after its deny-list entry expired, the first logged-out sign-in
+    // stays closed.
+    let err = issuer
+        .redeem(&first.unwrap().refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.message()),
+        (StatusCode::UNAUTHORIZED, "token revoked")
+    );
+}

@@ -404,6 +404,20 @@ impl TokenIssuer {
             .saturating_add(REVOCATION_MARGIN)
     }
 
+    /// Until when a family's deny-list entry must hold. A store that tracks
+    /// sign-ins refuses the family's refresh tokens once it is closed, so
+    /// the entry only has to outlive the family's access tokens (all issued
+    /// before now); otherwise it must outlive its refresh tokens too.
+    fn family_revoked_until(&self) -> u64 {
+        if !self.inner.store.tracks_sign_ins_dyn() {
+            return self.family_until();
+        }
+        self.now()
+            .saturating_add(self.inner.access_ttl)
+            .saturating_add(self.inner.leeway)
+            .saturating_add(REVOCATION_MARGIN)
+    }
+
     /// Issues a new pair for `subject`, starting a new refresh family.
     /// `extra` (a struct or map serializing to a JSON object, or `()`) is
     /// added to the access token's claims.
@@ -545,8 +559,10 @@ impl TokenIssuer {
                     subject = v.identity.subject(),
                     "refresh token reuse detected: revoking its family"
                 );
-                self.call(store.revoke_dyn(Revocable::Family(&family), self.family_until()))
-                    .await?;
+                self.call(
+                    store.revoke_dyn(Revocable::Family(&family), self.family_revoked_until()),
+                )
+                .await?;
                 return Err(JwtError::RefreshReuse.into());
             }
         }
@@ -598,7 +614,7 @@ impl TokenIssuer {
             families.extend(v.fam);
         }
         for family in families {
-            self.call(store.revoke_dyn(Revocable::Family(&family), self.family_until()))
+            self.call(store.revoke_dyn(Revocable::Family(&family), self.family_revoked_until()))
                 .await?;
         }
         Ok(())

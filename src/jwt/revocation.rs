@@ -117,6 +117,20 @@ pub trait RevocationStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether this store tracks sign-ins: [`open_family`] records them,
+    /// [`advance_for`] answers [`Redemption::Unknown`] for a family not
+    /// open, and revoking a family closes it. Then a family's deny-list
+    /// entry only needs to outlive its access tokens, and
+    /// [`TokenIssuer`](super::TokenIssuer) keeps it that long (minutes)
+    /// instead of the refresh lifetime (days), so logouts do not pile up.
+    /// Default `false`.
+    ///
+    /// [`open_family`]: RevocationStore::open_family
+    /// [`advance_for`]: RevocationStore::advance_for
+    fn tracks_sign_ins(&self) -> bool {
+        false
+    }
+
     /// Records the redemption of refresh token number `generation` of
     /// `subject`'s `family`: what
     /// [`TokenIssuer::redeem`](super::TokenIssuer::redeem) calls. `grace`
@@ -192,6 +206,7 @@ pub(crate) trait DynRevocationStore: Send + Sync + 'static {
     fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool>;
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>>;
     fn open_family_dyn(&self, subject: &str, family: &str, until: u64) -> Result<(), BoxError>;
+    fn tracks_sign_ins_dyn(&self) -> bool;
     fn advance_for_dyn<'a>(
         &'a self,
         subject: &'a str,
@@ -214,6 +229,9 @@ impl<S: RevocationStore> DynRevocationStore for S {
     }
     fn open_family_dyn(&self, subject: &str, family: &str, until: u64) -> Result<(), BoxError> {
         self.open_family(subject, family, until)
+    }
+    fn tracks_sign_ins_dyn(&self) -> bool {
+        self.tracks_sign_ins()
     }
     fn advance_for_dyn<'a>(
         &'a self,
@@ -797,6 +815,10 @@ impl RevocationStore for MemoryRevocationStore {
 
     fn open_family(&self, subject: &str, family: &str, until: u64) -> Result<(), BoxError> {
         self.open_now(subject, family, until).map_err(Into::into)
+    }
+
+    fn tracks_sign_ins(&self) -> bool {
+        true
     }
 
     fn advance_for(
