@@ -521,7 +521,7 @@ impl TokenIssuer {
     /// `401` ([`AuthErrorKind::InvalidCredentials`](crate::AuthErrorKind))
     /// for invalid, expired, revoked or reused tokens (a reuse also revokes
     /// the whole family), `400` for malformed ones, `503` when the store
-    /// fails.
+    /// fails or misses its [deadline](Self::backend_timeout).
     pub async fn redeem(&self, refresh_token: &str) -> Result<RefreshGrant, AuthError> {
         let v = self
             .refresh_verifier()
@@ -581,8 +581,9 @@ impl TokenIssuer {
     /// # Errors
     ///
     /// `401` for tokens that are invalid (bad signature, wrong type...),
-    /// `503` when the store fails: a logout that could not be recorded is
-    /// never reported as done.
+    /// `503` when the store fails or misses its
+    /// [deadline](Self::backend_timeout): a logout that could not be
+    /// recorded is never reported as done.
     pub async fn logout(
         &self,
         access_token: Option<&str>,
