@@ -1732,3 +1732,205 @@ fn configuration_mistakes_are_reported_at_startup() {
     assert!(es(kids).kid("b").build().is_ok());
     assert!(TokenIssuer::hs256(SECRET).unwrap().build().is_ok());
 }
+
+/// A revocation backend that never answers.
+struct Hung;
+
+impl RevocationStore for Hung {
+    async fn revoke(&self, _: Revocable<'_>, _: u64) -> Result<(), tower_auth::BoxError> {
+        std::future::pending().await
+    }
+    async fn is_revoked(&self, _: Revocable<'_>) -> Result<bool, tower_auth::BoxError> {
+        std::future::pending().await
+    }
+    async fn advance(&self, _: &str, _: u64, _: u64) -> Result<bool, tower_auth::BoxError> {
+        std::future::pending().await
+    }
+}
+
+fn assert_unavailable(err: &AuthError) {
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err:?}");
+}
+
+/// A store whose calls never resolve cannot hold a request: every await on
+/// it ends at the backend deadline with `503`. The clock is paused, so the
+/// five seconds pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_hung_revocation_store_times_out_with_503() {
+    let issuer = TokenIssuer::hs256(SECRET).unwrap().revocation_store(Hung);
+    let auth = issuer.authenticator::<Claims>().realm("api");
+    let pair = issuer.issue("u", &()).unwrap();
+
+    let started = tokio::time::Instant::now();
+    let r = call(auth.clone(), bearer(&pair.access_token)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["error"], "unavailable");
+    assert!(!r.body.to_string().contains(&pair.access_token));
+    assert_eq!(started.elapsed(), tower_auth::DEFAULT_BACKEND_TIMEOUT);
+
+    assert_unavailable(&issuer.redeem(&pair.refresh_token).await.unwrap_err());
+    assert_unavailable(
+        &issuer
+            .logout(Some(&pair.access_token), None)
+            .await
+            .unwrap_err(),
+    );
+    assert_unavailable(
+        &issuer
+            .logout(None, Some(&pair.refresh_token))
+            .await
+            .unwrap_err(),
+    );
+
+    // With the cache on, a hit is checked against the store too.
+    let cached = auth.clone().cache(16, Duration::from_secs(60));
+    for _ in 0..2 {
+        let r = call(cached.clone(), bearer(&pair.access_token)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    // A configured deadline.
+    let quick = issuer
+        .clone()
+        .backend_timeout(Some(Duration::from_millis(250)));
+    let started = tokio::time::Instant::now();
+    assert_unavailable(&quick.redeem(&pair.refresh_token).await.unwrap_err());
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+    let started = tokio::time::Instant::now();
+    let r = call(quick.authenticator::<Claims>(), bearer(&pair.access_token)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+
+    // `None` disables the deadline: the call waits for the store.
+    let patient = issuer.clone().backend_timeout(None);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(3600),
+        patient.redeem(&pair.refresh_token),
+    )
+    .await;
+    assert!(waited.is_err(), "no deadline: still waiting after an hour");
+    let waited = tokio::time::timeout(
+        Duration::from_secs(3600),
+        call(auth.backend_timeout(None), bearer(&pair.access_token)),
+    )
+    .await;
+    assert!(waited.is_err());
+}
+
+/// One subject signing in and refreshing in a loop cannot exhaust the
+/// default store: its oldest sign-ins are closed, and every call of another
+/// subject still succeeds. Before the per-subject cap, the store filled
+/// with the flood's refresh records and answered everyone `503`.
+#[tokio::test]
+async fn one_subject_flooding_sign_ins_cannot_deny_service_to_others() {
+    const CAP: usize = 512;
+    let store = MemoryRevocationStore::with_capacity(CAP);
+    let issuer = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .revocation_store(store.clone());
+    let auth = issuer.authenticator::<Claims>();
+    let started = std::time::Instant::now();
+    let mut first_flood = None;
+    for i in 0..100_000u32 {
+        let pair = issuer.issue("mallory", &()).unwrap();
+        let grant = issuer.redeem(&pair.refresh_token).await.unwrap();
+        let rotated = issuer.issue_rotated(&grant, &()).unwrap();
+        first_flood.get_or_insert(rotated.refresh_token);
+        if i % 5_000 == 0 {
+            // Alice: sign in, use, refresh, use, log out.
+            let pair = issuer.issue("alice", &()).unwrap();
+            let r = call(auth.clone(), bearer(&pair.access_token)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let grant = issuer.redeem(&pair.refresh_token).await.unwrap();
+            let next = issuer.issue_rotated(&grant, &()).unwrap();
+            let r = call(auth.clone(), bearer(&next.access_token)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            issuer
+                .logout(Some(&next.access_token), Some(&next.refresh_token))
+                .await
+                .unwrap();
+            let err = issuer.redeem(&next.refresh_token).await.unwrap_err();
+            assert_eq!(err.message(), "token revoked");
+            let r = call(auth.clone(), bearer(&next.access_token)).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        assert!(store.families_len() <= CAP);
+        assert!(store.denied_len() <= CAP);
+    }
+    assert!(started.elapsed() < Duration::from_secs(300));
+    // The flood's first sign-in was evicted: its refresh token is refused
+    // as revoked (fail closed), without a reuse alarm.
+    let err = issuer.redeem(&first_flood.unwrap()).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.message()),
+        (StatusCode::UNAUTHORIZED, "token revoked")
+    );
+    // Its latest sign-ins still work.
+    let pair = issuer.issue("mallory", &()).unwrap();
+    issuer.redeem(&pair.refresh_token).await.unwrap();
+}
+
+/// A refresh token of a sign-in the store does not hold open (issued
+/// before a restart, with a fresh store) is refused.
+#[tokio::test]
+async fn refresh_tokens_of_unknown_sign_ins_are_refused() {
+    let before = TokenIssuer::hs256(SECRET).unwrap();
+    let pair = before.issue("u", &()).unwrap();
+    let after = before
+        .clone()
+        .revocation_store(MemoryRevocationStore::new());
+    let err = after.redeem(&pair.refresh_token).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.message()),
+        (StatusCode::UNAUTHORIZED, "token revoked")
+    );
+    before.redeem(&pair.refresh_token).await.unwrap();
+}
+
+/// One subject signing in and logging out in a loop cannot fill the
+/// deny-list: with a store that tracks sign-ins, a closed family's entry
+/// only outlives its access tokens. Before, each entry was kept for the
+/// refresh lifetime (30 days) and the 512-entry store below answered every
+/// logout `503` after 256 loops.
+#[tokio::test]
+async fn a_logout_flood_by_one_subject_does_not_fill_the_deny_list() {
+    const CAP: usize = 512;
+    let (time, clock) = fake_clock(now());
+    let store = MemoryRevocationStore::with_capacity(CAP).with_clock(clock.clone());
+    let issuer = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .revocation_store(store.clone())
+        .clock(clock);
+    let auth = issuer.authenticator::<Claims>();
+    let mut first = None;
+    for _ in 0..2_000 {
+        let pair = issuer.issue("mallory", &()).unwrap();
+        issuer
+            .logout(Some(&pair.access_token), Some(&pair.refresh_token))
+            .await
+            .unwrap();
+        first.get_or_insert(pair);
+        assert!(store.denied_len() <= CAP);
+        time.fetch_add(10, Ordering::SeqCst);
+    }
+    // Another subject's sign-in, refresh and logout still work.
+    let pair = issuer.issue("alice", &()).unwrap();
+    let grant = issuer.redeem(&pair.refresh_token).await.unwrap();
+    let next = issuer.issue_rotated(&grant, &()).unwrap();
+    issuer
+        .logout(Some(&next.access_token), Some(&next.refresh_token))
+        .await
+        .unwrap();
+    let r = call(auth, bearer(&next.access_token)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Long after its deny-list entry expired, the first logged-out sign-in
+    // stays closed.
+    let err = issuer
+        .redeem(&first.unwrap().refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.message()),
+        (StatusCode::UNAUTHORIZED, "token revoked")
+    );
+}

@@ -25,6 +25,7 @@ use crate::error::AuthError;
 use crate::identity::{Identity, Scheme};
 use crate::rejection::Challenge;
 use crate::secret::Secret;
+use crate::timeout::deadline;
 
 /// Default limit on the size of a token: 8 KiB.
 const DEFAULT_MAX_LEN: usize = 8 * 1024;
@@ -51,6 +52,8 @@ struct Inner<C> {
     check: Option<Arc<Check<C>>>,
     cache: Option<Arc<TokenCache<C>>>,
     revocation: Option<SharedStore>,
+    /// The deadline of a revocation store call.
+    backend_timeout: Option<Duration>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -69,6 +72,7 @@ impl<C> Clone for Inner<C> {
             check: self.check.clone(),
             cache: self.cache.clone(),
             revocation: self.revocation.clone(),
+            backend_timeout: self.backend_timeout,
             _claims: PhantomData,
         }
     }
@@ -179,6 +183,7 @@ where
                 check: None,
                 cache: None,
                 revocation: None,
+                backend_timeout: Some(crate::timeout::DEFAULT_BACKEND_TIMEOUT),
                 _claims: PhantomData,
             }),
         }
@@ -382,6 +387,16 @@ where
         self.edit(|i| i.revocation = Some(store))
     }
 
+    /// The deadline of a revocation store call (default
+    /// [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT), 5 s;
+    /// `None`: no deadline). A store that misses it gets the request
+    /// refused with `503`, rather than held forever. Stores answering at
+    /// once (like [`MemoryRevocationStore`](super::MemoryRevocationStore))
+    /// arm no timer.
+    pub fn backend_timeout(self, timeout: Option<Duration>) -> Self {
+        self.edit(|i| i.backend_timeout = timeout)
+    }
+
     pub(crate) fn shared_revocation(self, store: SharedStore) -> Self {
         self.edit(|i| i.revocation = Some(store))
     }
@@ -390,8 +405,8 @@ where
     /// token is still refused once its `exp` passes and is still checked
     /// against the revocation store on every request. The cache keeps an
     /// HMAC-SHA256 of each token under a random per-cache key, never the
-    /// token. When full, expired entries are dropped, then an arbitrary
-    /// eighth of the entries.
+    /// token. The cache is split in independently locked shards (from 1 024
+    /// entries); a full shard evicts its oldest entry, in constant time.
     ///
     /// A hit clones the claims: with `C = Arc<YourClaims>` that is a
     /// reference-count increment.
@@ -749,13 +764,15 @@ where
         }
         let store = Arc::clone(store);
         let (jti, fam) = (jti.map(str::to_owned), fam.map(str::to_owned));
+        let after = self.inner.backend_timeout;
         JwtFuture {
             from_cookie: false,
             state: FutureState::Waiting(Box::pin(async move {
-                match revocation::check(store, jti, fam).await {
-                    Ok(false) => Ok(Authenticated::new(claims, identity)),
-                    Ok(true) => Err(JwtError::Revoked.into()),
-                    Err(e) => Err(AuthError::unavailable(e)),
+                match deadline(revocation::check(store, jti, fam), after).await {
+                    Ok(Ok(false)) => Ok(Authenticated::new(claims, identity)),
+                    Ok(Ok(true)) => Err(JwtError::Revoked.into()),
+                    Ok(Err(e)) => Err(AuthError::unavailable(e)),
+                    Err(elapsed) => Err(super::issue::timed_out(elapsed)),
                 }
             })),
         }

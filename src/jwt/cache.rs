@@ -1,6 +1,6 @@
 //! A bounded cache of verified tokens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -39,12 +39,31 @@ impl Hash for Fingerprint {
 /// when the cache is made. The fingerprint is a vetted MAC, so a client
 /// cannot aim a token at another token's entry without the key, and the
 /// cache holds no token that could leak.
+///
+/// The map is split in shards, each behind its own lock and bounded to its
+/// share of the capacity, so that concurrent requests rarely contend, and
+/// an insert into a full shard evicts in O(1): no scan of the map under a
+/// lock.
+///
+/// Eviction is first in, first out: the order of a hash map's iteration is
+/// the order of its buckets, so "evict the first entry" would evict the
+/// same low-hash tokens again and again, popular ones included.
 pub(crate) struct TokenCache<C> {
-    map: RwLock<HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>>,
+    shards: Box<[RwLock<Shard<C>>]>,
     mac: Mac,
     capacity: usize,
     ttl: u64,
 }
+
+/// One shard: its entries, and their fingerprints in insertion order (each
+/// key of `map` appears exactly once in `order`).
+struct Shard<C> {
+    map: HashMap<Fingerprint, Arc<Entry<C>>, BuildFingerprint>,
+    order: VecDeque<Fingerprint>,
+}
+
+/// The number of shards of a large cache.
+const SHARDS: usize = 16;
 
 /// HMAC-SHA256 with its inner and outer hash states precomputed (the key
 /// blocks XOR ipad / opad already absorbed), so a fingerprint costs the
@@ -128,10 +147,20 @@ impl<C> TokenCache<C> {
     pub(crate) fn new(capacity: usize, ttl: u64) -> Option<Self> {
         let mut key = Zeroizing::new([0u8; BLOCK]);
         aws_lc_rs::rand::fill(&mut key[..]).ok()?;
+        let capacity = capacity.max(1);
+        // Small caches keep one shard, so that their capacity is exact.
+        let shards = if capacity >= SHARDS * 64 { SHARDS } else { 1 };
         Some(TokenCache {
-            map: RwLock::new(HashMap::with_hasher(BuildFingerprint)),
+            shards: (0..shards)
+                .map(|_| {
+                    RwLock::new(Shard {
+                        map: HashMap::with_hasher(BuildFingerprint),
+                        order: VecDeque::new(),
+                    })
+                })
+                .collect(),
             mac: Mac::new(&key),
-            capacity: capacity.max(1),
+            capacity,
             ttl,
         })
     }
@@ -145,6 +174,28 @@ impl<C> TokenCache<C> {
         Fingerprint(self.mac.sign(token.as_bytes()))
     }
 
+    /// The shard of `fingerprint`: chosen by a word of the MAC other than
+    /// the one hashing within the shard.
+    fn shard(&self, fingerprint: &Fingerprint) -> &RwLock<Shard<C>> {
+        let word = u64::from_le_bytes([
+            fingerprint.0[8],
+            fingerprint.0[9],
+            fingerprint.0[10],
+            fingerprint.0[11],
+            fingerprint.0[12],
+            fingerprint.0[13],
+            fingerprint.0[14],
+            fingerprint.0[15],
+        ]);
+        // `as usize` of a value below the shard count: lossless.
+        &self.shards[(word % self.shards.len() as u64) as usize]
+    }
+
+    /// The bound of each shard: its share of the capacity.
+    fn shard_capacity(&self) -> usize {
+        (self.capacity / self.shards.len()).max(1)
+    }
+
     /// The entry for `fingerprint` if it is still trusted at `now`, given
     /// the verifier's `leeway` on `exp`.
     pub(crate) fn get(
@@ -153,8 +204,11 @@ impl<C> TokenCache<C> {
         now: u64,
         leeway: u64,
     ) -> Option<Arc<Entry<C>>> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.get(&fingerprint)?;
+        let shard = self
+            .shard(&fingerprint)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = shard.map.get(&fingerprint)?;
         let fresh = now < entry.deadline
             && entry
                 .exp
@@ -163,33 +217,37 @@ impl<C> TokenCache<C> {
     }
 
     /// Caches a verified token until `now + ttl`, or its expiry if sooner.
+    /// A full shard evicts its oldest entry, in O(1).
     pub(crate) fn insert(&self, fingerprint: Fingerprint, mut entry: Entry<C>, now: u64) {
         entry.deadline = now.saturating_add(self.ttl);
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.capacity && !map.contains_key(&fingerprint) {
-            map.retain(|_, e| {
-                e.deadline > now && e.exp.is_none_or(|exp| i128::from(exp) > i128::from(now))
-            });
-            if map.len() >= self.capacity {
-                // Evict an arbitrary eighth: the map's order is the order of
-                // random fingerprints, so this is random eviction, amortized
-                // O(1) per insert.
-                let excess = map.len() + 1 - self.capacity + self.capacity / 8;
-                let victims: Vec<Fingerprint> = map.keys().take(excess).copied().collect();
-                for k in victims {
-                    map.remove(&k);
+        let bound = self.shard_capacity();
+        let mut shard = self
+            .shard(&fingerprint)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Shard { map, order } = &mut *shard;
+        if let Some(slot) = map.get_mut(&fingerprint) {
+            *slot = Arc::new(entry);
+            return;
+        }
+        while map.len() >= bound {
+            match order.pop_front() {
+                Some(oldest) => {
+                    map.remove(&oldest);
                 }
+                None => break,
             }
         }
         map.insert(fingerprint, Arc::new(entry));
+        order.push_back(fingerprint);
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
     }
 }
 
@@ -258,6 +316,31 @@ mod tests {
             let fp = cache.fingerprint(&i.to_string());
             cache.insert(fp, entry(None), 1000);
             assert!(cache.len() <= 100);
+        }
+    }
+
+    #[test]
+    fn a_sharded_cache_stays_within_its_capacity_and_evicts_the_oldest_entry() {
+        let cache = TokenCache::new(SHARDS * 64, 60).unwrap();
+        assert_eq!(cache.shards.len(), SHARDS);
+        for i in 0..100_000 {
+            let fp = cache.fingerprint(&i.to_string());
+            cache.insert(fp, entry(None), 1000);
+            assert!(cache.len() <= SHARDS * 64);
+        }
+        // First in, first out: the oldest entry goes, whatever its hash.
+        let small = TokenCache::new(4, 60).unwrap();
+        let fps: Vec<_> = (0..6)
+            .map(|i| small.fingerprint(&format!("k{i}")))
+            .collect();
+        for fp in &fps {
+            small.insert(*fp, entry(None), 1000);
+            // Re-inserting a cached token does not duplicate it.
+            small.insert(*fp, entry(None), 1000);
+        }
+        assert_eq!(small.len(), 4);
+        for (i, fp) in fps.iter().enumerate() {
+            assert_eq!(small.get(*fp, 1000, 0).is_some(), i >= 2, "{i}");
         }
     }
 }

@@ -18,10 +18,11 @@ use super::config::ConfigError;
 use super::jws::{self, JwtError};
 use super::keys::{JwtKey, KeyError, KeySet};
 use super::revocation::{
-    MemoryRevocationStore, Redemption, Revocable, RevocationStore, SharedStore,
+    BoxFut, MemoryRevocationStore, Redemption, Revocable, RevocationStore, SharedStore,
 };
-use crate::error::AuthError;
+use crate::error::{AuthError, BoxError};
 use crate::identity::Scheme;
+use crate::timeout::{deadline, Elapsed, DEFAULT_BACKEND_TIMEOUT};
 
 /// An access token and a refresh token, as returned by a sign-in or refresh
 /// endpoint (`{"access_token", "refresh_token", "token_type": "bearer",
@@ -68,6 +69,9 @@ pub enum IssueError {
     /// The OS random number generator failed.
     #[error("the OS random number generator failed: {0}")]
     Random(getrandom::Error),
+    /// The revocation store could not record the sign-in.
+    #[error("the revocation store cannot record the sign-in: {0}")]
+    Store(BoxError),
 }
 
 impl From<IssueError> for AuthError {
@@ -143,6 +147,8 @@ struct IssuerInner {
     /// Seconds during which a redeemed refresh token may be redeemed again.
     reuse_interval: u64,
     store: SharedStore,
+    /// The deadline of each revocation store call.
+    backend_timeout: Option<Duration>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -203,6 +209,7 @@ impl TokenIssuer {
                 leeway: 30,
                 reuse_interval: 0,
                 store: Arc::new(MemoryRevocationStore::new()),
+                backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
                 clock: Arc::new(unix_now),
             }),
         })
@@ -287,6 +294,16 @@ impl TokenIssuer {
         self.edit(|i| i.store = store)
     }
 
+    /// The deadline of each revocation store call made by
+    /// [`redeem`](Self::redeem), [`logout`](Self::logout) and the
+    /// [`authenticator`](Self::authenticator)s made afterwards (default
+    /// [`DEFAULT_BACKEND_TIMEOUT`](crate::DEFAULT_BACKEND_TIMEOUT), 5 s;
+    /// `None`: no deadline). A call that misses it fails with `503`: a
+    /// store that never answers does not hold requests forever.
+    pub fn backend_timeout(self, timeout: Option<Duration>) -> Self {
+        self.edit(|i| i.backend_timeout = timeout)
+    }
+
     /// Uses `clock` (seconds since the Unix epoch) instead of the system
     /// clock, for tests.
     pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
@@ -352,6 +369,7 @@ impl TokenIssuer {
             .required_claims(["jti"])
             .leeway(Duration::from_secs(i.leeway))
             .shared_revocation(Arc::clone(&i.store))
+            .backend_timeout(i.backend_timeout)
             .shared_clock(Arc::clone(&i.clock));
         if let Some(iss) = &i.issuer {
             auth = auth.issuers([iss.as_str()]);
@@ -386,6 +404,20 @@ impl TokenIssuer {
             .saturating_add(REVOCATION_MARGIN)
     }
 
+    /// Until when a family's deny-list entry must hold. A store that tracks
+    /// sign-ins refuses the family's refresh tokens once it is closed, so
+    /// the entry only has to outlive the family's access tokens (all issued
+    /// before now); otherwise it must outlive its refresh tokens too.
+    fn family_revoked_until(&self) -> u64 {
+        if !self.inner.store.tracks_sign_ins_dyn() {
+            return self.family_until();
+        }
+        self.now()
+            .saturating_add(self.inner.access_ttl)
+            .saturating_add(self.inner.leeway)
+            .saturating_add(REVOCATION_MARGIN)
+    }
+
     /// Issues a new pair for `subject`, starting a new refresh family.
     /// `extra` (a struct or map serializing to a JSON object, or `()`) is
     /// added to the access token's claims.
@@ -393,9 +425,27 @@ impl TokenIssuer {
     /// # Errors
     ///
     /// [`IssueError`].
+    /// The sign-in is recorded in the revocation store
+    /// ([`RevocationStore::open_family`]); with the default
+    /// [`MemoryRevocationStore`], a subject's sign-ins beyond its cap close
+    /// its oldest one.
     pub fn issue<E: Serialize>(&self, subject: &str, extra: &E) -> Result<TokenPair, IssueError> {
         let family = random_id()?;
-        self.issue_in_family(subject, &family, 0, extra)
+        let pair = self.issue_in_family(subject, &family, 0, extra)?;
+        self.inner
+            .store
+            .open_family_dyn(subject, &family, self.family_until())
+            .map_err(IssueError::Store)?;
+        Ok(pair)
+    }
+
+    /// Awaits one revocation store call under the backend deadline.
+    async fn call<T>(&self, call: BoxFut<'_, T>) -> Result<T, AuthError> {
+        match deadline(call, self.inner.backend_timeout).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(AuthError::unavailable(e)),
+            Err(elapsed) => Err(timed_out(elapsed)),
+        }
     }
 
     /// Issues the pair that replaces a redeemed refresh token: same subject
@@ -471,7 +521,7 @@ impl TokenIssuer {
     /// `401` ([`AuthErrorKind::InvalidCredentials`](crate::AuthErrorKind))
     /// for invalid, expired, revoked or reused tokens (a reuse also revokes
     /// the whole family), `400` for malformed ones, `503` when the store
-    /// fails.
+    /// fails or misses its [deadline](Self::backend_timeout).
     pub async fn redeem(&self, refresh_token: &str) -> Result<RefreshGrant, AuthError> {
         let v = self
             .refresh_verifier()
@@ -481,33 +531,24 @@ impl TokenIssuer {
             return Err(JwtError::MissingClaim.into());
         };
         let store = &self.inner.store;
-        if store
-            .is_revoked_dyn(Revocable::Family(&family))
-            .await
-            .map_err(AuthError::unavailable)?
+        if self
+            .call(store.is_revoked_dyn(Revocable::Family(&family)))
+            .await?
         {
             return Err(JwtError::Revoked.into());
         }
         let generation = v.claims.gen;
         let grace = self.inner.reuse_interval;
-        let redemption = if grace == 0 {
-            let first = store
-                .advance_dyn(&family, generation, self.family_until())
-                .await
-                .map_err(AuthError::unavailable)?;
-            if first {
-                Redemption::First
-            } else {
-                Redemption::Reuse
-            }
-        } else {
-            store
-                .advance_with_grace_dyn(&family, generation, self.family_until(), grace)
-                .await
-                .map_err(AuthError::unavailable)?
-        };
+        let subject = v.identity.subject();
+        let redemption = self
+            .call(store.advance_for_dyn(subject, &family, generation, self.family_until(), grace))
+            .await?;
         match redemption {
             Redemption::First => {}
+            Redemption::Unknown => {
+                tracing::debug!(subject, "refresh token of a closed sign-in");
+                return Err(JwtError::Revoked.into());
+            }
             Redemption::Retry => tracing::debug!(
                 subject = v.identity.subject(),
                 "refresh token redeemed again within the reuse interval"
@@ -518,10 +559,10 @@ impl TokenIssuer {
                     subject = v.identity.subject(),
                     "refresh token reuse detected: revoking its family"
                 );
-                store
-                    .revoke_dyn(Revocable::Family(&family), self.family_until())
-                    .await
-                    .map_err(AuthError::unavailable)?;
+                self.call(
+                    store.revoke_dyn(Revocable::Family(&family), self.family_revoked_until()),
+                )
+                .await?;
                 return Err(JwtError::RefreshReuse.into());
             }
         }
@@ -540,8 +581,9 @@ impl TokenIssuer {
     /// # Errors
     ///
     /// `401` for tokens that are invalid (bad signature, wrong type...),
-    /// `503` when the store fails: a logout that could not be recorded is
-    /// never reported as done.
+    /// `503` when the store fails or misses its
+    /// [deadline](Self::backend_timeout): a logout that could not be
+    /// recorded is never reported as done.
     pub async fn logout(
         &self,
         access_token: Option<&str>,
@@ -559,10 +601,8 @@ impl TokenIssuer {
                 .map_err(AuthError::from)?;
             let until = self.revocation_until(v.exp);
             if let (Some(jti), true) = (&v.jti, until > self.now()) {
-                store
-                    .revoke_dyn(Revocable::Token(jti), until)
-                    .await
-                    .map_err(AuthError::unavailable)?;
+                self.call(store.revoke_dyn(Revocable::Token(jti), until))
+                    .await?;
             }
             families.extend(v.fam);
         }
@@ -575,10 +615,8 @@ impl TokenIssuer {
             families.extend(v.fam);
         }
         for family in families {
-            store
-                .revoke_dyn(Revocable::Family(&family), self.family_until())
-                .await
-                .map_err(AuthError::unavailable)?;
+            self.call(store.revoke_dyn(Revocable::Family(&family), self.family_revoked_until()))
+                .await?;
         }
         Ok(())
     }
@@ -604,6 +642,12 @@ fn encode(
     token.push('.');
     token.push_str(&signature);
     Ok(token)
+}
+
+/// A revocation store call that missed its deadline: `503`.
+pub(crate) fn timed_out(elapsed: Elapsed) -> AuthError {
+    tracing::warn!(%elapsed, "revocation store call timed out");
+    AuthError::unavailable(elapsed)
 }
 
 /// 128 random bits, base64url.

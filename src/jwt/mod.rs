@@ -63,9 +63,13 @@
 //! `typ`), rotates refresh tokens with reuse detection, and logs out by
 //! revoking the refresh family and deny-listing the access token until it
 //! expires, in a [`RevocationStore`] ([`MemoryRevocationStore`] bounds its
-//! memory). An optional
+//! memory, and each subject's open sign-ins, default
+//! [`DEFAULT_FAMILIES_PER_SUBJECT`]). An optional
 //! [`refresh_reuse_interval`](TokenIssuer::refresh_reuse_interval) lets a
-//! retried refresh succeed for a few seconds (strict by default).
+//! retried refresh succeed for a few seconds (strict by default). Every
+//! call to the store has a deadline
+//! ([`backend_timeout`](TokenIssuer::backend_timeout), default 5 s) after
+//! which the request fails with `503`.
 //!
 //! # Example
 //!
@@ -131,6 +135,7 @@ pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
 pub use revocation::{
     MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationStore,
+    DEFAULT_FAMILIES_PER_SUBJECT,
 };
 
 pub use jsonwebtoken::{Algorithm, EncodingKey};
