@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -114,6 +113,29 @@ struct Reply {
     body: Value,
 }
 
+impl Reply {
+    async fn read<B>(res: Response<B>) -> Reply
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let header = |name| {
+            res.headers()
+                .get(name)
+                .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let (www, vary) = (header(header::WWW_AUTHENTICATE), header(header::VARY));
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            www,
+            vary,
+            body: serde_json::from_slice(&bytes).unwrap(),
+        }
+    }
+}
+
 async fn call<C>(auth: JwtAuthenticator<C>, req: Request<()>) -> Reply
 where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
@@ -131,23 +153,7 @@ where
             });
             Ok::<_, Infallible>(Response::new(body.to_string()))
         });
-    let res = svc.oneshot(req).await.unwrap();
-    let status = res.status();
-    let www = res
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let vary = res
-        .headers()
-        .get(header::VARY)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes: Bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        www,
-        vary,
-        body: serde_json::from_slice(&bytes).unwrap(),
-    }
+    Reply::read(svc.oneshot(req).await.unwrap()).await
 }
 
 fn bearer(token: &str) -> Request<()> {
@@ -1359,23 +1365,7 @@ where
             let body = json!({"subject": id.subject(), "scheme": id.scheme().to_string()});
             Ok::<_, Infallible>(Response::new(body.to_string()))
         });
-    let res = svc.oneshot(req).await.unwrap();
-    let status = res.status();
-    let www = res
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let vary = res
-        .headers()
-        .get(header::VARY)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes: Bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        www,
-        vary,
-        body: serde_json::from_slice(&bytes).unwrap(),
-    }
+    Reply::read(svc.oneshot(req).await.unwrap()).await
 }
 
 /// RFC 7515 §4: the JOSE header is a JSON object. Validly signed tokens
@@ -1809,9 +1799,12 @@ async fn a_hung_revocation_store_times_out_with_503() {
     )
     .await;
     assert!(waited.is_err(), "no deadline: still waiting after an hour");
+    // (The authenticator alone: an `AuthLayer` has a deadline of its own.)
+    let (parts, ()) = bearer(&pair.access_token).into_parts();
+    let patient = auth.backend_timeout(None);
     let waited = tokio::time::timeout(
         Duration::from_secs(3600),
-        call(auth.backend_timeout(None), bearer(&pair.access_token)),
+        patient.authenticate_request(&parts),
     )
     .await;
     assert!(waited.is_err());
