@@ -101,7 +101,10 @@ async fn main() -> std::io::Result<()> {
             eprintln!("warning: JWT_SECRET unset or shorter than 32 bytes; using a demo secret");
             "a demo secret for the gRPC example only".to_owned()
         });
-    let issuer = TokenIssuer::hs256(secret.as_bytes()).map_err(std::io::Error::other)?;
+    let issuer = TokenIssuer::hs256(secret.as_bytes())
+        .map_err(std::io::Error::other)?
+        .build()
+        .map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(util::listen_addr()).await?;
     let addr = listener.local_addr()?;
     println!("gRPC health service on http://{addr} (role admin required)");

@@ -231,7 +231,10 @@ async fn main() -> std::io::Result<()> {
     let path = std::env::var("DATABASE").unwrap_or_else(|_| "hyper.db".into());
     let db =
         Db::open(&path, std::env::var("ADMIN_USERNAME").ok()).map_err(std::io::Error::other)?;
-    let issuer = TokenIssuer::hs256(&common::jwt_secret()).map_err(std::io::Error::other)?;
+    let issuer = TokenIssuer::hs256(&common::jwt_secret())
+        .map_err(std::io::Error::other)?
+        .build()
+        .map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(common::listen_addr()).await?;
     println!(
         "listening on http://{} (database: {path})",

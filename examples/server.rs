@@ -597,7 +597,11 @@ pub(crate) fn app(
     db: Db,
     settings: Settings,
 ) -> Result<Router, Box<dyn std::error::Error + Send + Sync>> {
-    let issuer = TokenIssuer::hs256(&settings.jwt_secret)?.access_ttl(Duration::from_secs(15 * 60));
+    // `build` checks the configuration now (the key can sign and verify its
+    // own tokens) instead of refusing every token later.
+    let issuer = TokenIssuer::hs256(&settings.jwt_secret)?
+        .access_ttl(Duration::from_secs(15 * 60))
+        .build()?;
     let sessions = SessionAuthenticator::new("user", |u: &User| u.identity(Scheme::Cookie));
     let state = App {
         db: db.clone(),
