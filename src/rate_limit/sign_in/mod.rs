@@ -111,7 +111,10 @@ mod device;
 mod layer;
 mod store;
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,6 +181,8 @@ struct Shared {
     max_waiting: usize,
     waiting: AtomicUsize,
     policy: HeaderValue,
+    /// Keys the account groups of trusted budgets.
+    groups: RandomState,
 }
 
 /// Builds a [`SignInLimiter`].
@@ -263,6 +268,7 @@ impl SignInLimiterBuilder {
                 max_waiting: self.max_waiting,
                 waiting: AtomicUsize::new(0),
                 policy: headers::value(policy),
+                groups: RandomState::new(),
             }),
         })
     }
@@ -468,6 +474,13 @@ fn client_bytes(client: IpKey) -> Vec<u8> {
     }
 }
 
+/// The group of an account's trusted keys: 48 bits of a keyed hash of the
+/// account, as the `/48` of an IPv6 address (the store's network key).
+fn account_group(groups: &RandomState, account: &[u8]) -> IpKey {
+    let hash = groups.hash_one(account);
+    IpKey::from(IpAddr::V6(Ipv6Addr::from(u128::from(hash) << 64)))
+}
+
 /// Counts an attempt waiting for units in flight; dropping it leaves.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -596,6 +609,11 @@ impl SignIn {
     ) -> Result<(Box<dyn HeldUnits>, Trust), HoldError> {
         let shared = &*self.inner.limiter.inner;
         let store = &*shared.store;
+        // Trusted keys of one account form one group (a "network" of the
+        // store: capped at a share of the keys, with its own overflow
+        // budget), so that someone with many device cookies or addresses
+        // for their own account cannot crowd out other accounts' devices.
+        let group = Some(account_group(&shared.groups, account));
         let device = shared.devices.as_ref().and_then(|devices| {
             self.inner
                 .devices
@@ -606,7 +624,7 @@ impl SignIn {
             let keys = [BudgetKey {
                 budget: Budget::Device,
                 key: &device.id,
-                network: None,
+                network: group,
             }];
             if let Some(held) = trusted(store, &keys).await? {
                 return Ok((held, Trust::Device));
@@ -621,7 +639,7 @@ impl SignIn {
                 let keys = [BudgetKey {
                     budget: Budget::Known,
                     key: pair,
-                    network: None,
+                    network: group,
                 }];
                 if let Some(held) = trusted(store, &keys).await? {
                     return Ok((held, Trust::Known));

@@ -81,15 +81,19 @@ impl Budget {
 ///
 /// `key` is the raw key material (it may contain the account name and the
 /// client address): a store must keep only a keyed hash of it, never the
-/// bytes. `network` is the IPv6 `/48` or IPv4 `/24` of client-keyed budgets
-/// ([`Budget::Pair`], [`Budget::Client`]), for per-network caps.
+/// bytes. `network` groups keys for per-group caps (see
+/// [`max_keys_per_network`](super::super::LimiterBuilder::max_keys_per_network)):
+/// the IPv6 `/48` or IPv4 `/24` of client-keyed budgets ([`Budget::Pair`],
+/// [`Budget::Client`]), and a keyed group of the account for trusted
+/// budgets ([`Budget::Device`], [`Budget::Known`]), so that one account's
+/// devices cannot fill the cap.
 #[derive(Clone, Copy, Debug)]
 pub struct BudgetKey<'a> {
     /// The budget.
     pub budget: Budget,
     /// The key material.
     pub key: &'a [u8],
-    /// The client's network, if the budget is per client.
+    /// The group of the key, if any.
     pub network: Option<IpKey>,
 }
 

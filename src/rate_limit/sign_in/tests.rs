@@ -234,6 +234,42 @@ async fn a_device_cookie_of_another_account_or_forged_is_untrusted() {
     assert_eq!(trust, Trust::Untrusted);
 }
 
+/// Someone with thousands of device cookies for their own account, each
+/// failing once, cannot crowd the devices of other accounts out of the cap.
+#[tokio::test]
+async fn one_accounts_devices_cannot_fill_the_device_budget() {
+    let limiter = SignInLimiter::builder()
+        .store(MemorySignInStore::builder().max_keys(1_000).build())
+        .device_cookies(devices())
+        .remember_clients(None)
+        .build()
+        .unwrap();
+    let (_, alices) = sign_in(&limiter, user_ip(1), "alice", true, None)
+        .await
+        .unwrap();
+    let mallory = ip(203, 0, 113, 66);
+    let mut cookies = Vec::new();
+    for _ in 0..2_000 {
+        let (_, cookie) = sign_in(&limiter, mallory, "mallory", true, None)
+            .await
+            .unwrap();
+        cookies.push(cookie.unwrap());
+    }
+    for cookie in &cookies {
+        let _ = sign_in(&limiter, mallory, "mallory", false, Some(cookie)).await;
+    }
+    let (trust, _) = sign_in(
+        &limiter,
+        ip(198, 51, 100, 3),
+        "alice",
+        true,
+        alices.as_deref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(trust, Trust::Device);
+}
+
 #[tokio::test]
 async fn a_known_client_keeps_its_own_budget() {
     let limiter = limiter_with(MemorySignInStore::new());
