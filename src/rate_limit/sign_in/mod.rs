@@ -134,7 +134,7 @@ pub use device::{DeviceCookies, DeviceKey, DeviceKeyError, SameSite, DEFAULT_DEV
 pub use layer::{SignInFuture, SignInLayer, SignInService};
 pub use store::{
     Budget, BudgetKey, HeldUnits, HoldError, Limited, MemorySignInStore, MemorySignInStoreBuilder,
-    SignInStore, StoreError, StoreFuture, DEFAULT_SIGN_IN_KEYS,
+    SignInStore, StoreError, StoreFuture, DEFAULT_KNOWN_PER_ACCOUNT, DEFAULT_SIGN_IN_KEYS,
 };
 
 /// How long a successful (client, account) pair is trusted by default.
@@ -713,7 +713,12 @@ impl SignIn {
         }
         let shared = &*self.inner.limiter.inner;
         if let Some(remember) = shared.remember {
-            shared.store.remember(&holding.pair, remember);
+            let key = BudgetKey {
+                budget: Budget::Known,
+                key: &holding.pair,
+                network: Some(account_group(&shared.groups, &holding.account)),
+            };
+            shared.store.remember(key, remember);
         }
         let cookie = shared
             .devices

@@ -2,7 +2,7 @@
 //! (Redis) can implement, and [`MemorySignInStore`].
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::{ready, Future};
 use std::hash::BuildHasher;
@@ -154,10 +154,12 @@ pub trait SignInStore: Send + Sync + fmt::Debug + 'static {
         keys: &'a [BudgetKey<'a>],
     ) -> StoreFuture<'a, Result<Box<dyn HeldUnits>, HoldError>>;
 
-    /// Remembers that `key` (a client and an account) signed in
-    /// successfully, for `ttl`. A store may forget entries early to stay
-    /// bounded (the client is then untrusted again: fail safe).
-    fn remember(&self, key: &[u8], ttl: Duration);
+    /// Remembers that `key.key` (a client and an account) signed in
+    /// successfully, for `ttl`. `key.network` is the account's group: a
+    /// store should cap the entries of one group, so that one account
+    /// cannot push the others out. A store may forget entries early to
+    /// stay bounded (the client is then untrusted again: fail safe).
+    fn remember(&self, key: BudgetKey<'_>, ttl: Duration);
 
     /// Whether `key` signed in successfully within its `ttl`.
     fn is_known<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Result<bool, StoreError>>;
@@ -166,8 +168,8 @@ pub trait SignInStore: Send + Sync + fmt::Debug + 'static {
 /// The default cap on tracked keys per budget, and on remembered clients.
 pub const DEFAULT_SIGN_IN_KEYS: usize = 100_000;
 
-/// Shards of the remembered clients.
-const KNOWN_SHARDS: usize = 16;
+/// The default cap on remembered addresses per account.
+pub const DEFAULT_KNOWN_PER_ACCOUNT: usize = 64;
 
 /// [`SignInStore`] in this process: one [`Limiter`] per budget (GCRA,
 /// units held while attempts run, a hard cap on tracked keys with
@@ -199,6 +201,7 @@ pub struct MemorySignInStoreBuilder {
     quotas: [Quota; 5],
     max_keys: usize,
     max_known: usize,
+    known_per_account: usize,
     clock: LimiterClock,
 }
 
@@ -219,10 +222,19 @@ impl MemorySignInStoreBuilder {
 
     /// The cap on remembered (client, account) successes (default
     /// [`DEFAULT_SIGN_IN_KEYS`]). Only successes are remembered, so a
-    /// flood of failures cannot push them out; at the cap the entry closest
-    /// to expiry of its shard is forgotten.
+    /// flood of failures cannot push them out; at the cap the expired
+    /// entries, else the entry closest to expiry, are forgotten.
     pub fn max_known(mut self, max_known: usize) -> Self {
         self.max_known = max_known;
+        self
+    }
+
+    /// The cap on remembered addresses per account (default
+    /// [`DEFAULT_KNOWN_PER_ACCOUNT`]): past it, the account's oldest is
+    /// forgotten. So someone signing in to their own account from very
+    /// many addresses cannot push other accounts' addresses out.
+    pub fn max_known_per_account(mut self, max: usize) -> Self {
+        self.known_per_account = max;
         self
     }
 
@@ -247,7 +259,7 @@ impl MemorySignInStoreBuilder {
         };
         MemorySignInStore {
             limiters: Budget::ALL.map(limiter),
-            known: Known::new(self.max_known, self.clock),
+            known: Known::new(self.max_known, self.known_per_account, self.clock),
         }
     }
 }
@@ -270,6 +282,7 @@ impl MemorySignInStore {
             quotas: Budget::ALL.map(Budget::default_quota),
             max_keys: DEFAULT_SIGN_IN_KEYS,
             max_known: DEFAULT_SIGN_IN_KEYS,
+            known_per_account: DEFAULT_KNOWN_PER_ACCOUNT,
             clock: LimiterClock::default(),
         }
     }
@@ -325,8 +338,8 @@ impl SignInStore for MemorySignInStore {
         Box::pin(ready(held))
     }
 
-    fn remember(&self, key: &[u8], ttl: Duration) {
-        self.known.insert(key, ttl);
+    fn remember(&self, key: BudgetKey<'_>, ttl: Duration) {
+        self.known.insert(key.key, key.network, ttl);
     }
 
     fn is_known<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Result<bool, StoreError>> {
@@ -351,25 +364,66 @@ impl HeldUnits for MemoryHeld {
     }
 }
 
-/// Remembered successes: keyed hash -> expiry (nanoseconds of the clock).
-type KnownMap = HashMap<u64, u64>;
+/// A remembered success: its expiry (nanoseconds of the clock) and its
+/// account group.
+#[derive(Clone, Copy)]
+struct KnownEntry {
+    until: u64,
+    group: u64,
+}
+
+/// Remembered successes, and per account group the keys in the order they
+/// were first remembered. One lock: successes are rare next to attempts,
+/// and a lookup is one hash.
+#[derive(Default)]
+struct KnownTable {
+    entries: HashMap<u64, KnownEntry>,
+    groups: HashMap<u64, VecDeque<u64>>,
+}
+
+impl KnownTable {
+    fn remove(&mut self, key: u64) {
+        let Some(entry) = self.entries.remove(&key) else {
+            return;
+        };
+        if let Some(keys) = self.groups.get_mut(&entry.group) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.groups.remove(&entry.group);
+            }
+        }
+    }
+
+    /// Forgets the expired keys of `group`.
+    fn purge_group(&mut self, group: u64, now: u64) {
+        let expired: Vec<u64> = self.groups.get(&group).map_or_else(Vec::new, |keys| {
+            keys.iter()
+                .copied()
+                .filter(|k| self.entries.get(k).is_none_or(|e| e.until <= now))
+                .collect()
+        });
+        for key in expired {
+            self.remove(key);
+        }
+    }
+}
 
 struct Known {
-    shards: Box<[Mutex<KnownMap>]>,
-    per_shard: usize,
+    table: Mutex<KnownTable>,
+    max: usize,
+    per_group: usize,
     hasher: RandomState,
     clock: LimiterClock,
     start: governor::nanos::Nanos,
 }
 
 impl Known {
-    fn new(max: usize, clock: LimiterClock) -> Self {
+    fn new(max: usize, per_group: usize, clock: LimiterClock) -> Self {
         let start = clock.now();
         Known {
-            shards: (0..KNOWN_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-            per_shard: max.div_ceil(KNOWN_SHARDS),
+            table: Mutex::new(KnownTable::default()),
+            max,
+            per_group,
             hasher: RandomState::new(),
             clock,
             start,
@@ -380,49 +434,81 @@ impl Known {
         self.clock.now().duration_since(self.start).into()
     }
 
-    fn shard(&self, key: &[u8]) -> (u64, &Mutex<KnownMap>) {
-        let hash = self.hasher.hash_one(key);
-        // The low bits pick the shard; the map rehashes the whole digest.
-        let shard = &self.shards[(hash as usize) % KNOWN_SHARDS];
-        (hash, shard)
-    }
-
-    fn insert(&self, key: &[u8], ttl: Duration) {
-        if self.per_shard == 0 {
+    fn insert(&self, key: &[u8], group: Option<IpKey>, ttl: Duration) {
+        if self.max == 0 || self.per_group == 0 {
             return;
         }
         let now = self.now();
-        let expiry = now.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX));
-        let (hash, shard) = self.shard(key);
-        let mut map = shard.lock();
-        if !map.contains_key(&hash) && map.len() >= self.per_shard {
-            map.retain(|_, until| *until > now);
-            if map.len() >= self.per_shard {
-                // Forget the entry closest to expiry.
-                if let Some(oldest) = map.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k) {
-                    map.remove(&oldest);
+        let until = now.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX));
+        let key = self.hasher.hash_one(key);
+        let group = group.map_or(0, |g| self.hasher.hash_one((KNOWN_GROUP_TAG, g)));
+        let mut table = self.table.lock();
+        if let Some(entry) = table.entries.get_mut(&key) {
+            entry.until = until;
+            return;
+        }
+        // The account's own share: its oldest key makes room.
+        if table
+            .groups
+            .get(&group)
+            .is_some_and(|k| k.len() >= self.per_group)
+        {
+            table.purge_group(group, now);
+            let oldest = table
+                .groups
+                .get(&group)
+                .filter(|k| k.len() >= self.per_group)
+                .and_then(|k| k.front().copied());
+            if let Some(oldest) = oldest {
+                table.remove(oldest);
+            }
+        }
+        // The global cap: expired keys, else the key closest to expiry.
+        if table.entries.len() >= self.max {
+            let expired: Vec<u64> = table
+                .entries
+                .iter()
+                .filter(|(_, e)| e.until <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in expired {
+                table.remove(k);
+            }
+            if table.entries.len() >= self.max {
+                let closest = table.entries.iter().min_by_key(|(_, e)| e.until);
+                if let Some(closest) = closest.map(|(k, _)| *k) {
+                    table.remove(closest);
                 }
             }
         }
-        map.insert(hash, expiry);
+        table.entries.insert(key, KnownEntry { until, group });
+        table.groups.entry(group).or_default().push_back(key);
     }
 
     fn contains(&self, key: &[u8]) -> bool {
         let now = self.now();
-        let (hash, shard) = self.shard(key);
-        shard.lock().get(&hash).is_some_and(|until| *until > now)
+        let key = self.hasher.hash_one(key);
+        self.table
+            .lock()
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.until > now)
     }
 
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.table.lock().entries.len()
     }
 }
+
+/// Hashed before an account group, so that its digest differs from a key's.
+const KNOWN_GROUP_TAG: u32 = 0x0067_7270;
 
 impl fmt::Debug for Known {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Known")
             .field("len", &self.len())
-            .field("max", &(self.per_shard * KNOWN_SHARDS))
+            .field("max", &self.max)
+            .field("per_account", &self.per_group)
             .finish()
     }
 }
@@ -461,25 +547,52 @@ mod tests {
     }
 
     #[test]
-    fn known_entries_expire_and_stay_bounded() {
+    fn known_entries_expire_and_stay_bounded_per_account_and_in_total() {
+        use std::net::{IpAddr, Ipv6Addr};
+        let group = |g: u128| Some(IpKey::from(IpAddr::V6(Ipv6Addr::from(g << 80))));
+        let minute = Duration::from_secs(60);
         let clock = FakeRelativeClock::default();
         let store = MemorySignInStore::builder()
             .max_known(32)
+            .max_known_per_account(8)
             .clock(clock.clone())
             .build();
-        store.remember(b"alice", Duration::from_secs(60));
-        assert!(store.known.contains(b"alice"));
-        assert!(!store.known.contains(b"bob"));
+        let known = &store.known;
+        known.insert(b"alice", group(1), minute);
+        assert!(known.contains(b"alice"));
+        assert!(!known.contains(b"bob"));
         clock.advance(Duration::from_secs(61));
-        assert!(!store.known.contains(b"alice"));
-        for i in 0u32..10_000 {
-            store.remember(&i.to_be_bytes(), Duration::from_secs(60));
+        assert!(!known.contains(b"alice"));
+        // One account keeps at most 8: its oldest go first.
+        for i in 0u32..100 {
+            known.insert(&i.to_be_bytes(), group(2), minute);
         }
-        assert!(store.known_len() <= 32, "{}", store.known_len());
-        // The newest are kept.
-        assert!(store.known.contains(&9_999u32.to_be_bytes()));
+        let kept: Vec<u32> = (0u32..100)
+            .filter(|i| known.contains(&i.to_be_bytes()))
+            .collect();
+        assert_eq!(kept, (92..100).collect::<Vec<_>>());
+        // ... and did not push out another account's.
+        known.insert(b"carol", group(3), minute);
+        for i in 100u32..200 {
+            known.insert(&i.to_be_bytes(), group(2), minute);
+        }
+        assert!(known.contains(b"carol"));
+        // Many accounts: at most 32 in total, the newest kept.
+        for i in 0u32..1_000 {
+            known.insert(
+                &(i + 10_000).to_be_bytes(),
+                group(1_000 + u128::from(i)),
+                minute,
+            );
+            assert!(known.len() <= 32);
+        }
+        assert!(known.contains(&10_999u32.to_be_bytes()));
+        let table = known.table.lock();
+        let in_groups: usize = table.groups.values().map(VecDeque::len).sum();
+        assert_eq!(in_groups, table.entries.len(), "groups and entries agree");
+        drop(table);
         let off = MemorySignInStore::builder().max_known(0).build();
-        off.remember(b"alice", Duration::from_secs(60));
+        off.known.insert(b"alice", group(1), minute);
         assert!(!off.known.contains(b"alice"));
     }
 }

@@ -533,7 +533,7 @@ impl SignInStore for Down {
         })
     }
 
-    fn remember(&self, _: &[u8], _: Duration) {}
+    fn remember(&self, _: BudgetKey<'_>, _: Duration) {}
 
     fn is_known<'a>(&'a self, _: &'a [u8]) -> StoreFuture<'a, Result<bool, StoreError>> {
         Box::pin(std::future::pending())
