@@ -647,3 +647,31 @@ async fn a_flood_of_failing_addresses_does_not_lock_out_known_users() {
 async fn a_million_failing_addresses_do_not_lock_out_known_users() {
     flood(1_000_000, DEFAULT_SIGN_IN_KEYS).await;
 }
+
+/// Behind a trusted proxy, clients are keyed by the forwarded address.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_keyed_by_their_forwarded_address() {
+    use crate::rate_limit::{ClientIp, TrustedProxies};
+    let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(
+            SignInLayer::new(limiter_with(MemorySignInStore::new()))
+                .client_key(ClientIp::new(proxies)),
+        )
+        .service_fn(handler);
+    let via_proxy = |client: &'static str| {
+        let mut req = request(ip(10, 0, 0, 1), "alice:x");
+        req.headers_mut()
+            .insert("x-forwarded-for", HeaderValue::from_static(client));
+        req
+    };
+    for _ in 0..5 {
+        let res = svc.clone().oneshot(via_proxy("203.0.113.5")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = svc.clone().oneshot(via_proxy("203.0.113.5")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another client of the same proxy has its own (client, account) budget.
+    let res = svc.oneshot(via_proxy("198.51.100.9")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
