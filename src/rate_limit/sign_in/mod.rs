@@ -48,7 +48,9 @@
 //!   [Memory](super::Limiter#memory)). A flood of a million failing
 //!   addresses fills the untrusted budgets, never the device and known
 //!   ones (only successes create trust), so users with a recent success
-//!   keep being served.
+//!   keep being served. Trusted keys are also capped per account (a share
+//!   of the cap for devices, 64 remembered addresses), so one account
+//!   with many devices or addresses cannot crowd the others out.
 //!
 //! # Responses
 //!
