@@ -204,6 +204,8 @@ pub enum SameSite {
 #[derive(Clone, Debug)]
 pub struct DeviceCookies {
     pub(crate) key: DeviceKey,
+    /// Keys of cookies issued before a key rotation: still trusted.
+    previous: Vec<DeviceKey>,
     pub(crate) name: Box<str>,
     pub(crate) secure: bool,
     pub(crate) lifetime: Duration,
@@ -218,11 +220,28 @@ impl DeviceCookies {
     pub fn new(key: DeviceKey) -> Self {
         DeviceCookies {
             key,
+            previous: Vec::new(),
             name: "__Host-device".into(),
             secure: true,
             lifetime: DEFAULT_DEVICE_LIFETIME,
             same_site: SameSite::Strict,
         }
+    }
+
+    /// Also trusts cookies signed with `key`, the key before a rotation
+    /// (new cookies are signed with the current key only). Drop it once
+    /// the cookies it signed have expired.
+    pub fn previous_key(mut self, key: DeviceKey) -> Self {
+        self.previous.push(key);
+        self
+    }
+
+    /// Whether `cookie` is a device cookie of `account` under the current
+    /// key or a previous one.
+    pub(crate) fn opens(&self, cookie: &DeviceCandidate, account: &[u8]) -> bool {
+        std::iter::once(&self.key)
+            .chain(&self.previous)
+            .any(|key| key.opens(cookie, account))
     }
 
     /// The cookie name (a token; `__Host-` and `__Secure-` names need
@@ -399,5 +418,17 @@ mod tests {
             Err(DeviceKeyError::TooShort)
         ));
         assert!(format!("{:?}", key()).contains(".."));
+    }
+
+    #[test]
+    fn cookies_of_a_previous_key_are_trusted_after_a_rotation() {
+        let old = key();
+        let value = old.seal(&[1; ID_LEN], unix_now() + 60, b"alice");
+        let cookie = parse(&value, unix_now()).unwrap();
+        let new = DeviceKey::from_bytes(&[8u8; 32]).unwrap();
+        assert!(!DeviceCookies::new(new.clone()).opens(&cookie, b"alice"));
+        let rotated = DeviceCookies::new(new).previous_key(old);
+        assert!(rotated.opens(&cookie, b"alice"));
+        assert!(!rotated.opens(&cookie, b"bob"));
     }
 }

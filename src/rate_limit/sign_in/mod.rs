@@ -620,7 +620,7 @@ impl SignIn {
             self.inner
                 .devices
                 .iter()
-                .find(|candidate| devices.key.opens(candidate, account))
+                .find(|candidate| devices.opens(candidate, account))
         });
         if let Some(device) = device {
             let keys = [BudgetKey {
