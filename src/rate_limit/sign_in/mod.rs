@@ -183,6 +183,7 @@ struct Shared {
     max_waiting: usize,
     waiting: AtomicUsize,
     policy: HeaderValue,
+    remaining_headers: bool,
     /// Keys the account groups of trusted budgets.
     groups: RandomState,
 }
@@ -195,9 +196,21 @@ pub struct SignInLimiterBuilder {
     remember: Option<Duration>,
     max_wait: Duration,
     max_waiting: usize,
+    remaining_headers: bool,
 }
 
 impl SignInLimiterBuilder {
+    /// Adds `RateLimit-Policy` and `RateLimit` (what each budget the
+    /// attempt was counted in has left, failures only) to the responses of
+    /// attempts, e.g. for "3 attempts left" on a login page. Off by
+    /// default: they tell a guesser how much is left. `429` responses
+    /// always carry them. Needs a store that can tell
+    /// ([`SignInStore::remaining`]).
+    pub fn remaining_headers(mut self, enabled: bool) -> Self {
+        self.remaining_headers = enabled;
+        self
+    }
+
     /// Keeps the budgets in `store` (default: a [`MemorySignInStore`] with
     /// the default quotas).
     pub fn store(self, store: impl SignInStore) -> Self {
@@ -270,6 +283,7 @@ impl SignInLimiterBuilder {
                 max_waiting: self.max_waiting,
                 waiting: AtomicUsize::new(0),
                 policy: headers::value(policy),
+                remaining_headers: self.remaining_headers,
                 groups: RandomState::new(),
             }),
         })
@@ -286,6 +300,7 @@ impl SignInLimiter {
             remember: Some(DEFAULT_REMEMBER),
             max_wait: DEFAULT_MAX_WAIT,
             max_waiting: DEFAULT_MAX_WAITING,
+            remaining_headers: false,
         }
     }
 
@@ -374,10 +389,47 @@ enum Phase {
 
 struct Holding {
     units: Box<dyn HeldUnits>,
-    account: Box<[u8]>,
-    pair: Box<[u8]>,
+    material: Material,
+    device: Option<[u8; device::ID_LEN]>,
     trust: Trust,
     outcome: Option<bool>,
+}
+
+/// The key material of one attempt.
+struct Material {
+    /// The account name as budgets key it.
+    account: Box<[u8]>,
+    /// The client and the account.
+    pair: Box<[u8]>,
+    client: Vec<u8>,
+    /// The client's network.
+    network: Option<IpKey>,
+    /// The account's group, for trusted keys: they are capped per group
+    /// (a "network" of the store, with its own overflow budget), so that
+    /// someone with many device cookies or addresses for their own account
+    /// cannot crowd out other accounts'.
+    group: Option<IpKey>,
+}
+
+impl Material {
+    /// The keys of the budgets an attempt counted as `trust` holds;
+    /// `device` is the device id, for [`Trust::Device`].
+    fn keys<'a>(&'a self, trust: Trust, device: &'a [u8]) -> Vec<BudgetKey<'a>> {
+        let key = |budget, key, network| BudgetKey {
+            budget,
+            key,
+            network,
+        };
+        match trust {
+            Trust::Device => vec![key(Budget::Device, device, self.group)],
+            Trust::Known => vec![key(Budget::Known, &self.pair, self.group)],
+            Trust::Untrusted => vec![
+                key(Budget::Pair, &self.pair, self.network),
+                key(Budget::Account, &self.account, None),
+                key(Budget::Client, &self.client, self.network),
+            ],
+        }
+    }
 }
 
 /// What a response says about the attempt.
@@ -526,20 +578,26 @@ impl SignIn {
             }
             *phase = Phase::Started;
         }
+        let shared = &*self.inner.limiter.inner;
         let account = normalize(account);
         let client = client_bytes(self.inner.client);
-        let pair: Box<[u8]> = [&client[..], &[0xff_u8][..], &account[..]].concat().into();
-        let shared = &*self.inner.limiter.inner;
+        let material = Material {
+            pair: [&client[..], &[0xff_u8][..], &account[..]].concat().into(),
+            group: Some(account_group(&shared.groups, &account)),
+            network: Some(self.inner.client.network()),
+            account,
+            client,
+        };
         let start = tokio::time::Instant::now();
         let mut waiting = None;
         let mut pause = FIRST_PAUSE;
         let result = loop {
-            match self.hold(&account, &pair, &client).await {
-                Ok((units, trust)) => {
+            match self.hold(&material).await {
+                Ok((units, trust, device)) => {
                     *self.inner.phase.lock() = Phase::Held(Box::new(Holding {
                         units,
-                        account,
-                        pair,
+                        material,
+                        device,
                         trust,
                         outcome: None,
                     }));
@@ -602,71 +660,43 @@ impl SignIn {
         }
     }
 
-    /// Holds the units of the first trust level that applies.
+    /// Holds the units of the first trust level that applies: the units,
+    /// the trust, and the device id for [`Trust::Device`].
     async fn hold(
         &self,
-        account: &[u8],
-        pair: &[u8],
-        client: &[u8],
-    ) -> Result<(Box<dyn HeldUnits>, Trust), HoldError> {
+        material: &Material,
+    ) -> Result<(Box<dyn HeldUnits>, Trust, Option<[u8; device::ID_LEN]>), HoldError> {
         let shared = &*self.inner.limiter.inner;
         let store = &*shared.store;
-        // Trusted keys of one account form one group (a "network" of the
-        // store: capped at a share of the keys, with its own overflow
-        // budget), so that someone with many device cookies or addresses
-        // for their own account cannot crowd out other accounts' devices.
-        let group = Some(account_group(&shared.groups, account));
         let device = shared.devices.as_ref().and_then(|devices| {
             self.inner
                 .devices
                 .iter()
-                .find(|candidate| devices.opens(candidate, account))
+                .find(|candidate| devices.opens(candidate, &material.account))
         });
         if let Some(device) = device {
-            let keys = [BudgetKey {
-                budget: Budget::Device,
-                key: &device.id,
-                network: group,
-            }];
+            let keys = material.keys(Trust::Device, &device.id);
             if let Some(held) = trusted(store, &keys).await? {
-                return Ok((held, Trust::Device));
+                return Ok((held, Trust::Device, Some(device.id)));
             }
         }
         if shared.remember.is_some() {
-            let known = deadline(store.is_known(pair), Some(DEFAULT_BACKEND_TIMEOUT))
-                .await
-                .map_err(|e| HoldError::Unavailable(StoreError(Box::new(e))))?
-                .map_err(HoldError::Unavailable)?;
+            let known = deadline(
+                store.is_known(&material.pair),
+                Some(DEFAULT_BACKEND_TIMEOUT),
+            )
+            .await
+            .map_err(|e| HoldError::Unavailable(StoreError(Box::new(e))))?
+            .map_err(HoldError::Unavailable)?;
             if known {
-                let keys = [BudgetKey {
-                    budget: Budget::Known,
-                    key: pair,
-                    network: group,
-                }];
+                let keys = material.keys(Trust::Known, &[]);
                 if let Some(held) = trusted(store, &keys).await? {
-                    return Ok((held, Trust::Known));
+                    return Ok((held, Trust::Known, None));
                 }
             }
         }
-        let network = Some(self.inner.client.network());
-        let keys = [
-            BudgetKey {
-                budget: Budget::Pair,
-                key: pair,
-                network,
-            },
-            BudgetKey {
-                budget: Budget::Account,
-                key: account,
-                network: None,
-            },
-            BudgetKey {
-                budget: Budget::Client,
-                key: client,
-                network,
-            },
-        ];
-        Ok((hold_within(store, &keys).await?, Trust::Untrusted))
+        let keys = material.keys(Trust::Untrusted, &[]);
+        Ok((hold_within(store, &keys).await?, Trust::Untrusted, None))
     }
 
     fn refusal(&self, rejection: Rejection, retry_after: Option<Duration>) -> SignInRefused {
@@ -709,23 +739,45 @@ impl SignIn {
             Some(false) => Outcome::Failure,
             None => outcome,
         };
-        holding.units.settle(outcome == Outcome::Failure);
+        let Holding {
+            units,
+            material,
+            device,
+            trust,
+            ..
+        } = *holding;
+        units.settle(outcome == Outcome::Failure);
+        let shared = &*self.inner.limiter.inner;
+        let mut parts = parts;
+        if shared.remaining_headers {
+            if let Some(parts) = parts.as_deref_mut() {
+                let device = device.as_ref().map_or(&[][..], |d| &d[..]);
+                let mut list = String::new();
+                for key in material.keys(trust, device) {
+                    if let Some(state) = shared.store.remaining(key) {
+                        let name = key.budget.name();
+                        headers::push_limit(&mut list, name, state.remaining(), state.next_in());
+                    }
+                }
+                parts
+                    .headers
+                    .append(RATELIMIT_POLICY, shared.policy.clone());
+                parts.headers.append(RATELIMIT, headers::value(list));
+            }
+        }
         if outcome != Outcome::Success {
             return Ok(());
         }
-        let shared = &*self.inner.limiter.inner;
         if let Some(remember) = shared.remember {
-            let key = BudgetKey {
-                budget: Budget::Known,
-                key: &holding.pair,
-                network: Some(account_group(&shared.groups, &holding.account)),
-            };
-            shared.store.remember(key, remember);
+            let known = material.keys(Trust::Known, &[]);
+            for key in known {
+                shared.store.remember(key, remember);
+            }
         }
         let cookie = shared
             .devices
             .as_ref()
-            .and_then(|d| d.issue(&holding.account));
+            .and_then(|d| d.issue(&material.account));
         if let (Some(parts), Some(cookie)) = (parts, cookie) {
             parts.headers.append(SET_COOKIE, cookie);
         }

@@ -13,7 +13,7 @@ use governor::clock::{Clock, Reference};
 use parking_lot::Mutex;
 
 use super::super::key::IpKey;
-use super::super::limiter::{Attempt, Hashed, Limiter, LimiterClock};
+use super::super::limiter::{Attempt, Hashed, KeyState, Limiter, LimiterClock};
 use super::super::quota::Quota;
 
 /// A boxed future of a [`SignInStore`].
@@ -163,6 +163,15 @@ pub trait SignInStore: Send + Sync + fmt::Debug + 'static {
 
     /// Whether `key` signed in successfully within its `ttl`.
     fn is_known<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Result<bool, StoreError>>;
+
+    /// What `key` has left (failures only, units in flight not deducted),
+    /// if the store can tell without a round trip: for
+    /// [`remaining_headers`](super::SignInLimiterBuilder::remaining_headers).
+    /// `None` by default.
+    fn remaining(&self, key: BudgetKey<'_>) -> Option<KeyState> {
+        let _ = key;
+        None
+    }
 }
 
 /// The default cap on tracked keys per budget, and on remembered clients.
@@ -344,6 +353,14 @@ impl SignInStore for MemorySignInStore {
 
     fn is_known<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Result<bool, StoreError>> {
         Box::pin(ready(Ok(self.known.contains(key))))
+    }
+
+    fn remaining(&self, key: BudgetKey<'_>) -> Option<KeyState> {
+        let limiter = self.limiter(key.budget);
+        Some(limiter.state_of(Hashed {
+            key: limiter.hash(key.key),
+            network: key.network,
+        }))
     }
 }
 

@@ -675,3 +675,39 @@ async fn clients_behind_a_trusted_proxy_are_keyed_by_their_forwarded_address() {
     let res = svc.oneshot(via_proxy("198.51.100.9")).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn remaining_headers_show_what_each_budget_of_the_attempt_has_left() {
+    let clock = FakeRelativeClock::default();
+    let limiter = SignInLimiter::builder()
+        .store(MemorySignInStore::builder().clock(clock).build())
+        .device_cookies(devices())
+        .remaining_headers(true)
+        .build()
+        .unwrap();
+    let svc = service(limiter);
+    let me = ip(192, 0, 2, 1);
+    let res = svc.clone().oneshot(request(me, "alice:x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()["ratelimit"],
+        r#""sign-in";r=4;t=900, "sign-in-account";r=19;t=180, "sign-in-client";r=99;t=9"#
+    );
+    assert!(res.headers().contains_key("ratelimit-policy"));
+    let res = svc
+        .clone()
+        .oneshot(request(me, "alice:right"))
+        .await
+        .unwrap();
+    let cookie = res.headers()[SET_COOKIE].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let mut req = request(me, "alice:x");
+    req.headers_mut()
+        .insert(COOKIE, HeaderValue::try_from(cookie).unwrap());
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["ratelimit"], r#""sign-in-device";r=4;t=900"#);
+    // Off by default.
+    let quiet = service(limiter_with(MemorySignInStore::new()));
+    let res = quiet.oneshot(request(me, "alice:x")).await.unwrap();
+    assert!(!res.headers().contains_key("ratelimit"));
+}
