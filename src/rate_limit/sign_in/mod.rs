@@ -56,7 +56,9 @@
 //!
 //! A refusal is `429` with `Retry-After`, `RateLimit-Policy` (every budget)
 //! and `RateLimit` (the budget that refused), rendered by
-//! [`crate::rejection`] (gRPC: status 8 `RESOURCE_EXHAUSTED`). Budgets are
+//! [`crate::rejection`] (gRPC: status 8 `RESOURCE_EXHAUSTED`). With
+//! [`remaining_headers`](SignInLimiterBuilder::remaining_headers), every
+//! attempt's response carries both fields too. Budgets are
 //! keyed by the account name as typed (trimmed, lower-cased), whether the
 //! account exists or not, so a refusal tells nothing about the account;
 //! answer unknown users and wrong passwords with the same `401` and the
