@@ -8,7 +8,7 @@
 //! | route                         | who                         | what |
 //! |-------------------------------|-----------------------------|------|
 //! | `POST /auth/sign_up`          | anyone (10 / hour per IP)   | `{username, password}` → `201` user |
-//! | `POST /auth/sign_in`          | anyone (5 failures / 15 min per IP) | `{access_token, refresh_token, token_type, expires_in}`, `no-store` |
+//! | `POST /auth/sign_in`          | anyone (sign-in budgets, below) | `{access_token, refresh_token, token_type, expires_in}`, `no-store` |
 //! | `POST /auth/refresh`          | anyone                      | `{refresh_token}` → new pair (rotation; a reuse revokes the sign-in), `no-store` |
 //! | `POST /auth/logout`           | bearer                      | `{refresh_token}`: ends the sign-in |
 //! | `GET /me`                     | JWT, API key or session     | the user, roles, permissions |
@@ -18,7 +18,7 @@
 //! | `POST /posts`                 | signed in                   | `{title, body, published}` → `201` |
 //! | `GET /posts`                  | anyone                      | anonymous: published posts, fewer fields |
 //! | `GET/PUT/DELETE /posts/{id}`  | the author or an admin (moderators may delete) | |
-//! | `GET/POST /session/login`     | anyone; the `POST` same-origin only (login CSRF), 5 failures / 15 min per IP shared with sign-in | HTML form / cookie sign-in |
+//! | `GET/POST /session/login`     | anyone; the `POST` same-origin only (login CSRF); sign-in budgets shared with `/auth/sign_in` | HTML form / cookie sign-in |
 //! | `POST /session/logout`        | session                     | ends the cookie session |
 //! | `GET /healthz`                | anyone                      | liveness |
 //!
@@ -27,6 +27,14 @@
 //! * Over the limits above: `429` with `Retry-After`. The limits count per
 //!   TCP peer address; behind a reverse proxy key them on `ClientIp` with
 //!   the proxy's address in `TrustedProxies` instead of `PeerIp`.
+//! * Both password sign-ins share one `SignInLimiter`
+//!   (`tower_auth::rate_limit::sign_in`): failures only, 5 per 15 minutes
+//!   per (address, account), 20 then 20 an hour per account from all
+//!   addresses, 100 per 15 minutes per address for all accounts. A success
+//!   sets a signed device cookie (`__Host-device`, 30 days) and remembers
+//!   the address for that account: later attempts with the cookie, or from
+//!   that address, have their own budget of 5 per 15 minutes, so floods
+//!   against the account or the address do not lock the user out.
 //! * Password hashing (argon2id, 19 MiB each) runs on the blocking pool, at
 //!   most one hash per CPU at once; a sign-up or sign-in that waits more than
 //!   5 seconds for its turn gets `503` `{"error": "unavailable", ...}` with
@@ -48,8 +56,10 @@
 //! when unset), `SESSION_KEY` (base64 of 64 bytes; random when unset),
 //! `DATABASE` (SQLite file, default `server.db`, created on first run;
 //! `:memory:` for none), `ADMIN_USERNAME` (this user is admin; the first
-//! user always is). `--insecure-cookies` drops the `Secure` cookie flag for
-//! plain-http hosts other than localhost (development only).
+//! user always is), `DEVICE_KEY` (base64 of at least 32 bytes, signs the
+//! device cookies; random when unset). `--insecure-cookies` drops the
+//! `Secure` cookie flag for plain-http hosts other than localhost
+//! (development only).
 
 #[path = "common/mod.rs"]
 pub(crate) mod common;
@@ -71,6 +81,9 @@ use tower_auth::api_key::ApiKeyAuthenticator;
 use tower_auth::authz::{permission, policy_fn, role, Denied, Policy, RequireLayer, RoleMap};
 use tower_auth::extract::Auth;
 use tower_auth::jwt::TokenIssuer;
+use tower_auth::rate_limit::sign_in::{
+    DeviceCookies, DeviceKey, SignIn, SignInLayer, SignInLimiter,
+};
 use tower_auth::rate_limit::{Limit, PeerIp, Quota, RateLimitLayer};
 use tower_auth::session::{
     CsrfLayer, MemorySessionStore, Session, SessionAuthenticator, SessionKey, SessionLayer,
@@ -112,6 +125,7 @@ pub(crate) struct App {
 pub(crate) struct Settings {
     pub(crate) jwt_secret: Vec<u8>,
     pub(crate) session_key: SessionKey,
+    pub(crate) device_key: DeviceKey,
     pub(crate) secure_cookies: bool,
 }
 
@@ -203,9 +217,13 @@ async fn sign_up(State(app): State<App>, Json(c): Json<Credentials>) -> Response
     }
 }
 
-/// `401` for a wrong username or password: the failed-attempts limiter
-/// counts these.
-async fn sign_in(State(app): State<App>, Json(c): Json<Credentials>) -> Response {
+/// `401` for a wrong username or password, the same for both (and the same
+/// work: an unknown user verifies a dummy hash); the sign-in limiter counts
+/// these against the account named, whether it exists or not.
+async fn sign_in(State(app): State<App>, sign_in: SignIn, Json(c): Json<Credentials>) -> Response {
+    if let Err(refused) = sign_in.attempt(&c.username).await {
+        return refused.into_response();
+    }
     match app.db.check_password(&c.username, &c.password).await {
         Ok(Some(user)) => match app
             .issuer
@@ -497,6 +515,7 @@ async fn login_page() -> Html<&'static str> {
 async fn session_login(
     State(app): State<App>,
     session: Session,
+    sign_in: SignIn,
     request: axum::extract::Request,
 ) -> Response {
     let is_form = request
@@ -517,6 +536,9 @@ async fn session_login(
             Err(rejection) => return rejection.into_response(),
         }
     };
+    if let Err(refused) = sign_in.attempt(&credentials.username).await {
+        return refused.into_response();
+    }
     let user = match app
         .db
         .check_password(&credentials.username, &credentials.password)
@@ -610,14 +632,23 @@ pub(crate) fn app(
     };
     let auth = authenticator(&state);
 
-    // Five failed sign-ins per client IP, then 429 until 15 minutes pass.
-    // One budget for both password forms (token and cookie sign-in): a
-    // guesser locked out of one must not switch to the other.
-    let failed_sign_ins = RateLimitLayer::failed_attempts(Limit::new(
-        "sign-in",
-        Quota::with_period(Duration::from_secs(15 * 60))?.allow_burst(5)?,
-        PeerIp::new(),
-    ));
+    // Failed sign-ins per (address, account), per account and per address,
+    // with device cookies and known addresses keeping real users in (see
+    // the module docs of `rate_limit::sign_in`). One limiter for both
+    // password forms (token and cookie sign-in): a guesser locked out of
+    // one must not switch to the other.
+    let device_cookies = if settings.secure_cookies {
+        DeviceCookies::new(settings.device_key)
+    } else {
+        DeviceCookies::new(settings.device_key)
+            .secure(false)
+            .name("device")
+    };
+    let failed_sign_ins = SignInLayer::new(
+        SignInLimiter::builder()
+            .device_cookies(device_cookies)
+            .build()?,
+    );
     // Each sign-up costs an argon2id hash: ten per client IP and hour,
     // counting every attempt (a taken name or an invalid form too).
     let sign_ups = RateLimitLayer::new(Limit::new("sign-up", Quota::per_hour(10)?, PeerIp::new()));
@@ -717,6 +748,27 @@ fn session_key() -> SessionKey {
     }
 }
 
+fn device_key() -> DeviceKey {
+    use base64::Engine;
+    let configured = std::env::var("DEVICE_KEY").ok().map(|k| {
+        base64::engine::general_purpose::STANDARD
+            .decode(k.trim())
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| DeviceKey::from_bytes(&bytes).map_err(|e| e.to_string()))
+    });
+    match configured {
+        Some(Ok(key)) => key,
+        Some(Err(e)) => {
+            eprintln!("warning: DEVICE_KEY is invalid ({e}); using a random key");
+            DeviceKey::generate().expect("the OS random number generator works")
+        }
+        None => {
+            eprintln!("warning: DEVICE_KEY is not set; using a random key (device cookies end with the process)");
+            DeviceKey::generate().expect("the OS random number generator works")
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let path = std::env::var("DATABASE").unwrap_or_else(|_| "server.db".into());
@@ -724,6 +776,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let settings = Settings {
         jwt_secret: common::jwt_secret(),
         session_key: session_key(),
+        device_key: device_key(),
         secure_cookies: !std::env::args().any(|a| a == "--insecure-cookies"),
     };
     let router = app(db, settings)?;

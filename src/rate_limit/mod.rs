@@ -115,6 +115,11 @@
 //! unit while it runs, so successes never count and never give back more
 //! than they held. [`Limiter::attempt`] does the same inside a handler.
 //!
+//! For sign-in pages, [`sign_in`] goes further: budgets per (client,
+//! account), per account and per client, device cookies and trust for
+//! known clients, so that floods of guesses neither succeed nor lock real
+//! users out.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_auth::rate_limit::{Limit, PeerIp, Quota, RateLimitLayer};
@@ -176,6 +181,7 @@ mod key;
 mod layer;
 mod limiter;
 mod quota;
+pub mod sign_in;
 mod store;
 
 /// The governor crate this module is built on, e.g. for
