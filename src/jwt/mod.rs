@@ -134,7 +134,8 @@ pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
 pub use revocation::{
-    MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationStore,
+    MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationBroadcast,
+    RevocationEvent, RevocationReceiver, RevocationStore, Revoked, DEFAULT_BROADCAST_CAPACITY,
     DEFAULT_FAMILIES_PER_SUBJECT,
 };
 
