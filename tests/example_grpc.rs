@@ -65,7 +65,7 @@ async fn a_watch_stream_ends_with_its_token() {
     let end = end.expect("ended by the token's expiry");
     assert_eq!(end.code(), Code::Unauthenticated);
     assert_eq!(end.message(), "credentials expired");
-    assert!(started.elapsed() <= Duration::from_millis(3500));
+    assert!(started.elapsed() <= Duration::from_millis(4500));
 
     // Revocation, while another stream stays open.
     let long = TokenIssuer::hs256(b"a test secret that is long enough!!")
@@ -87,7 +87,7 @@ async fn a_watch_stream_ends_with_its_token() {
     let revoked = Instant::now();
     long.logout(Some(&alice), None).await.unwrap();
     let (statuses, end) = watching.await.unwrap().unwrap();
-    assert!(revoked.elapsed() < Duration::from_secs(2));
+    assert!(revoked.elapsed() < Duration::from_secs(3));
     assert_eq!(statuses.first(), Some(&1));
     let end = end.expect("ended by the revocation");
     assert_eq!(end.code(), Code::Unauthenticated);

@@ -584,7 +584,8 @@ async fn a_websocket_closes_when_its_token_expires() {
         .expect("closed after exp");
     let elapsed = issued.elapsed();
     assert!(
-        elapsed <= ttl + std::time::Duration::from_millis(1500),
+        // One second of clock granularity, plus scheduling slack.
+        elapsed <= ttl + std::time::Duration::from_millis(2500),
         "{elapsed:?}"
     );
     assert_eq!(u16::from(frame.code), 1008);
@@ -613,7 +614,7 @@ async fn a_websocket_closes_on_sign_out_and_a_valid_one_stays_open() {
     let frame = close_within(&mut alice_ws, std::time::Duration::from_secs(5))
         .await
         .expect("closed after sign-out");
-    assert!(signed_out.elapsed() < std::time::Duration::from_secs(2));
+    assert!(signed_out.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(u16::from(frame.code), 1008);
     assert_eq!(frame.reason, "credentials revoked");
 

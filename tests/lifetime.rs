@@ -156,7 +156,7 @@ async fn a_websocket_closes_when_its_session_is_destroyed() {
         .await
         .expect("closed after the session was destroyed");
     // One check interval, plus scheduling.
-    assert!(destroyed.elapsed() < Duration::from_millis(2500));
+    assert!(destroyed.elapsed() < Duration::from_millis(3500));
     assert_eq!(u16::from(frame.code), 4003);
     assert_eq!(frame.reason, "credentials revoked");
 
@@ -179,7 +179,7 @@ async fn a_websocket_closes_at_the_session_expiry() {
     let frame = close_within(&mut ws, Duration::from_secs(6))
         .await
         .expect("closed at the absolute timeout");
-    assert!(started.elapsed() <= Duration::from_millis(3500));
+    assert!(started.elapsed() <= Duration::from_millis(4500));
     assert_eq!(u16::from(frame.code), 4001);
     assert_eq!(frame.reason, "credentials expired");
 }
@@ -224,8 +224,14 @@ async fn a_jwt_watch_ends_on_revocation_and_unsubscribes() {
     assert!(watch.expiry().is_some());
     let waiting = tokio::spawn(async move { watch.ended().await });
     let bob_waiting = tokio::spawn(async move { bob.ended().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(store.broadcast().subscriber_count(), 2);
+    // Both waits subscribe to the store's broadcast.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while store.broadcast().subscriber_count() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both watches subscribed");
     let started = Instant::now();
     issuer.logout(Some(&pair.access_token), None).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(2), waiting)
@@ -233,7 +239,7 @@ async fn a_jwt_watch_ends_on_revocation_and_unsubscribes() {
         .expect("woken by the broadcast, not the hourly check")
         .unwrap();
     assert_eq!(ended, Ended::Revoked);
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
     // Bob's watch still waits; dropping it unsubscribes.
     assert!(!bob_waiting.is_finished());
     assert_eq!(store.broadcast().subscriber_count(), 1);
