@@ -267,7 +267,16 @@ impl CredentialWatch {
 
     /// Resolves when the credentials end; never, when the watch has neither
     /// an expiry nor a check. Cancel-safe: drop it to stop watching.
+    ///
+    /// The timers are tokio's: outside a tokio runtime the watch cannot
+    /// keep time and resolves at once with [`Ended::Unavailable`] (fail
+    /// closed, never a panic).
     pub async fn ended(&self) -> Ended {
+        let timed = self.expires_at.is_some() || self.check.is_some();
+        if timed && tokio::runtime::Handle::try_current().is_err() {
+            tracing::error!("a CredentialWatch needs a tokio runtime: the connection ends");
+            return Ended::Unavailable;
+        }
         let mut expiry = pin!(self.expiry_reached());
         let mut revoked = pin!(self.revoked());
         std::future::poll_fn(|cx| {
@@ -422,6 +431,17 @@ mod tests {
             assert!(e.reason().len() <= 123);
             assert_eq!(e.to_string(), e.reason());
         }
+    }
+
+    #[test]
+    fn outside_a_runtime_it_fails_closed_without_panicking() {
+        let watch = CredentialWatch::new().expires_at(u64::MAX);
+        let mut ended = pin!(watch.ended());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(
+            ended.as_mut().poll(&mut cx),
+            Poll::Ready(Ended::Unavailable)
+        );
     }
 
     #[tokio::test(start_paused = true)]
