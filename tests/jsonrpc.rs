@@ -577,8 +577,8 @@ async fn a_websocket_closes_when_its_token_expires() {
     let mut ws = ws_open(addr, &token).await;
     let me = ws_rpc(&mut ws, rpc(1, "require_token", json!([]))).await;
     assert_eq!(me["result"]["username"], "alice");
-    // `exp` is at most `ttl` after the sign-in; the watch looks at the clock
-    // at least once a second.
+    // `exp` is at most `ttl` after the sign-in; the watch's clock has whole
+    // seconds, so it fires within a second of `exp`.
     let frame = close_within(&mut ws, std::time::Duration::from_secs(6))
         .await
         .expect("closed after exp");
