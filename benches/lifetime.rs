@@ -8,7 +8,9 @@
 //!   family) in its extensions;
 //! * `layer_cache_hit` / `layer_cache_hit_watch`: the same two with the
 //!   verified-token cache, token already cached (where the watch's share of
-//!   the work is largest).
+//!   the work is largest);
+//! * `layer_again`: the baseline again, last, as the first benchmark of a
+//!   run is often slowed down by the machine warming up.
 //!
 //! `cargo bench --bench lifetime --features jwt -- --warm-up-time 1 --measurement-time 3`
 
@@ -94,6 +96,10 @@ fn bench(c: &mut Criterion) {
         "layer_cache_hit_watch",
         Box::new(move |r| ok(&mut layer, r)),
     );
+    // The baseline again, last: the first benchmark of a run is often
+    // slowed down by the machine warming up.
+    let mut layer = AuthLayer::new(plain.clone()).layer(inner);
+    run("layer_again", Box::new(move |r| ok(&mut layer, r)));
     g.finish();
 }
 
