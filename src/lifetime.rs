@@ -14,10 +14,13 @@
 //! * when the check cannot be answered ([`Ended::Unavailable`]): the
 //!   connection fails closed, as a request would get `503`.
 //!
-//! Authenticators that support it insert one into the request extensions
-//! next to the principal, when asked to: `JwtAuthenticator::watch_credentials`
-//! (feature `jwt`) and `SessionLayerBuilder::watch_sessions` (feature
-//! `session`). Read it with `req.extensions().get::<CredentialWatch>()`, or
+//! When asked to, the JWT authenticator and the session layer insert one
+//! into the request extensions, next to the principal or the session:
+//! `JwtAuthenticator::watch_credentials` (feature `jwt`) and
+//! `SessionLayerBuilder::watch_sessions` (feature `session`). Build your
+//! own for other credentials with [`CredentialWatch::expires_at`] and
+//! [`CredentialWatch::check_every`] (e.g. an API key still in its store),
+//! and hand it over with `Authenticated::with_extension`. Read it with `req.extensions().get::<CredentialWatch>()`, or
 //! axum's `Extension<CredentialWatch>`.
 //!
 //! Then end the connection with it:
