@@ -19,6 +19,9 @@
 //!   `WWW-Authenticate`, gRPC status for gRPC requests; you can replace it.
 //! * `extract` (feature `axum`) has the `Auth<T>` and [`Identity`]
 //!   extractors.
+//! * [`lifetime`]: a [`CredentialWatch`](lifetime::CredentialWatch) tells
+//!   a long-lived connection (WebSocket, gRPC stream) when its credentials
+//!   expire or are revoked, so that it ends with them.
 //! * [`ServiceBuilderExt`] adds the layers to a `tower::ServiceBuilder` by
 //!   name: `.authenticate(jwt).require(role("admin"))`.
 //!
@@ -76,6 +79,7 @@ pub mod builder;
 mod credentials;
 mod error;
 mod identity;
+pub mod lifetime;
 pub mod rejection;
 mod secret;
 mod timeout;
