@@ -14,6 +14,17 @@
 //! from `SessionKey::generate()?.to_base64()`); without it a fresh key is
 //! generated and sessions end when the process stops.
 //!
+//! With `REDIS_URL` (and the `redis` feature) sessions live in Redis, so
+//! several instances started with the same `SESSION_KEY` share them:
+//!
+//! ```sh
+//! redis-server --port 6379 --save '' &
+//! export SESSION_KEY=$(head -c 64 /dev/urandom | base64 -w0) REDIS_URL=redis://127.0.0.1:6379/
+//! cargo run --example session --all-features -- --addr 127.0.0.1:8081 &
+//! cargo run --example session --all-features -- --addr 127.0.0.1:8082 &
+//! # sign in on :8081, and the same cookie works on :8082
+//! ```
+//!
 //! Cookies are `Secure`: Chromium and Firefox accept `Secure` cookies from
 //! `http://127.0.0.1` and `http://localhost`, which count as secure
 //! contexts. For another plain-http host pass `--insecure-cookies`, which
@@ -35,6 +46,7 @@ use tower_auth::bearer::{BearerAuthenticator, BearerToken, TokenValidator};
 use tower_auth::extract::Auth;
 use tower_auth::session::{
     CsrfLayer, MemorySessionStore, Session, SessionAuthenticator, SessionKey, SessionLayer,
+    SessionStore,
 };
 use tower_auth::{AuthError, AuthLayer, Authenticated, Authenticator, Identity, Scheme};
 
@@ -104,7 +116,7 @@ fn bearer() -> BearerAuthenticator<impl TokenValidator<Principal = User>> {
 /// The session layer of the example. `secure_cookies` is `false` only for
 /// plain-http development on a host browsers do not treat as secure.
 pub fn session_layer(
-    store: MemorySessionStore,
+    store: impl SessionStore,
     key: SessionKey,
     secure_cookies: bool,
 ) -> SessionLayer {
@@ -241,10 +253,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let secure = !std::env::args().any(|a| a == "--insecure-cookies");
-    // Bounded by default (100 000 sessions of at most 64 KiB); when full,
-    // anonymous sessions (no "user") are evicted first, never signed-in ones.
-    let store = MemorySessionStore::new().evict_anonymous("user");
-    let app = app(session_layer(store, key, secure));
+    let app = match std::env::var("REDIS_URL") {
+        // Several instances share sessions through Redis (with the `redis`
+        // feature); start each with the same SESSION_KEY.
+        #[cfg(feature = "redis")]
+        Ok(url) => {
+            let redis = tower_auth::redis::RedisConnection::open(url.as_str())?;
+            println!("sessions in Redis");
+            app(session_layer(
+                tower_auth::redis::RedisSessionStore::new(redis),
+                key,
+                secure,
+            ))
+        }
+        #[cfg(not(feature = "redis"))]
+        Ok(_) => return Err("REDIS_URL needs the `redis` feature".into()),
+        // Bounded by default (100 000 sessions of at most 64 KiB); when
+        // full, anonymous sessions (no "user") are evicted first, never
+        // signed-in ones.
+        Err(_) => {
+            let store = MemorySessionStore::new().evict_anonymous("user");
+            app(session_layer(store, key, secure))
+        }
+    };
     let addr = util::listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -61,6 +61,7 @@
 //! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above                                      |
+//! | `redis`   | [`redis`]: shared state in Redis (not part of `full`)  |
 //!
 //! No feature is on by default.
 //!
@@ -95,6 +96,8 @@ pub mod extract;
 pub mod jwt;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "session")]
 pub mod session;
 
