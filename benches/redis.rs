@@ -166,10 +166,14 @@ fn bench(c: &mut Criterion) {
     let redis_revocations =
         RedisRevocationStore::new(RedisConnection::open(server.1.as_str()).unwrap())
             .prefix("bench:");
-    redis_revocations.start();
-    while !redis_revocations.mirror_is_live() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // The mirror's subscription task runs on the bench's runtime (while it
+    // is driven by `block_on`).
+    rt.block_on(async {
+        redis_revocations.start();
+        while !redis_revocations.mirror_is_live() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
     for (name, issuer) in [
         (
             "jwt cache hit/memory revocation store",

@@ -420,3 +420,42 @@ async fn a_stalled_redis_times_out_instead_of_hanging() {
     let grant = a.issuer.redeem(&pair.refresh_token).await.unwrap();
     assert_eq!(grant.subject(), "alice");
 }
+
+#[tokio::test]
+async fn verified_tokens_cost_no_round_trip_with_a_live_mirror() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    let a = Instance::new(&server.url(), &prefix("trips"));
+    live(&a.store).await;
+    let pair = a.issuer.issue("alice", &()).unwrap();
+    let layer = cached_layer(&a.issuer);
+    let () = server.command(&redis::cmd("CONFIG").arg("RESETSTAT").clone());
+    for _ in 0..10 {
+        let res = layer
+            .clone()
+            .oneshot(request(&pair.access_token))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let info: String = server.command(redis::cmd("INFO").arg("commandstats"));
+    let calls: u64 = info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(|l| {
+            !["cmdstat_info", "cmdstat_config", "cmdstat_ping"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(calls, 0, "revocation checks answered by the mirror: {info}");
+}
