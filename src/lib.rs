@@ -61,7 +61,7 @@
 //! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above                                      |
-//! | `redis`   | [`redis`]: shared state in Redis (not part of `full`)  |
+//! | `redis`   | [`redis`]: sessions and JWT revocations in Redis (not in `full`) |
 //!
 //! No feature is on by default.
 //!
