@@ -459,3 +459,64 @@ async fn verified_tokens_cost_no_round_trip_with_a_live_mirror() {
         .sum();
     assert_eq!(calls, 0, "revocation checks answered by the mirror: {info}");
 }
+
+#[tokio::test]
+async fn a_logout_on_one_instance_ends_connections_on_the_other() {
+    use tower_auth::lifetime::{CredentialWatch, Ended};
+    use tower_auth::Authenticator;
+
+    let Some((url, _server)) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix("watch");
+    let a = Instance::new(&url, &prefix);
+    let b = Instance::new(&url, &prefix);
+    live(&b.store).await;
+    let pair = a.issuer.issue("alice", &()).unwrap();
+    let other = a.issuer.issue("bob", &()).unwrap();
+
+    // B's WebSocket-style connections, checked hourly: only the broadcast
+    // fed by Redis can end them early.
+    let auth = b
+        .issuer
+        .authenticator::<serde_json::Value>()
+        .watch_credentials(Duration::from_secs(3600));
+    let watch_of = |token: &str| {
+        let (parts, ()) = Request::get("/")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+            .into_parts();
+        let auth = auth.clone();
+        async move {
+            let a = auth.authenticate_request(&parts).await.unwrap().unwrap();
+            a.extensions().get::<CredentialWatch>().cloned().unwrap()
+        }
+    };
+    let alice = watch_of(&pair.access_token).await;
+    let bob = watch_of(&other.access_token).await;
+    let alice_ended = tokio::spawn(async move { alice.ended().await });
+    let bob_ended = tokio::spawn(async move { bob.ended().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    a.issuer
+        .logout(Some(&pair.access_token), None)
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(2), alice_ended)
+        .await
+        .expect("ended by the revocation published through Redis")
+        .unwrap();
+    assert_eq!(ended, Ended::Revoked);
+    eprintln!(
+        "connection on B ended {:?} after the logout on A",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !bob_ended.is_finished(),
+        "another user's connection stays open"
+    );
+    bob_ended.abort();
+}
