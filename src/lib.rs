@@ -57,6 +57,8 @@
 //! | `authz`   | [`authz`]: role / permission / scope / owner policies |
 //! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
+//! | `basic`   | [`basic`]: HTTP Basic, argon2id password hashes       |
+//! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
 //! | `full`    | all of the above                                      |
 //!
 //! No feature is on by default.
@@ -83,12 +85,16 @@ mod timeout;
 pub mod api_key;
 #[cfg(feature = "authz")]
 pub mod authz;
+#[cfg(feature = "basic")]
+pub mod basic;
 #[cfg(feature = "bearer")]
 pub mod bearer;
 #[cfg(feature = "axum")]
 pub mod extract;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "mtls")]
+pub mod mtls;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "session")]
