@@ -23,6 +23,8 @@ use tower_auth::basic::{
 use tower_auth::rate_limit::{Global, Limit, Limiter, Quota, RateLimitLayer};
 use tower_auth::{AuthError, AuthLayer, Authenticator, Identity};
 
+const GOOD: &[u8] = b"scraper:correct horse: battery staple";
+
 const CHALLENGE: &str = r#"Basic realm="metrics", charset="UTF-8""#;
 
 fn passwords() -> Passwords {
@@ -110,11 +112,7 @@ fn with_auth(value: impl AsRef<[u8]>) -> Request<()> {
 
 #[tokio::test]
 async fn right_password_reaches_the_handler() {
-    let r = send(
-        AuthLayer::new(basic()),
-        with_auth(encode(b"scraper:correct horse: battery staple")),
-    )
-    .await;
+    let r = send(AuthLayer::new(basic()), with_auth(encode(GOOD))).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, "Scraper");
 }
@@ -243,11 +241,7 @@ async fn basic_or_api_key_the_present_credentials_decide() {
         .unwrap();
     assert_eq!(send(layer(), by_key).await.body, "Bob");
 
-    let r = send(
-        layer(),
-        with_auth(encode(b"scraper:correct horse: battery staple")),
-    )
-    .await;
+    let r = send(layer(), with_auth(encode(GOOD))).await;
     assert_eq!(r.body, "Scraper");
 
     // A wrong password is refused with the Basic challenge only, even
@@ -267,11 +261,7 @@ async fn bearer_or_basic_leaves_each_scheme_to_its_authenticator() {
     let layer = || AuthLayer::new(common::bearer().or(basic()));
     let r = send(layer(), with_auth(format!("Bearer {}", common::TOKEN))).await;
     assert_eq!(r.body, "Alice");
-    let r = send(
-        layer(),
-        with_auth(encode(b"scraper:correct horse: battery staple")),
-    )
-    .await;
+    let r = send(layer(), with_auth(encode(GOOD))).await;
     assert_eq!(r.body, "Scraper");
     let r = send(layer(), with_auth(encode(b"scraper"))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -347,37 +337,31 @@ async fn failed_logins_are_counted_by_the_failed_attempt_limiter() {
         .service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(String::new()))
         });
-    // Successes do not count.
-    let ok = encode(b"scraper:correct horse: battery staple").into_bytes();
-    let bad = encode(b"scraper:wrong").into_bytes();
-    for _ in 0..3 {
-        let res = svc
-            .ready()
+    async fn status_of<S, B>(svc: &mut S, value: &[u8]) -> Response<B>
+    where
+        S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+    {
+        svc.ready()
             .await
             .unwrap()
-            .call(with_auth(&ok))
+            .call(with_auth(value))
             .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+            .unwrap()
+    }
+    let ok = encode(GOOD).into_bytes();
+    let bad = encode(b"scraper:wrong").into_bytes();
+    // Successes do not count.
+    for _ in 0..3 {
+        assert_eq!(status_of(&mut svc, &ok).await.status(), StatusCode::OK);
     }
     for _ in 0..3 {
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(with_auth(&bad))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status_of(&mut svc, &bad).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     // The budget of failures is spent: even the right password waits.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(with_auth(&ok))
-        .await
-        .unwrap();
+    let res = status_of(&mut svc, &ok).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key(header::RETRY_AFTER));
 }
