@@ -15,9 +15,13 @@
 //!   layer. Target: at most 2 % over the baseline.
 //! * `layer_basic_unknown_user`: the same for an unknown user (a dummy
 //!   hash is verified): should cost the same as the known user.
+//! * `interleaved_baseline` / `interleaved_layer`: both of the above run
+//!   alternately in one loop, each bench timing its own half, so that both
+//!   see the same machine load (the figures to compare on a busy machine).
 
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
@@ -89,6 +93,32 @@ fn basic(c: &mut Criterion) {
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         })
     });
+    // Paired: each iteration runs both, each bench times one of them.
+    let mut interleaved = |name: &str, time_layer: bool| {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    argon2
+                        .verify_password(black_box(PASSWORD.as_bytes()), black_box(&parsed))
+                        .unwrap();
+                    let middle = Instant::now();
+                    let res = rt.block_on(svc.clone().oneshot(known())).unwrap();
+                    let done = Instant::now();
+                    assert_eq!(res.status(), StatusCode::OK);
+                    spent += if time_layer {
+                        done - middle
+                    } else {
+                        middle - started
+                    };
+                }
+                spent
+            })
+        });
+    };
+    interleaved("interleaved_baseline", false);
+    interleaved("interleaved_layer", true);
     g.finish();
 }
 

@@ -540,3 +540,26 @@ mod bound_tokens {
         }
     }
 }
+
+#[tokio::test]
+async fn with_crls_an_issuer_without_a_list_fails_closed_unless_allowed() {
+    let pki = pki();
+    let second_ca = ca_named("Second CA");
+    let client = leaf(&second_ca, spiffe(WEB), "web", 70, false, true);
+    let config = || {
+        MtlsConfig::new([pki.ca.cert.clone(), second_ca.cert.clone()])
+            .unwrap()
+            .crls([crl(&pki.ca, 99)])
+    };
+    let auth = || AuthLayer::new(CertificateAuthenticator::new());
+    let (addr, _) = serve(config(), &pki.server, auth()).await;
+    assert!(get_with(addr, &pki.ca.cert, Some(&client)).await.is_err());
+    let (addr, _) = serve(
+        config().allow_unknown_revocation_status(),
+        &pki.server,
+        auth(),
+    )
+    .await;
+    let (status, _, _) = get_with(addr, &pki.ca.cert, Some(&client)).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}

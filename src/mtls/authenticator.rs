@@ -249,7 +249,11 @@ struct Pattern(String);
 
 impl Pattern {
     fn matches(&self, subject: &str) -> bool {
-        glob(self.0.as_bytes(), subject.as_bytes())
+        if self.0.contains('*') {
+            glob(self.0.as_bytes(), subject.as_bytes())
+        } else {
+            self.0 == subject
+        }
     }
 }
 

@@ -53,6 +53,7 @@ pub enum TlsConfigError {
 pub struct MtlsConfig {
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    allow_unknown_revocation_status: bool,
     optional: bool,
     alpn: Vec<Vec<u8>>,
 }
@@ -73,18 +74,28 @@ impl MtlsConfig {
         Ok(MtlsConfig {
             roots: Arc::new(roots),
             crls: Vec::new(),
+            allow_unknown_revocation_status: false,
             optional: false,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         })
     }
 
     /// Refuses client certificates listed in these certificate revocation
-    /// lists (DER), at the handshake.
+    /// lists (DER), at the handshake. Once lists are given, a certificate
+    /// whose issuer has no list is refused too (fail closed), unless
+    /// [`allow_unknown_revocation_status`](MtlsConfig::allow_unknown_revocation_status).
     pub fn crls(
         mut self,
         crls: impl IntoIterator<Item = CertificateRevocationListDer<'static>>,
     ) -> Self {
         self.crls.extend(crls);
+        self
+    }
+
+    /// Accepts certificates whose revocation status no given list covers
+    /// (e.g. from an intermediate CA without a CRL).
+    pub fn allow_unknown_revocation_status(mut self) -> Self {
+        self.allow_unknown_revocation_status = true;
         self
     }
 
@@ -120,6 +131,9 @@ impl MtlsConfig {
                 .with_crls(self.crls.iter().cloned());
         if self.optional {
             verifier = verifier.allow_unauthenticated();
+        }
+        if self.allow_unknown_revocation_status {
+            verifier = verifier.allow_unknown_revocation_status();
         }
         let verifier = verifier.build()?;
         let mut config = ServerConfig::builder_with_provider(provider)
