@@ -28,7 +28,7 @@ use argon2::{Argon2, PasswordVerifier};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{header, Request, Response, StatusCode};
 use tower::{service_fn, ServiceExt};
-use tower_auth::basic::{BasicAuthenticator, MemoryUserStore, PasswordUsers, Passwords};
+use tower_auth::basic::{self, BasicAuthenticator, MemoryUserStore, PasswordUsers, Passwords};
 use tower_auth::{AuthLayer, Identity};
 use tower_layer::Layer;
 
@@ -42,7 +42,7 @@ fn basic(c: &mut Criterion) {
         "scraper",
         hash.clone(),
         (),
-        Identity::new("scraper", BasicAuthenticator::<()>::scheme()),
+        Identity::new("scraper", basic::scheme()),
     );
     let layer = AuthLayer::new(BasicAuthenticator::new(PasswordUsers::new(
         users, passwords,

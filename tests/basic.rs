@@ -17,8 +17,8 @@ use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_auth::basic::argon2::Params;
 use tower_auth::basic::{
-    BasicAuthenticator, BasicCredentials, MemoryUserStore, PasswordUsers, Passwords, StoredUser,
-    UserVerifier,
+    self, BasicAuthenticator, BasicCredentials, MemoryUserStore, PasswordUsers, Passwords,
+    StoredUser, UserVerifier,
 };
 use tower_auth::rate_limit::{Global, Limit, Limiter, Quota, RateLimitLayer};
 use tower_auth::{AuthError, AuthLayer, Authenticator, Identity};
@@ -41,7 +41,7 @@ fn users(passwords: &Passwords) -> MemoryUserStore<User> {
             id: "3".into(),
             name: "Scraper".into(),
         },
-        Identity::new("scraper", BasicAuthenticator::<()>::scheme()).with_roles(["metrics"]),
+        Identity::new("scraper", basic::scheme()).with_roles(["metrics"]),
     );
     store
 }
@@ -302,7 +302,7 @@ async fn a_closure_verifier_sees_the_parsed_credentials() {
                     id: "9".into(),
                     name: "Webhook".into(),
                 },
-                Identity::new("hook", BasicAuthenticator::<()>::scheme()),
+                Identity::new("hook", basic::scheme()),
             ))
         } else {
             Err(AuthError::invalid_credentials(

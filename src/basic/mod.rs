@@ -48,7 +48,7 @@
 //! use std::convert::Infallible;
 //! use http::{header, Request, Response, StatusCode};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_auth::basic::{BasicAuthenticator, MemoryUserStore, Passwords, PasswordUsers};
+//! use tower_auth::basic::{self, BasicAuthenticator, MemoryUserStore, Passwords, PasswordUsers};
 //! use tower_auth::{AuthLayer, Identity};
 //!
 //! # let passwords = Passwords::with_params(tower_auth::basic::argon2::Params::new(256, 1, 1, None).unwrap()).unwrap();
@@ -57,7 +57,7 @@
 //! # */
 //! let users = MemoryUserStore::new();
 //! let hash = passwords.hash("correct horse battery staple").unwrap();
-//! users.insert("scraper", hash, (), Identity::new("scraper", BasicAuthenticator::<()>::scheme()));
+//! users.insert("scraper", hash, (), Identity::new("scraper", basic::scheme()));
 //!
 //! let basic = BasicAuthenticator::new(PasswordUsers::new(users, passwords)).realm("metrics");
 //! let svc = ServiceBuilder::new()
@@ -194,11 +194,9 @@ pub struct BasicAuthenticator<V> {
     max_len: usize,
 }
 
-impl<V> BasicAuthenticator<V> {
-    /// The [`Scheme`] of identities authenticated with Basic: `Basic`.
-    pub fn scheme() -> Scheme {
-        Scheme::Other("Basic".into())
-    }
+/// The [`Scheme`] of identities authenticated with Basic: `Basic`.
+pub fn scheme() -> Scheme {
+    Scheme::Other("Basic".into())
 }
 
 fn challenge(realm: &str) -> Arc<[Challenge]> {

@@ -42,8 +42,8 @@ pub struct Passwords {
 
 struct Inner {
     argon2: Argon2<'static>,
-    /// A hash of a random password with the configured parameters: checked
-    /// when the user is unknown, so that every check costs one computation.
+    /// A hash with the configured parameters, checked when the user is
+    /// unknown, so that every check costs one computation.
     dummy: String,
     permits: Semaphore,
     max_concurrent: usize,
@@ -54,12 +54,12 @@ impl Passwords {
     /// crate's defaults: 19 MiB, 2 passes, 1 lane. At most as many
     /// computations run at once as the machine has cores.
     pub fn new() -> Self {
-        match Self::with_params(Params::DEFAULT) {
-            Ok(p) => p,
-            // The default parameters are valid, and a dummy hash with a
-            // fixed salt cannot fail; keep a usable value regardless.
-            Err(_) => Self::build(Argon2::default(), String::new(), default_concurrency()),
-        }
+        let argon2 = Argon2::default();
+        // The default parameters and the fixed salt are valid, so the dummy
+        // hash cannot fail; should it, an unknown user still costs one
+        // computation (of an unparsable hash: refused, no timing promise).
+        let dummy = dummy_hash(&argon2).unwrap_or_default();
+        Self::build(argon2, dummy, default_concurrency())
     }
 
     /// argon2id with `params` (memory in KiB, passes, lanes).
@@ -69,13 +69,7 @@ impl Passwords {
     /// [`PasswordError`] when a hash cannot be made with `params`.
     pub fn with_params(params: Params) -> Result<Self, PasswordError> {
         let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random)
-            .map_err(|_| PasswordError::Hash(argon2::password_hash::Error::Crypto))?;
-        let dummy = argon2
-            .hash_password(&random)
-            .map_err(PasswordError::Hash)?
-            .to_string();
+        let dummy = dummy_hash(&argon2)?;
         Ok(Self::build(argon2, dummy, default_concurrency()))
     }
 
@@ -176,6 +170,16 @@ impl Passwords {
     pub fn params(&self) -> &Params {
         self.inner.argon2.params()
     }
+}
+
+/// The hash checked for unknown users: same parameters as new hashes, so
+/// the same cost. Its password need not be secret: the result of checking
+/// it is ignored.
+fn dummy_hash(argon2: &Argon2<'static>) -> Result<String, PasswordError> {
+    argon2
+        .hash_password_with_salt(b"tower-auth dummy password", b"tower-auth dummy salt")
+        .map(|h| h.to_string())
+        .map_err(PasswordError::Hash)
 }
 
 fn default_concurrency() -> usize {
@@ -443,8 +447,8 @@ mod tests {
         assert!(!p.verify_blocking(b"anything", None));
         assert!(!p.verify_blocking(b"anything", Some("not a hash")));
         assert!(!p.verify_blocking(b"anything", Some("$bcrypt$v=1$abc$def")));
-        // The dummy hash's password is random: no password opens it.
-        assert!(!p.verify_blocking(b"", None));
+        // Even the dummy hash's own password opens nothing.
+        assert!(!p.verify_blocking(b"tower-auth dummy password", None));
     }
 
     #[test]
