@@ -563,3 +563,22 @@ async fn with_crls_an_issuer_without_a_list_fails_closed_unless_allowed() {
     let (status, _, _) = get_with(addr, &pki.ca.cert, Some(&client)).await.unwrap();
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_stalled_handshake_times_out() {
+    let pki = pki();
+    let tls = MtlsConfig::new([pki.ca.cert.clone()])
+        .unwrap()
+        .server_config(pki.server.chain.clone(), pki.server.key.clone_key())
+        .unwrap();
+    let acceptor = TlsAcceptor::new(tls).handshake_timeout(Duration::from_millis(200));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A client that connects and never says a word.
+    let _silent = TcpStream::connect(addr).await.unwrap();
+    let (tcp, _) = listener.accept().await.unwrap();
+    let started = std::time::Instant::now();
+    let err = acceptor.accept(tcp).await.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
