@@ -289,3 +289,39 @@ async fn typed_claims_behind_an_arc_work_too() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let _unused = |c: Claims| c.sub;
 }
+
+#[tokio::test]
+async fn custom_policies_can_ask_for_a_step_up() {
+    use http::request::Parts;
+    use tower_auth::authz::{sync_policy_fn, Denied};
+    use tower_auth::Identity;
+
+    // e.g. a transfer above a limit needs a fresh sign-in.
+    let policy = sync_policy_fn(|_: &Identity, head: &Parts| {
+        if head.uri.query() == Some("amount=big") {
+            Err(Denied::insufficient_user_authentication(
+                Some("urn:example:mfa".into()),
+                Some(0),
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    let tok = token(None, None);
+    let req = |uri: &str| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+            .body(())
+            .unwrap()
+    };
+    let r = send(jwt(), policy.clone(), req("/transfer?amount=small")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(jwt(), policy, req("/transfer?amount=big")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.www,
+        [
+            r#"Bearer error="insufficient_user_authentication", error_description="a stronger or more recent authentication is required", acr_values="urn:example:mfa", max_age="0""#
+        ]
+    );
+}
