@@ -59,6 +59,7 @@
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `basic`   | [`basic`]: HTTP Basic, argon2id password hashes       |
 //! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
+//! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
 //! | `full`    | all of the above                                      |
 //!
 //! No feature is on by default.
@@ -89,6 +90,8 @@ pub mod authz;
 pub mod basic;
 #[cfg(feature = "bearer")]
 pub mod bearer;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 #[cfg(feature = "axum")]
 pub mod extract;
 #[cfg(feature = "jwt")]
