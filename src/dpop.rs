@@ -20,9 +20,11 @@
 //! Server-provided nonces (`DPoP-Nonce`, `use_dpop_nonce`) are not supported
 //! yet: they need a response header on a rejection.
 //!
-//! The expected `htu` is the request's absolute URI when it has one
-//! (HTTP/2), else `https://` + `Host` + path; behind a proxy set it with
-//! [`DpopBound::public_origin`]. Both sides are normalized (scheme and host
+//! The expected `htu` is `public_origin` + path when
+//! [`DpopBound::public_origin`] is set (do set it in production: the
+//! server then decides which URI proofs must name), else the request's
+//! absolute URI when it has one (HTTP/2), else `https://` + `Host` + path,
+//! where the client's `Host` header decides. Both sides are normalized (scheme and host
 //! in lower case, default port dropped, query and fragment ignored).
 
 use std::collections::HashMap;
