@@ -60,6 +60,9 @@
 //! | `authz`   | [`authz`]: role / permission / scope / owner policies |
 //! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
+//! | `basic`   | [`basic`]: HTTP Basic, argon2id password hashes       |
+//! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
+//! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions and JWT revocations in Redis (not in `full`) |
 //!
@@ -88,12 +91,18 @@ mod timeout;
 pub mod api_key;
 #[cfg(feature = "authz")]
 pub mod authz;
+#[cfg(feature = "basic")]
+pub mod basic;
 #[cfg(feature = "bearer")]
 pub mod bearer;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 #[cfg(feature = "axum")]
 pub mod extract;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "mtls")]
+pub mod mtls;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]

@@ -505,6 +505,39 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// The user must authenticate again, more strongly or more recently
+    /// (RFC 9470 step-up): `401`, and with a `challenge` (a bearer one)
+    /// `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+    /// error_description="…", acr_values="…", max_age="…"`. `acr_values`
+    /// (space separated, in order of preference) is left out when it is
+    /// not a list of visible-ASCII tokens without quotes or backslashes.
+    pub fn insufficient_user_authentication(
+        challenge: Option<&Challenge>,
+        message: impl Into<Cow<'static, str>>,
+        acr_values: Option<&str>,
+        max_age: Option<u64>,
+    ) -> Self {
+        let mut r = Self::new(RejectionKind::Unauthenticated, message);
+        if let Some(challenge) = challenge {
+            let description = r.message.clone();
+            let max_age = max_age.map(|s| s.to_string());
+            let mut extra: Vec<(&str, &str)> = vec![
+                ("error", "insufficient_user_authentication"),
+                ("error_description", &description),
+            ];
+            if let Some(acr) = acr_values.filter(|a| a.split(' ').all(is_scope_token)) {
+                extra.push(("acr_values", acr));
+            }
+            if let Some(max_age) = &max_age {
+                extra.push(("max_age", max_age));
+            }
+            r.push_challenge(challenge, &extra);
+        }
+        r
+    }
+}
+
 /// Whether a request is a gRPC request, to be refused with a gRPC status
 /// (HTTP `200` and `grpc-status`) rather than an HTTP status: HTTP/2,
 /// `te: trailers`, and `content-type: application/grpc` (or

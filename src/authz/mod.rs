@@ -15,6 +15,7 @@
 //! | [`Denied::not_found`] from a policy       | `404`                                      |
 //! | [`Denied::unavailable`] from a policy     | `503`, fail closed                         |
 //! | a pending policy past the [timeout](RequireLayer::backend_timeout) (5 s) | `503`, fail closed |
+//! | [`step_up`]: `acr` or `auth_time` not good enough (RFC 9470) | `401`, `WWW-Authenticate: Bearer error="insufficient_user_authentication", acr_values="…", max_age="…"` |
 //! | gRPC request                              | `grpc-status` 16 / 7 / 5 / 14              |
 //!
 //! Refusals are rendered by [`crate::rejection`] (JSON body, challenges,
@@ -33,7 +34,8 @@
 //! token, as RFC 6750 requires.
 //!
 //! Ready policies: [`role`], [`any_role`], [`permission`],
-//! [`all_permissions`], [`scope`], [`all_scopes`], [`authenticated`];
+//! [`all_permissions`], [`scope`], [`all_scopes`], [`authenticated`],
+//! [`step_up`] (RFC 9470: an `acr` and/or a maximum age of `auth_time`);
 //! combine them with [`Policy::and`], [`Policy::or`], [`Policy::not`]; write
 //! your own with [`policy_fn`] (async, for lookups) or [`sync_policy_fn`].
 //! Role, permission and scope checks are decided in the layer's `call`
@@ -123,6 +125,7 @@ mod policies;
 mod policy;
 mod role_map;
 mod service;
+mod step_up;
 
 pub use combinator::{and, not, or, And, Not, NotFuture, Or, PairFuture};
 pub use future::ResponseFuture;
@@ -137,6 +140,7 @@ pub use policies::{
 pub use policy::{Decision, Denied, DeniedKind, Immediate, IntoVerdict, Policy};
 pub use role_map::{RoleMap, RoleMapBuilder, RoleMapError, RoleMapLimit};
 pub use service::RequireService;
+pub use step_up::{step_up, AuthContext, AuthContextClaims, StepUp};
 
 #[cfg(test)]
 mod tests;

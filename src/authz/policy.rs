@@ -176,6 +176,18 @@ where
     crate::identity::sorted(items).into()
 }
 
+/// The client-visible message of a step-up denial.
+const STEP_UP_MESSAGE: &str = "a stronger or more recent authentication is required";
+
+/// What a step-up denial asks for (RFC 9470 §3).
+#[derive(Debug)]
+pub(crate) struct StepUpRequirement {
+    /// Acceptable `acr` values, space separated, in order of preference.
+    pub(crate) acr_values: Option<Box<str>>,
+    /// The maximum age of the authentication, in seconds.
+    pub(crate) max_age: Option<u64>,
+}
+
 /// Why a [`Policy`] refused a request.
 ///
 /// Built-in policies record which right was missing. The client gets a
@@ -207,6 +219,8 @@ enum Reason {
     Forbidden(Cow<'static, str>),
     NotFound(Cow<'static, str>),
     Unavailable(BoxError),
+    /// RFC 9470: the authentication is too weak or too old.
+    StepUp(Arc<StepUpRequirement>),
 }
 
 /// The kind of a [`Denied`]: it decides the status.
@@ -221,6 +235,10 @@ pub enum DeniedKind {
     /// The policy could not decide, e.g. its database is down: `503`
     /// (gRPC `UNAVAILABLE`). The request fails closed.
     Unavailable,
+    /// The user must authenticate again, more strongly or more recently
+    /// (RFC 9470 step-up): `401` with
+    /// `error="insufficient_user_authentication"` (gRPC `UNAUTHENTICATED`).
+    InsufficientUserAuthentication,
 }
 
 impl Denied {
@@ -242,6 +260,26 @@ impl Denied {
     /// `source` is logged at `warn` level and never sent to the client.
     pub fn unavailable(source: impl Into<BoxError>) -> Self {
         Denied(Reason::Unavailable(source.into()))
+    }
+
+    /// The user must authenticate again (RFC 9470 step-up): with one of
+    /// `acr_values` (space separated, in order of preference) and/or no
+    /// longer than `max_age` seconds ago. `401` with
+    /// `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+    /// acr_values="…", max_age="…"` for bearer tokens. See
+    /// [`step_up`](super::step_up).
+    pub fn insufficient_user_authentication(
+        acr_values: Option<String>,
+        max_age: Option<u64>,
+    ) -> Self {
+        Denied(Reason::StepUp(Arc::new(StepUpRequirement {
+            acr_values: acr_values.map(String::into_boxed_str),
+            max_age,
+        })))
+    }
+
+    pub(crate) fn step_up(required: &Arc<StepUpRequirement>) -> Self {
+        Denied(Reason::StepUp(Arc::clone(required)))
     }
 
     /// The identity lacks `role`: `403`.
@@ -282,6 +320,7 @@ impl Denied {
             | Reason::Forbidden(_) => DeniedKind::Forbidden,
             Reason::NotFound(_) => DeniedKind::NotFound,
             Reason::Unavailable(_) => DeniedKind::Unavailable,
+            Reason::StepUp(_) => DeniedKind::InsufficientUserAuthentication,
         }
     }
 
@@ -291,6 +330,7 @@ impl Denied {
             DeniedKind::Forbidden => StatusCode::FORBIDDEN,
             DeniedKind::NotFound => StatusCode::NOT_FOUND,
             DeniedKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DeniedKind::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -349,6 +389,7 @@ impl Denied {
             Reason::Scopes(s) => quoted("scope ", s, " required").into(),
             Reason::Forbidden(m) | Reason::NotFound(m) => Cow::Borrowed(m),
             Reason::Unavailable(_) => Cow::Borrowed("authorization is temporarily unavailable"),
+            Reason::StepUp(_) => Cow::Borrowed(STEP_UP_MESSAGE),
         }
     }
 
@@ -423,6 +464,18 @@ impl Denied {
                 Rejection::new(RejectionKind::Unavailable, self.message().into_owned())
             }
             Reason::NotFound(message) => Rejection::not_found(message),
+            Reason::StepUp(ref required) => {
+                // RFC 9470 challenges are bearer challenges: other schemes
+                // get the 401 and its body, without a challenge they could
+                // not act on.
+                let challenge = bearer.then_some(challenge);
+                Rejection::insufficient_user_authentication(
+                    challenge,
+                    STEP_UP_MESSAGE,
+                    required.acr_values.as_deref(),
+                    required.max_age,
+                )
+            }
             Reason::Forbidden(message) if bearer => {
                 Rejection::forbidden_with_challenge(message, privileges.cloned())
             }
@@ -445,8 +498,11 @@ impl Denied {
     pub(crate) fn severity(&self) -> u8 {
         match self.kind() {
             DeniedKind::Forbidden => 0,
-            DeniedKind::NotFound => 1,
-            DeniedKind::Unavailable => 2,
+            // A step-up is something the client can do, so `or` reports it
+            // rather than a plain refusal of the other branch.
+            DeniedKind::InsufficientUserAuthentication => 1,
+            DeniedKind::NotFound => 2,
+            DeniedKind::Unavailable => 3,
         }
     }
 
