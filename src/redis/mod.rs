@@ -65,9 +65,13 @@ use crate::BoxError;
 
 #[cfg(feature = "session")]
 mod session;
+#[cfg(feature = "rate-limit")]
+mod sign_in;
 
 #[cfg(feature = "session")]
 pub use session::{RedisSessionStore, DEFAULT_MAX_RECORD_BYTES};
+#[cfg(feature = "rate-limit")]
+pub use sign_in::{RedisSignInStore, DEFAULT_HOLD_LEASE, DEFAULT_KNOWN_PER_GROUP};
 
 /// The default deadline of one Redis call: 500 ms. Loopback round trips
 /// take well under a millisecond; a call this slow means Redis is down,
