@@ -440,3 +440,201 @@ async fn a_stalled_redis_refuses_with_503_after_the_timeout_not_a_hang() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- RedisRateLimiter: the GCRA of the local limiter, in Redis ----
+
+use std::sync::atomic::AtomicU64;
+
+use tower_auth::rate_limit::governor::clock::FakeRelativeClock;
+use tower_auth::rate_limit::Limiter;
+use tower_auth::redis::RedisRateLimiter;
+
+/// The fake clock of the Redis scripts (µs since the epoch), shared with
+/// the local limiter's fake clock by the test that uses it.
+static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn fake_now() -> u64 {
+    FAKE_NOW.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn redis_gcra_makes_the_local_limiters_decisions_on_the_same_arrivals() {
+    let Some((url, _server)) = RedisServer::shared() else {
+        return;
+    };
+    // A replenish interval of whole microseconds: the scripts' clock
+    // resolution; then decisions, waits and remaining quota are identical.
+    let quota = Quota::with_period(Duration::from_millis(150))
+        .unwrap()
+        .allow_burst(3)
+        .unwrap();
+    let start = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    FAKE_NOW.store(start, Ordering::SeqCst);
+    let clock = FakeRelativeClock::default();
+    let local = Limiter::builder(quota).clock(clock.clone()).build();
+    let prefix = prefix("gcra");
+    // Two instances on two connections, alternating.
+    let remote: Vec<RedisRateLimiter> = (0..2)
+        .map(|_| {
+            RedisRateLimiter::new(
+                connection(&url, Duration::from_secs(2)),
+                SECRET,
+                "per-key",
+                quota,
+            )
+            .prefix(&prefix)
+            .clock(fake_now)
+        })
+        .collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut allowed = 0;
+    for i in 0..2_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = [b'k', (x % 3) as u8];
+        let step = (x >> 8) % 60_000; // µs
+        clock.advance(Duration::from_micros(step));
+        FAKE_NOW.fetch_add(step, Ordering::SeqCst);
+        let expected = local
+            .check(&key[..])
+            .map(|()| local.state(&key[..]))
+            .map_err(|d| d.retry_after());
+        let got = remote[i % 2]
+            .check(&key)
+            .await
+            .unwrap()
+            .map_err(|d| d.retry_after());
+        assert_eq!(got, expected, "arrival {i}");
+        allowed += usize::from(got.is_ok());
+    }
+    assert!((200..1_900).contains(&allowed), "allowed {allowed}");
+
+    // Keys: hashed, one hash tag each, with a TTL.
+    let keys: Vec<String> = command(&url, redis::cmd("KEYS").arg(format!("{prefix}*")));
+    assert_eq!(keys.len(), 3);
+    for k in &keys {
+        assert!(
+            k.starts_with(&format!("{prefix}rate-limit:{{per-key:")),
+            "{k}"
+        );
+        let ttl: i64 = command(&url, redis::cmd("PTTL").arg(k));
+        assert!(ttl > 0, "{k}: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn a_redis_limit_shared_by_two_instances_admits_exactly_its_burst() {
+    let Some((url, _server)) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix("shared-limit");
+    let quota = Quota::per_hour(10).unwrap();
+    let instances: Vec<RedisRateLimiter> = (0..2)
+        .map(|_| {
+            RedisRateLimiter::new(
+                connection(&url, Duration::from_secs(2)),
+                SECRET,
+                "per-user",
+                quota,
+            )
+            .prefix(&prefix)
+        })
+        .collect();
+    let mut tasks = JoinSet::new();
+    for i in 0..100 {
+        let limiter = instances[i % 2].clone();
+        tasks.spawn(async move { limiter.check(b"alice").await.unwrap() });
+    }
+    let mut admitted = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(denied) => assert!(denied.retry_after() > Duration::from_secs(350)),
+        }
+    }
+    assert_eq!(admitted, 10);
+    // Another key has its own budget.
+    let state = instances[1].check(b"bob").await.unwrap().unwrap();
+    assert_eq!(
+        (state.remaining(), state.next_in()),
+        (9, Duration::from_secs(360))
+    );
+
+    // Failed attempts: units held across instances, only failures count.
+    let attempts = RedisRateLimiter::new(
+        connection(&url, Duration::from_secs(2)),
+        SECRET,
+        "login",
+        Quota::per_hour(2).unwrap(),
+    )
+    .prefix(&prefix);
+    let other = RedisRateLimiter::new(
+        connection(&url, Duration::from_secs(2)),
+        SECRET,
+        "login",
+        Quota::per_hour(2).unwrap(),
+    )
+    .prefix(&prefix);
+    let first = attempts.attempt(b"ip").await.unwrap().unwrap();
+    let second = other.attempt(b"ip").await.unwrap().unwrap();
+    assert!(
+        other.attempt(b"ip").await.unwrap().is_err(),
+        "two in flight"
+    );
+    first.release();
+    second.fail();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let third = loop {
+        if let Ok(held) = other.attempt(b"ip").await.unwrap() {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "the release never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    third.fail();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match attempts.attempt(b"ip").await.unwrap() {
+            Err(denied) if denied.retry_after() > Duration::from_secs(1790) => break,
+            Err(_) => {}
+            Ok(held) => {
+                held.release();
+                panic!("a third attempt after two failures");
+            }
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_limit_fails_closed_when_redis_is_down_and_recovers() {
+    let Some(mut server) = RedisServer::spawn() else {
+        return;
+    };
+    let limiter = RedisRateLimiter::new(
+        connection(&server.url(), Duration::from_millis(300)),
+        SECRET,
+        "per-ip",
+        Quota::per_minute(100).unwrap(),
+    );
+    assert!(limiter.check(b"a").await.unwrap().is_ok());
+    server.kill();
+    let started = Instant::now();
+    assert!(limiter.check(b"a").await.is_err());
+    assert!(limiter.attempt(b"a").await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    server.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limiter.check(b"a").await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -63,11 +63,15 @@ use redis::{Client, FromRedisValue, IntoConnectionInfo};
 use crate::timeout::{deadline, Elapsed};
 use crate::BoxError;
 
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 #[cfg(feature = "session")]
 mod session;
 #[cfg(feature = "rate-limit")]
 mod sign_in;
 
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{RedisAttempt, RedisRateLimiter};
 #[cfg(feature = "session")]
 pub use session::{RedisSessionStore, DEFAULT_MAX_RECORD_BYTES};
 #[cfg(feature = "rate-limit")]

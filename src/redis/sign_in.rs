@@ -61,7 +61,7 @@ end
 /// `ARGV`: now, lease (µs), hold id, then per key t and tau (µs).
 /// Returns `{0}` when every key held one unit, else `{i, wait µs, busy}`
 /// for the first key that refused (nothing held).
-static HOLD: LazyLock<Script> = LazyLock::new(|| {
+pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{PRELUDE}
 local lease = tonumber(ARGV[2])
@@ -90,7 +90,7 @@ return {{0}}"
 });
 
 /// `ARGV`: now, failed (0 or 1), hold id, then per key t and tau (µs).
-static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+pub(super) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{PRELUDE}
 local n = #KEYS / 2
@@ -236,7 +236,7 @@ fn budget_tag(budget: Budget) -> &'static str {
     }
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
@@ -379,105 +379,155 @@ impl RedisSignInStore {
 
     async fn hold_keys(&self, keys: &[BudgetKey<'_>]) -> Result<Box<dyn HeldUnits>, HoldError> {
         let unavailable = |e: BoxError| HoldError::Unavailable(StoreError(e));
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| unavailable(e.to_string().into()))?;
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let (redis_keys, args) = self.script_args(keys);
-        let now = self.now_arg();
-        let lease = micros(self.inner.lease);
-        let (call_keys, call_args, call_id) = (redis_keys.clone(), args.clone(), id.clone());
-        let reply: Vec<u64> = self
-            .inner
-            .redis
-            .run(move |mut con| {
-                Box::pin(async move {
-                    let mut call = HOLD.prepare_invoke();
-                    for key in &call_keys {
-                        call.key(key);
-                    }
-                    call.arg(now).arg(lease).arg(call_id);
-                    for arg in &call_args {
-                        call.arg(*arg);
-                    }
-                    call.invoke_async(&mut con).await
-                })
-            })
-            .await
-            .map_err(unavailable)?;
-        match reply.as_slice() {
-            [0] => Ok(Box::new(RedisHeld(Some(Held {
-                store: self.clone(),
-                keys: redis_keys,
-                args,
-                id,
-            })))),
-            [i, wait, busy] => {
-                let budget = usize::try_from(*i)
-                    .ok()
-                    .and_then(|i| keys.get(i.checked_sub(1)?))
+        let reply = hold(
+            &self.inner.redis,
+            self.inner.now,
+            self.inner.lease,
+            redis_keys,
+            args,
+        )
+        .await
+        .map_err(unavailable)?;
+        match reply {
+            Hold::Held(held) => Ok(Box::new(held)),
+            Hold::Refused {
+                index,
+                retry_after,
+                busy,
+            } => {
+                let budget = keys
+                    .get(index)
                     .map(|k| k.budget)
                     .ok_or_else(|| unavailable(RedisError::reply("sign-in hold script").into()))?;
                 Err(HoldError::Limited(Limited {
                     budget,
-                    retry_after: Duration::from_micros(*wait),
-                    busy: *busy == 1,
+                    retry_after,
+                    busy,
                 }))
             }
-            _ => Err(unavailable(RedisError::reply("sign-in hold script").into())),
         }
     }
+}
 
-    async fn settle_keys(&self, keys: Vec<String>, args: Vec<u64>, id: String, failed: bool) {
-        let now = self.now_arg();
-        let result: Result<i64, BoxError> = self
-            .inner
-            .redis
-            .run(move |mut con| {
-                Box::pin(async move {
-                    let mut call = SETTLE.prepare_invoke();
-                    for key in &keys {
-                        call.key(key);
-                    }
-                    call.arg(now).arg(u8::from(failed)).arg(id);
-                    for arg in &args {
-                        call.arg(*arg);
-                    }
-                    call.invoke_async(&mut con).await
-                })
+fn now_arg(now: Option<fn() -> u64>) -> String {
+    now.map(|now| now().to_string()).unwrap_or_default()
+}
+
+/// The outcome of [`hold`].
+pub(super) enum Hold {
+    /// One unit of every key is held.
+    Held(RedisHeld),
+    /// The key at `index` refused; nothing is held.
+    Refused {
+        index: usize,
+        retry_after: Duration,
+        busy: bool,
+    },
+}
+
+/// Runs [`HOLD`] on `keys` (TAT and held keys, in pairs) with `args` (t
+/// and tau of each pair, in µs).
+pub(super) async fn hold(
+    redis: &RedisConnection,
+    now: Option<fn() -> u64>,
+    lease: Duration,
+    keys: Vec<String>,
+    args: Vec<u64>,
+) -> Result<Hold, BoxError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| -> BoxError { e.to_string().into() })?;
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let lease = micros(lease);
+    let (call_keys, call_args, call_id, call_now) =
+        (keys.clone(), args.clone(), id.clone(), now_arg(now));
+    let reply: Vec<u64> = redis
+        .run(move |mut con| {
+            Box::pin(async move {
+                let mut call = HOLD.prepare_invoke();
+                for key in &call_keys {
+                    call.key(key);
+                }
+                call.arg(call_now).arg(lease).arg(call_id);
+                for arg in &call_args {
+                    call.arg(*arg);
+                }
+                call.invoke_async(&mut con).await
             })
-            .await;
-        if let Err(error) = result {
-            // The lease ends the hold: as a failure.
-            tracing::debug!(%error, "sign-in units not settled; their lease will count them as failures");
-        }
+        })
+        .await?;
+    match reply.as_slice() {
+        [0] => Ok(Hold::Held(RedisHeld(Some(Held {
+            redis: redis.clone(),
+            now,
+            keys,
+            args,
+            id,
+        })))),
+        [i, wait, busy] => Ok(Hold::Refused {
+            index: usize::try_from(*i)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .ok_or(RedisError::reply("hold script"))?,
+            retry_after: Duration::from_micros(*wait),
+            busy: *busy == 1,
+        }),
+        _ => Err(RedisError::reply("hold script").into()),
+    }
+}
+
+/// Runs [`SETTLE`]; a failure is logged only: the lease ends the hold.
+async fn settle(held: Held, failed: bool) {
+    let Held {
+        redis,
+        now,
+        keys,
+        args,
+        id,
+    } = held;
+    let now = now_arg(now);
+    let result: Result<i64, BoxError> = redis
+        .run(move |mut con| {
+            Box::pin(async move {
+                let mut call = SETTLE.prepare_invoke();
+                for key in &keys {
+                    call.key(key);
+                }
+                call.arg(now).arg(u8::from(failed)).arg(id);
+                for arg in &args {
+                    call.arg(*arg);
+                }
+                call.invoke_async(&mut con).await
+            })
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::debug!(%error, "held units not settled; their lease will count them as failures");
     }
 }
 
 /// Units held in Redis by one attempt. Dropping them unsettled counts as
 /// a failure, as the trait requires.
-struct RedisHeld(Option<Held>);
+pub(super) struct RedisHeld(Option<Held>);
 
-struct Held {
-    store: RedisSignInStore,
+pub(super) struct Held {
+    redis: RedisConnection,
+    now: Option<fn() -> u64>,
     keys: Vec<String>,
     args: Vec<u64>,
     id: String,
 }
 
 impl RedisHeld {
-    fn send(&mut self, failed: bool) {
-        let Some(Held {
-            store,
-            keys,
-            args,
-            id,
-        }) = self.0.take()
-        else {
+    /// Settles in the background: records a failure in every key
+    /// (`failed`) or gives the units back.
+    pub(super) fn send(&mut self, failed: bool) {
+        let Some(held) = self.0.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move { store.settle_keys(keys, args, id, failed).await });
+                runtime.spawn(settle(held, failed));
             }
             Err(_) => tracing::warn!(
                 "sign-in units settled outside a tokio runtime: their lease will count them as failures"
