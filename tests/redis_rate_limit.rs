@@ -638,3 +638,211 @@ async fn a_redis_limit_fails_closed_when_redis_is_down_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- RedisRateLimitLayer: the local layer's twin over Redis ----
+
+use tower_auth::rate_limit::{Header, Limit, PeerIp, RateLimitLayer};
+use tower_auth::redis::{RedisLimit, RedisRateLimitLayer};
+
+type Plain = BoxCloneService<Request<String>, Response<String>, Infallible>;
+
+/// Answers `status` to every request, counting the calls.
+#[derive(Clone)]
+struct Handler {
+    status: StatusCode,
+    calls: Arc<AtomicUsize>,
+}
+
+impl tower::Service<Request<String>> for Handler {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut res = Response::new(String::new());
+        *res.status_mut() = self.status;
+        std::future::ready(Ok(res))
+    }
+}
+
+/// `layer` over a [`Handler`].
+fn handler<L>(layer: L, status: StatusCode, calls: Arc<AtomicUsize>) -> Plain
+where
+    L: tower::Layer<Handler>,
+    L::Service: tower::Service<
+            Request<String>,
+            Response = Response<ResponseBody<String>>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    <L::Service as tower::Service<Request<String>>>::Future: Send + 'static,
+{
+    let svc = layer.layer(Handler { status, calls });
+    BoxCloneService::new(svc.and_then(|res| async move { Ok(collect(res).await) }))
+}
+
+fn redis_limit(url: &str, prefix: &str, name: &str, quota: Quota) -> RedisRateLimiter {
+    RedisRateLimiter::new(connection(url, Duration::from_secs(2)), SECRET, name, quota)
+        .prefix(prefix)
+}
+
+fn headers_of(res: &Response<String>) -> Vec<(String, String)> {
+    [
+        "retry-after",
+        "ratelimit",
+        "ratelimit-policy",
+        "content-type",
+    ]
+    .iter()
+    .filter_map(|h| {
+        res.headers()
+            .get(*h)
+            .map(|v| ((*h).to_owned(), v.to_str().unwrap().to_owned()))
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn the_redis_layer_answers_like_the_local_layer_across_two_instances() {
+    let Some((url, _server)) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix("layer");
+    let quota = Quota::per_minute(3).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let remote: Vec<Plain> = (0..2)
+        .map(|_| {
+            let layer = RedisRateLimitLayer::new(RedisLimit::new(
+                redis_limit(&url, &prefix, "per-ip", quota),
+                PeerIp::new(),
+            ))
+            .limit(RedisLimit::new(
+                redis_limit(&url, &prefix, "per-key", Quota::per_minute(100).unwrap()),
+                Header::api_key(),
+            ))
+            .remaining_headers(true);
+            handler(layer, StatusCode::OK, calls.clone())
+        })
+        .collect();
+    let local = handler(
+        RateLimitLayer::new(Limit::new("per-ip", quota, PeerIp::new()))
+            .limit(Limit::new(
+                "per-key",
+                Quota::per_minute(100).unwrap(),
+                Header::api_key(),
+            ))
+            .remaining_headers(true),
+        StatusCode::OK,
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let req = || {
+        let mut req = request(client(7), "");
+        req.headers_mut()
+            .insert("x-api-key", "k-123".parse().unwrap());
+        req
+    };
+    for i in 0..5 {
+        let theirs = remote[i % 2].clone().oneshot(req()).await.unwrap();
+        let ours = local.clone().oneshot(req()).await.unwrap();
+        assert_eq!(theirs.status(), ours.status(), "request {i}");
+        assert_eq!(headers_of(&theirs), headers_of(&ours), "request {i}");
+        assert_eq!(theirs.body(), ours.body(), "request {i}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "3 per minute over both");
+
+    // A request without the API key header: 500, never admitted.
+    let res = remote[0]
+        .clone()
+        .oneshot(request(client(8), ""))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn the_redis_layer_counts_failed_attempts_across_instances() {
+    let Some((url, _server)) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix("layer-failed");
+    let quota = Quota::per_hour(2).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = |url: &str| {
+        RedisRateLimitLayer::failed_attempts(RedisLimit::new(
+            redis_limit(url, &prefix, "login", quota),
+            PeerIp::new(),
+        ))
+    };
+    let ok = handler(layer(&url), StatusCode::OK, calls.clone());
+    let wrong = handler(layer(&url), StatusCode::UNAUTHORIZED, calls.clone());
+    // Successes never count.
+    for _ in 0..5 {
+        let res = ok.clone().oneshot(request(client(9), "")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // Two failures on the other instance spend the budget (settles land
+    // in the background: wait for them).
+    for _ in 0..2 {
+        let res = wrong.clone().oneshot(request(client(9), "")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let res = loop {
+        let res = ok.clone().oneshot(request(client(9), "")).await.unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS || Instant::now() > deadline {
+            break res;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["ratelimit"], r#""login";r=0;t=1800"#);
+    assert_eq!(res.headers()["retry-after"], "1800");
+}
+
+#[tokio::test]
+async fn the_redis_layer_answers_503_when_redis_is_down_or_stalled() {
+    let Some(mut server) = RedisServer::spawn() else {
+        return;
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let limiter = RedisRateLimiter::new(
+        connection(&server.url(), Duration::from_millis(300)),
+        SECRET,
+        "per-ip",
+        Quota::per_minute(100).unwrap(),
+    );
+    let svc = handler(
+        RedisRateLimitLayer::new(RedisLimit::new(limiter, PeerIp::new())),
+        StatusCode::OK,
+        calls.clone(),
+    );
+    let status =
+        |svc: Plain| async move { svc.oneshot(request(client(1), "")).await.unwrap().status() };
+    assert_eq!(status(svc.clone()).await, StatusCode::OK);
+    let () = server.command(redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL"));
+    let started = Instant::now();
+    assert_eq!(status(svc.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_millis(1200));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    server.kill();
+    let res = svc.clone().oneshot(request(client(1), "")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.body().contains("unavailable"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "nothing admitted");
+    server.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(svc.clone()).await != StatusCode::OK {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -71,7 +71,10 @@ mod session;
 mod sign_in;
 
 #[cfg(feature = "rate-limit")]
-pub use rate_limit::{RedisAttempt, RedisRateLimiter};
+pub use rate_limit::{
+    RedisAttempt, RedisLimit, RedisRateLimitFuture, RedisRateLimitLayer, RedisRateLimitService,
+    RedisRateLimiter,
+};
 #[cfg(feature = "session")]
 pub use session::{RedisSessionStore, DEFAULT_MAX_RECORD_BYTES};
 #[cfg(feature = "rate-limit")]

@@ -519,6 +519,14 @@ pub(super) struct Held {
 }
 
 impl RedisHeld {
+    /// Settles now, waiting for Redis (a failure to settle is logged: the
+    /// lease ends the hold as a failure).
+    pub(super) async fn settle_now(mut self, failed: bool) {
+        if let Some(held) = self.0.take() {
+            settle(held, failed).await;
+        }
+    }
+
     /// Settles in the background: records a failure in every key
     /// (`failed`) or gives the units back.
     pub(super) fn send(&mut self, failed: bool) {
