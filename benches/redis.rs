@@ -1,5 +1,5 @@
-//! Redis-backed sessions against their memory-backed twin and against the
-//! floor of one raw Redis round trip (`HMGET` of the same hash on a
+//! Redis-backed sessions and JWT revocation checks against their
+//! memory-backed twins and against the floor of one raw Redis round trip (`HMGET` of the same hash on a
 //! connection manager of its own), all measured in the same run on a
 //! tokio runtime.
 //!
@@ -7,7 +7,7 @@
 //! (without persistence) and stops it, or uses `TOWER_AUTH_REDIS_URL`.
 //!
 //! ```sh
-//! cargo bench --bench redis --all-features -- --warm-up-time 1 --measurement-time 3
+//! cargo bench --bench redis --features redis,session,jwt -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::convert::Infallible;
@@ -21,8 +21,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{Request, Response};
 use tower::ServiceExt;
-use tower_auth::redis::{RedisConnection, RedisSessionStore};
+use tower_auth::jwt::{MemoryRevocationStore, TokenIssuer};
+use tower_auth::redis::{RedisConnection, RedisRevocationStore, RedisSessionStore};
 use tower_auth::session::{MemorySessionStore, Session, SessionKey, SessionLayer, SessionStore};
+use tower_auth::AuthLayer;
 use tower_layer::Layer;
 
 struct Server(Option<Child>, String);
@@ -158,7 +160,63 @@ fn bench(c: &mut Criterion) {
     g.bench_function("session layer read/redis store", |b| {
         b.iter(|| black_box(rt.block_on(redis_layer.clone().oneshot(request(&redis_cookie)))))
     });
+
+    // JWT with the verified-token cache: the revocation check of a cache
+    // hit is answered by the Redis store's local mirror (no round trip).
+    let redis_revocations =
+        RedisRevocationStore::new(RedisConnection::open(server.1.as_str()).unwrap())
+            .prefix("bench:");
+    // The mirror's subscription task runs on the bench's runtime (while it
+    // is driven by `block_on`).
+    rt.block_on(async {
+        redis_revocations.start();
+        while !redis_revocations.mirror_is_live() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    for (name, issuer) in [
+        (
+            "jwt cache hit/memory revocation store",
+            TokenIssuer::hs256(SECRET)
+                .unwrap()
+                .revocation_store(MemoryRevocationStore::new()),
+        ),
+        (
+            "jwt cache hit/redis revocation store",
+            TokenIssuer::hs256(SECRET)
+                .unwrap()
+                .revocation_store(redis_revocations.clone()),
+        ),
+    ] {
+        let pair = issuer.issue("alice", &()).unwrap();
+        let auth = issuer
+            .authenticator::<Claims>()
+            .cache(1024, Duration::from_secs(300));
+        let svc = AuthLayer::new(auth).layer(tower::service_fn(|_req: Request<()>| {
+            ready(Ok::<_, Infallible>(Response::new(String::new())))
+        }));
+        let bearer = format!("Bearer {}", pair.access_token);
+        let jwt_request = || {
+            Request::get("/")
+                .header(http::header::AUTHORIZATION, bearer.as_str())
+                .body(())
+                .unwrap()
+        };
+        let res = rt.block_on(svc.clone().oneshot(jwt_request())).unwrap();
+        assert_eq!(res.status(), 200);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(rt.block_on(svc.clone().oneshot(jwt_request()))))
+        });
+    }
     g.finish();
+}
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct Claims {
+    sub: String,
 }
 
 criterion_group!(benches, bench);

@@ -12,6 +12,13 @@
 //! | longer than the limit (8 KiB by default)             | `400 invalid_request`          |
 //! | validator refuses                                    | `401 invalid_token`            |
 //!
+//! The `400`s are malformed *requests* (RFC 6750 §3.1); a token of the
+//! right shape that your validator cannot read is a malformed *token*:
+//! refuse it with [`AuthError::invalid_credentials`] (`401 invalid_token`),
+//! so that clients which refresh on `401 invalid_token` do. An oversized
+//! token is refused unread, as a malformed request: a refreshed one would
+//! be refused the same way.
+//!
 //! For JSON Web Tokens use the `jwt` module (feature `jwt`) instead.
 //!
 //! # Example

@@ -19,6 +19,9 @@
 //!   `WWW-Authenticate`, gRPC status for gRPC requests; you can replace it.
 //! * `extract` (feature `axum`) has the `Auth<T>` and [`Identity`]
 //!   extractors.
+//! * [`lifetime`]: a [`CredentialWatch`](lifetime::CredentialWatch) tells
+//!   a long-lived connection (WebSocket, gRPC stream) when its credentials
+//!   expire or are revoked, so that it ends with them.
 //! * [`ServiceBuilderExt`] adds the layers to a `tower::ServiceBuilder` by
 //!   name: `.authenticate(jwt).require(role("admin"))`.
 //!
@@ -58,7 +61,7 @@
 //! | `rate-limit` | [`rate_limit`]: governor rate limits, failed-login limiter |
 //! | `axum`    | [`extract`]: axum extractors                          |
 //! | `full`    | all of the above                                      |
-//! | `redis`   | [`redis`]: shared state in Redis (not part of `full`)  |
+//! | `redis`   | [`redis`]: sessions and JWT revocations in Redis (not in `full`) |
 //!
 //! No feature is on by default.
 //!
@@ -76,6 +79,7 @@ pub mod builder;
 mod credentials;
 mod error;
 mod identity;
+pub mod lifetime;
 pub mod rejection;
 mod secret;
 mod timeout;

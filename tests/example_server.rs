@@ -610,7 +610,7 @@ async fn posts_owner_checks_and_optional_auth() {
     let draft: Value = body(create(access(&bob), "draft", false).await.unwrap()).await;
     assert_eq!(
         create("not-a-token", "x", true).await.unwrap().status(),
-        400
+        401
     );
     let forged_bob = format!("{}x", access(&bob));
     assert_eq!(create(&forged_bob, "x", true).await.unwrap().status(), 401);
@@ -645,7 +645,7 @@ async fn posts_owner_checks_and_optional_auth() {
     let r = api.get("/posts", &forged).await;
     let st = r.status();
     assert_eq!(st, 401, "{}", r.text().await.unwrap());
-    assert_eq!(api.get("/posts", "not.a.jwt").await.status(), 400);
+    assert_eq!(api.get("/posts", "not.a.jwt").await.status(), 401);
 
     // Owner or admin.
     use reqwest::Method;

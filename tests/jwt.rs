@@ -460,7 +460,7 @@ async fn tampering_is_detected() {
         "invalid token signature",
     )
     .await;
-    expect_refused(hs256(), msg, StatusCode::BAD_REQUEST, "malformed token").await;
+    expect_refused(hs256(), msg, StatusCode::UNAUTHORIZED, "malformed token").await;
     // Signature in the token68 charset but not base64url.
     expect_refused(
         hs256(),
@@ -610,7 +610,10 @@ async fn refresh_tokens_never_pass_as_access_tokens() {
 }
 
 #[tokio::test]
-async fn malformed_tokens_are_400() {
+/// RFC 6750 §3.1: a token that is not a decodable JWT is an invalid
+/// *token* (`401 invalid_token`, the client refreshes); a malformed
+/// *request* (bytes outside token68) stays `400 invalid_request`.
+async fn malformed_tokens_are_401_invalid_token() {
     let good = sign(Algorithm::HS256, &claims());
     let (h, rest) = good.split_once('.').unwrap();
     let (_, s) = rest.split_once('.').unwrap();
@@ -630,8 +633,22 @@ async fn malformed_tokens_are_400() {
         format!("{h}.{rest}.{s}"),
     ];
     for token in cases {
-        expect_refused(hs256(), &token, StatusCode::BAD_REQUEST, "malformed token").await;
+        expect_refused(hs256(), &token, StatusCode::UNAUTHORIZED, "malformed token").await;
     }
+    // `a.b.` (an empty signature) was already 401: now `a.b` is too.
+    let r = call(hs256(), bearer("a.b")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["error"], "invalid_token");
+    assert!(r.www.unwrap().contains(r#"error="invalid_token""#));
+    // Two Authorization headers stay a malformed request.
+    let mut two = bearer(&good);
+    two.headers_mut().append(
+        http::header::AUTHORIZATION,
+        format!("Bearer {good}").parse().unwrap(),
+    );
+    let r = call(hs256(), two).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"], "invalid_request");
     // Outside the token68 charset: refused by the header parser.
     for token in [format!("{h}=.{rest}"), format!("%%%.{rest}")] {
         let r = call(hs256(), bearer(&token)).await;
@@ -653,12 +670,29 @@ async fn malformed_tokens_are_400() {
 }
 
 #[tokio::test]
+/// Decided: a token over the size limit is a malformed *request* (`400
+/// invalid_request`), from the header and from the query alike: it is
+/// refused unread, and a refreshed token would be refused the same way, so
+/// the client is not told to refresh (`401 invalid_token`) and loop.
 async fn oversized_tokens_are_refused_before_parsing() {
     let big = json!({"sub": "u", "exp": now() + 60, "pad": "x".repeat(20_000)});
     let token = sign(Algorithm::HS256, &big);
     let r = call(hs256(), bearer(&token)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["error"], "invalid_request");
+    assert!(r.www.unwrap().contains(r#"error="invalid_request""#));
+    let r = call(
+        hs256().query_param("access_token"),
+        Request::get(format!("/ws?access_token={token}"))
+            .body(())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"], "invalid_request");
+    // Through `verify` too: `JwtError::TooLong`.
+    let err = hs256().verify(&token).unwrap_err();
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     // A raised limit accepts it.
     let r = call(hs256().max_len(64 * 1024), bearer(&token)).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -1084,7 +1118,7 @@ mod rfc7515 {
 
     #[test]
     fn a1_hs256() {
-        let keys = KeySet::from_jwks_json(
+        let keys = KeySet::from_jwks_json_allowing_symmetric(
             r#"{"keys":[{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}]}"#,
         )
         .unwrap();
@@ -1163,7 +1197,7 @@ mod rfc7520 {
 
     #[test]
     fn s4_4_hs256() {
-        let keys = KeySet::from_jwks_json(r#"{"keys":[{"kty":"oct","kid":"018c0ae5-4d9b-471b-bfd6-eef314bc7037","use":"sig","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}]}"#).unwrap();
+        let keys = KeySet::from_jwks_json_allowing_symmetric(r#"{"keys":[{"kty":"oct","kid":"018c0ae5-4d9b-471b-bfd6-eef314bc7037","use":"sig","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}]}"#).unwrap();
         let token = format!("eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9.{PAYLOAD}.s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0");
         check(&keys, &token, Algorithm::HS256);
     }
@@ -1341,7 +1375,7 @@ async fn header_types_enforce_explicit_typing() {
     expect_refused(
         typed(),
         &not_a_string,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "malformed token",
     )
     .await;
@@ -1380,7 +1414,7 @@ async fn jose_header_and_claims_must_be_json_objects() {
         r#"["HS256",null,null,false]"#,
     ] {
         let token = raw_hs256(header, &payload);
-        expect_refused(hs256(), &token, StatusCode::BAD_REQUEST, "malformed token").await;
+        expect_refused(hs256(), &token, StatusCode::UNAUTHORIZED, "malformed token").await;
     }
     // The same claims under an object header pass.
     let token = raw_hs256(r#"{"alg":"HS256"}"#, &payload);
@@ -1926,4 +1960,84 @@ async fn a_logout_flood_by_one_subject_does_not_fill_the_deny_list() {
         (err.status(), err.message()),
         (StatusCode::UNAUTHORIZED, "token revoked")
     );
+}
+
+/// RFC 9864: `Ed25519`, the fully-specified name of EdDSA over Ed25519, is
+/// accepted in the header (and in JWKs, see `KeySet::from_jwks_json`)
+/// alongside `EdDSA`; names stay case-sensitive.
+#[tokio::test]
+async fn ed25519_fully_specified_algorithm_name() {
+    let raw_ed = |alg: &str| {
+        let msg = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
+            URL_SAFE_NO_PAD.encode(claims().to_string())
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            msg.as_bytes(),
+            &encoding_key(Algorithm::EdDSA),
+            Algorithm::EdDSA,
+        )
+        .unwrap();
+        format!("{msg}.{sig}")
+    };
+    let auth = || {
+        JwtAuthenticator::<Claims>::new(KeySet::single(verification_key(Algorithm::EdDSA)))
+            .realm("api")
+    };
+    for alg in ["EdDSA", "Ed25519"] {
+        let r = call(auth(), bearer(&raw_ed(alg))).await;
+        assert_eq!(r.status, StatusCode::OK, "{alg}: {}", r.body);
+        assert_eq!(r.body["subject"], "user-1");
+    }
+    for alg in ["ed25519", "ED25519", "Ed448", "eddsa"] {
+        expect_refused(
+            auth(),
+            &raw_ed(alg),
+            StatusCode::UNAUTHORIZED,
+            "token algorithm not accepted",
+        )
+        .await;
+    }
+    // `Ed25519` never selects a key of another family.
+    let forged = raw_hs256(r#"{"alg":"Ed25519"}"#, &claims().to_string());
+    let r = call(hs256(), bearer(&forged)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // An `Ed25519` JWK from a JWK Set verifies both names.
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &encoding_key(Algorithm::EdDSA),
+        Algorithm::EdDSA,
+    )
+    .unwrap();
+    let mut jwk_json = serde_json::to_value(&jwk).unwrap();
+    jwk_json["alg"] = json!("Ed25519");
+    let set = KeySet::from_jwks_json(&json!({"keys": [jwk_json]}).to_string()).unwrap();
+    let auth = JwtAuthenticator::<Claims>::new(set).realm("api");
+    for alg in ["EdDSA", "Ed25519"] {
+        let r = call(auth.clone(), bearer(&raw_ed(alg))).await;
+        assert_eq!(r.status, StatusCode::OK, "{alg}: {}", r.body);
+    }
+}
+
+/// A JWK Set meant for public keys refuses symmetric keys; the explicit
+/// opt-in loads them, and they verify.
+#[tokio::test]
+async fn public_jwks_refuses_oct_keys_unless_allowed() {
+    let k = URL_SAFE_NO_PAD.encode(SECRET);
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": k}]}).to_string();
+    let err = KeySet::from_jwks_json(&jwks).unwrap_err();
+    assert!(matches!(err, tower_auth::jwt::KeyError::SymmetricKey(Some(ref kid)) if kid == "k1"));
+    assert!(!err.to_string().contains(&k), "the secret is not echoed");
+    let set = KeySet::from_jwks_json_allowing_symmetric(&jwks).unwrap();
+    let auth = JwtAuthenticator::<Claims>::new(set).realm("api");
+    let token = jsonwebtoken::encode(
+        &Header {
+            kid: Some("k1".into()),
+            ..Header::new(Algorithm::HS256)
+        },
+        &claims(),
+        &encoding_key(Algorithm::HS256),
+    )
+    .unwrap();
+    assert_eq!(call(auth, bearer(&token)).await.status, StatusCode::OK);
 }

@@ -425,3 +425,45 @@ async fn a_stalled_redis_answers_503_after_the_timeout_not_a_hang() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The number of commands the server ran since the last `CONFIG RESETSTAT`
+/// (scripts count as one `evalsha`), without the `INFO` asking and the `CONFIG RESETSTAT`.
+fn commands_run(server: &RedisServer) -> u64 {
+    let info: String = server.command(redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(|l| !l.starts_with("cmdstat_info:") && !l.starts_with("cmdstat_config"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_session_read_is_one_round_trip_and_a_write_two_at_most() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    let key = SessionKey::generate().unwrap();
+    let redis = RedisConnection::open(server.url().as_str()).unwrap();
+    let app = instance(RedisSessionStore::new(redis), &key).await;
+    let cookie = app.login().await;
+    assert_eq!(app.me(&cookie).await.0, StatusCode::OK);
+
+    let () = server.command(&redis::cmd("CONFIG").arg("RESETSTAT").clone());
+    for _ in 0..10 {
+        assert_eq!(app.me(&cookie).await.0, StatusCode::OK);
+    }
+    let info: String = server.command(redis::cmd("INFO").arg("commandstats"));
+    assert_eq!(commands_run(&server), 10, "one HMGET per read: {info}");
+
+    let () = server.command(&redis::cmd("CONFIG").arg("RESETSTAT").clone());
+    assert_eq!(app.logout(&cookie).await, StatusCode::SEE_OTHER);
+    let n = commands_run(&server);
+    assert!(n <= 2, "a logout loads and deletes: {n} commands");
+}

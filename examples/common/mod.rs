@@ -66,6 +66,38 @@ pub(crate) enum DbError {
     Busy,
 }
 
+/// The bounds of a username: 3 to 64 ASCII letters, digits or `. _ @ -`.
+pub(crate) const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=64;
+/// The bounds of a password, in bytes: at least 8, at most 1 KiB (argon2
+/// hashes anything, but a megabyte password is a cheap way to burn CPU and
+/// memory).
+pub(crate) const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=1024;
+
+/// Checks the sign-up fields against [`USERNAME_LEN`] and
+/// [`PASSWORD_LEN`]; `Err` holds the message to show.
+pub(crate) fn check_sign_up(username: &str, password: &str) -> Result<(), &'static str> {
+    let name_ok = USERNAME_LEN.contains(&username.len())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    if !name_ok {
+        return Err("username: 3 to 64 letters, digits or . _ @ -");
+    }
+    if !PASSWORD_LEN.contains(&password.len()) {
+        return Err("password: 8 to 1024 characters");
+    }
+    Ok(())
+}
+
+/// Checks the sign-in fields: never longer than a sign-up accepts, so that
+/// no oversized value reaches the database or the password hash.
+pub(crate) fn check_sign_in(username: &str, password: &str) -> Result<(), &'static str> {
+    if username.len() > *USERNAME_LEN.end() || password.len() > *PASSWORD_LEN.end() {
+        return Err("username of at most 64 bytes, password of at most 1024");
+    }
+    Ok(())
+}
+
 /// How long a request waits for a password-hashing slot by default.
 pub(crate) const DEFAULT_HASH_WAIT: Duration = Duration::from_secs(5);
 

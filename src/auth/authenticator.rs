@@ -30,6 +30,9 @@ pub struct Authenticated<P> {
     pub identity: Identity,
     /// The credentials came from a cookie.
     from_cookie: bool,
+    /// More values for the request extensions (e.g. a
+    /// [`CredentialWatch`](crate::lifetime::CredentialWatch)).
+    extensions: http::Extensions,
 }
 
 impl<P> Authenticated<P> {
@@ -39,7 +42,30 @@ impl<P> Authenticated<P> {
             principal,
             identity,
             from_cookie: false,
+            extensions: http::Extensions::new(),
         }
+    }
+
+    /// Adds `value` to what the [`AuthLayer`](crate::AuthLayer) inserts into
+    /// the request extensions besides the principal and the identity, e.g.
+    /// the [`CredentialWatch`](crate::lifetime::CredentialWatch) of the
+    /// credentials. [`map`](Authenticator::map) and
+    /// [`and_then`](Authenticator::and_then) keep these values when their
+    /// closure builds a new `Authenticated` without any.
+    #[must_use]
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// The values added with [`with_extension`](Self::with_extension).
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// Takes the values added with [`with_extension`](Self::with_extension).
+    pub fn take_extensions(&mut self) -> http::Extensions {
+        std::mem::take(&mut self.extensions)
     }
 
     /// Marks the authentication as made from a cookie: the response then
@@ -68,6 +94,7 @@ impl<P> Authenticated<P> {
             principal: f(self.principal),
             identity: self.identity,
             from_cookie: self.from_cookie,
+            extensions: self.extensions,
         }
     }
 }
@@ -474,9 +501,13 @@ where
         Box::pin(async move {
             let authenticated = fut.await?;
             let from_cookie = authenticated.from_cookie;
+            let extensions = authenticated.extensions.clone();
             match f(authenticated).await {
                 Ok(mut next) => {
                     next.from_cookie |= from_cookie;
+                    if next.extensions.is_empty() {
+                        next.extensions = extensions;
+                    }
                     Ok(next)
                 }
                 Err(e) if from_cookie => Err(e.from_cookie()),
@@ -511,8 +542,12 @@ where
         let result = ready!(this.fut.poll(cx));
         Poll::Ready(result.map(|a| {
             let from_cookie = a.from_cookie;
+            let extensions = a.extensions.clone();
             let mut next = (this.f)(a);
             next.from_cookie |= from_cookie;
+            if next.extensions.is_empty() {
+                next.extensions = extensions;
+            }
             next
         }))
     }

@@ -117,8 +117,9 @@ where
                         return Poll::Ready(Ok(body::rejection(r.into_response())));
                     };
                     match result {
-                        Ok(authenticated) => {
+                        Ok(mut authenticated) => {
                             let from_cookie = authenticated.is_from_cookie();
+                            parts.extensions.extend(authenticated.take_extensions());
                             parts.extensions.insert(authenticated.principal);
                             parts.extensions.insert(authenticated.identity);
                             share_rejections(&mut parts.extensions, config);

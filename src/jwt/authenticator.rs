@@ -23,6 +23,7 @@ use crate::auth::{Authenticated, Authenticator, BoxAuthFuture};
 use crate::credentials::{self, HeaderToken};
 use crate::error::AuthError;
 use crate::identity::{Identity, Scheme};
+use crate::lifetime::CredentialWatch;
 use crate::rejection::Challenge;
 use crate::secret::Secret;
 use crate::timeout::deadline;
@@ -54,6 +55,9 @@ struct Inner<C> {
     revocation: Option<SharedStore>,
     /// The deadline of a revocation store call.
     backend_timeout: Option<Duration>,
+    /// [`JwtAuthenticator::watch_credentials`]: the interval of the
+    /// revocation check of a [`CredentialWatch`].
+    watch: Option<Duration>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -73,6 +77,7 @@ impl<C> Clone for Inner<C> {
             cache: self.cache.clone(),
             revocation: self.revocation.clone(),
             backend_timeout: self.backend_timeout,
+            watch: self.watch,
             _claims: PhantomData,
         }
     }
@@ -184,6 +189,7 @@ where
                 cache: None,
                 revocation: None,
                 backend_timeout: Some(crate::timeout::DEFAULT_BACKEND_TIMEOUT),
+                watch: None,
                 _claims: PhantomData,
             }),
         }
@@ -395,6 +401,25 @@ where
     /// arm no timer.
     pub fn backend_timeout(self, timeout: Option<Duration>) -> Self {
         self.edit(|i| i.backend_timeout = timeout)
+    }
+
+    /// Hands every request it authenticates a
+    /// [`CredentialWatch`](crate::lifetime::CredentialWatch) in its
+    /// extensions, for long-lived connections (WebSockets, gRPC streams) to
+    /// end when the token does: at its `exp`, or when the token or its
+    /// refresh family is revoked in the [revocation store](Self::revocation)
+    /// (a logout). The store is asked every `check_every` (and at once when
+    /// the watch starts); a store that broadcasts its revocations
+    /// ([`RevocationStore::subscribe`], as
+    /// [`MemoryRevocationStore`](super::MemoryRevocationStore) does) wakes
+    /// the watch as soon as one concerns the token. A store failure or a
+    /// missed [deadline](Self::backend_timeout) ends it
+    /// ([`Ended::Unavailable`](crate::lifetime::Ended::Unavailable)).
+    ///
+    /// Off by default: short requests have no use for it, and it costs an
+    /// allocation per request.
+    pub fn watch_credentials(self, check_every: Duration) -> Self {
+        self.edit(|i| i.watch = Some(check_every))
     }
 
     pub(crate) fn shared_revocation(self, store: SharedStore) -> Self {
@@ -690,7 +715,13 @@ where
         let scheme = credentials.scheme.clone();
         let Some(cache) = &self.inner.cache else {
             return match self.verify_parts(token, scheme) {
-                Ok(v) => self.finish(v.claims, v.identity, v.jti.as_deref(), v.fam.as_deref()),
+                Ok(v) => self.finish(
+                    v.claims,
+                    v.identity,
+                    v.jti.as_deref(),
+                    v.fam.as_deref(),
+                    v.exp,
+                ),
                 Err(e) => ready(Err(e.into())),
             };
         };
@@ -707,6 +738,7 @@ where
                 identity,
                 hit.jti.as_deref(),
                 hit.fam.as_deref(),
+                hit.exp,
             );
         }
         match self.verify_parts(token, scheme) {
@@ -716,6 +748,7 @@ where
                     v.identity.clone(),
                     v.jti.as_deref(),
                     v.fam.as_deref(),
+                    v.exp,
                 );
                 cache.insert(
                     fingerprint,
@@ -735,6 +768,75 @@ where
         }
     }
 
+    /// The principal of a verified token, with its [`CredentialWatch`] when
+    /// asked for.
+    fn authenticated(
+        &self,
+        claims: C,
+        identity: Identity,
+        jti: Option<&str>,
+        fam: Option<&str>,
+        exp: Option<i64>,
+    ) -> Authenticated<C> {
+        let authenticated = Authenticated::new(claims, identity);
+        match self.inner.watch {
+            Some(every) => authenticated.with_extension(self.watch(every, jti, fam, exp)),
+            None => authenticated,
+        }
+    }
+
+    /// The [`CredentialWatch`] of a token: its `exp`, and its `jti` and
+    /// family in the revocation store.
+    fn watch(
+        &self,
+        every: Duration,
+        jti: Option<&str>,
+        fam: Option<&str>,
+        exp: Option<i64>,
+    ) -> CredentialWatch {
+        let i = &*self.inner;
+        let mut watch = CredentialWatch::new().shared_clock(Arc::clone(&i.clock));
+        if let Some(exp) = exp {
+            watch = watch.expires_at(u64::try_from(exp).unwrap_or(0));
+        }
+        let Some(store) = &i.revocation else {
+            return watch;
+        };
+        if jti.is_none() && fam.is_none() {
+            return watch;
+        }
+        let ids: Arc<(Option<String>, Option<String>)> =
+            Arc::new((jti.map(str::to_owned), fam.map(str::to_owned)));
+        let (check_store, check_ids, after) =
+            (Arc::clone(store), Arc::clone(&ids), i.backend_timeout);
+        let wake_store = Arc::clone(store);
+        watch
+            .check_every(every, move || {
+                let (store, ids) = (Arc::clone(&check_store), Arc::clone(&check_ids));
+                async move {
+                    match deadline(
+                        revocation::check(store, ids.0.clone(), ids.1.clone()),
+                        after,
+                    )
+                    .await
+                    {
+                        Ok(Ok(revoked)) => Ok(!revoked),
+                        Ok(Err(e)) => Err(e),
+                        Err(elapsed) => Err(elapsed.into()),
+                    }
+                }
+            })
+            .wake_on(move || {
+                let receiver = wake_store.subscribe_dyn()?;
+                let ids = Arc::clone(&ids);
+                Some(Box::pin(async move {
+                    receiver
+                        .concerning(ids.0.as_deref(), ids.1.as_deref())
+                        .await;
+                }))
+            })
+    }
+
     /// Runs the revocation check for a verified token.
     fn finish(
         &self,
@@ -742,9 +844,10 @@ where
         identity: Identity,
         jti: Option<&str>,
         fam: Option<&str>,
+        exp: Option<i64>,
     ) -> JwtFuture<C> {
         let Some(store) = &self.inner.revocation else {
-            return ready(Ok(Authenticated::new(claims, identity)));
+            return ready(Ok(self.authenticated(claims, identity, jti, fam, exp)));
         };
         let mut sync_answer = Some(false);
         for what in jti
@@ -760,8 +863,10 @@ where
             }
         }
         if sync_answer.is_some() {
-            return ready(Ok(Authenticated::new(claims, identity)));
+            return ready(Ok(self.authenticated(claims, identity, jti, fam, exp)));
         }
+        // Built before the wait, which owns no borrow of `self`.
+        let authenticated = self.authenticated(claims, identity, jti, fam, exp);
         let store = Arc::clone(store);
         let (jti, fam) = (jti.map(str::to_owned), fam.map(str::to_owned));
         let after = self.inner.backend_timeout;
@@ -769,7 +874,7 @@ where
             from_cookie: false,
             state: FutureState::Waiting(Box::pin(async move {
                 match deadline(revocation::check(store, jti, fam), after).await {
-                    Ok(Ok(false)) => Ok(Authenticated::new(claims, identity)),
+                    Ok(Ok(false)) => Ok(authenticated),
                     Ok(Ok(true)) => Err(JwtError::Revoked.into()),
                     Ok(Err(e)) => Err(AuthError::unavailable(e)),
                     Err(elapsed) => Err(super::issue::timed_out(elapsed)),

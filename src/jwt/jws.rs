@@ -20,10 +20,12 @@ const MAX_KID_LEN: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtError {
-    /// Not three base64url parts, bad base64, bad JSON, oversized.
+    /// Not three base64url parts, bad base64, bad JSON: `401
+    /// invalid_token` (a malformed *token*, RFC 6750 §3.1).
     #[error("malformed token")]
     Malformed,
-    /// The token is longer than the configured limit.
+    /// The token is longer than the configured limit: `400
+    /// invalid_request` (refused unread, see [`AuthError`]'s conversion).
     #[error("token too long")]
     TooLong,
     /// `alg` is `none`, unknown, or not allowed.
@@ -70,10 +72,27 @@ pub enum JwtError {
     RefreshReuse,
 }
 
+/// How a refused token is answered (RFC 6750 §3.1):
+///
+/// * a token that is not a decodable JWS ([`JwtError::Malformed`]: wrong
+///   segment count, bad base64url, a header that is not JSON) is an
+///   *invalid token*: `401`, `error="invalid_token"`, so that a client
+///   which refreshes on `401 invalid_token` does so;
+/// * a token over the size limit ([`JwtError::TooLong`]) is an *invalid
+///   request*: `400`, `error="invalid_request"`. It is refused before it is
+///   read, like any oversized credential; a refreshed token would be
+///   refused the same way, so the client must not be told to retry with
+///   one;
+/// * every other refusal (signature, algorithm, key, claims, revocation)
+///   is `401 invalid_token`.
+///
+/// Malformed *requests* (two `Authorization` headers, a token in both the
+/// header and the query, bytes outside token68) are `400` before any token
+/// is looked at.
 impl From<JwtError> for AuthError {
     fn from(e: JwtError) -> Self {
         match e {
-            JwtError::Malformed | JwtError::TooLong => AuthError::invalid_request(e.to_string()),
+            JwtError::TooLong => AuthError::invalid_request(e.to_string()),
             _ => AuthError::invalid_credentials(e.to_string()),
         }
     }
@@ -175,6 +194,18 @@ fn b64(part: &str) -> Result<Vec<u8>, JwtError> {
         .map_err(|_| JwtError::Malformed)
 }
 
+/// The algorithm named by a header's `alg`. `Ed25519` (the fully-specified
+/// name of RFC 9864) is EdDSA over Ed25519, the only EdDSA curve this crate
+/// verifies, so both names select the same algorithm and the same keys.
+/// Names are case-sensitive (RFC 7515 §4.1.1): `none`, `eddsa`, `ED25519`
+/// are refused.
+pub(crate) fn parse_alg(name: &str) -> Result<Algorithm, JwtError> {
+    if name == "Ed25519" {
+        return Ok(Algorithm::EdDSA);
+    }
+    Algorithm::from_str(name).map_err(|_| JwtError::Algorithm)
+}
+
 /// Verifies a compact JWS against `keys`, accepting only `algorithms`.
 ///
 /// The header is decoded and checked before any key is touched: `alg`
@@ -197,7 +228,7 @@ pub(crate) fn verify(
     }
     let header: RawHeader<'_> =
         serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-    let alg = Algorithm::from_str(&header.alg).map_err(|_| JwtError::Algorithm)?;
+    let alg = parse_alg(&header.alg)?;
     if !algorithms.contains(&alg) {
         return Err(JwtError::Algorithm);
     }

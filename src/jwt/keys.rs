@@ -44,6 +44,12 @@ pub enum KeyError {
     /// Two keys share a `kid`.
     #[error("two keys share the kid {0:?}")]
     DuplicateKid(String),
+    /// A symmetric (`oct`) key in a JWK Set loaded as a set of public keys
+    /// ([`KeySet::from_jwks_json`], [`KeySet::from_jwks_file`]): a published
+    /// HMAC secret lets anyone sign tokens. Load a set of your own secrets
+    /// with [`KeySet::from_jwks_json_allowing_symmetric`].
+    #[error("symmetric (oct) JWK {0:?} in a public key set")]
+    SymmetricKey(Option<String>),
 }
 
 /// One verification key, bound to one algorithm family and optionally to
@@ -370,18 +376,73 @@ impl KeySet {
         })
     }
 
-    /// Loads a JWK Set (`{"keys": [...]}`). Encryption keys and keys of
-    /// unsupported types or curves are skipped (and logged at `debug`);
-    /// malformed supported keys are errors.
+    /// Loads a JWK Set of public keys (`{"keys": [...]}`), such as an
+    /// identity provider's. Encryption keys and keys of unsupported types or
+    /// curves are skipped (and logged at `debug`); malformed supported keys
+    /// are errors. `alg` may name `EdDSA` or its fully-specified name
+    /// `Ed25519` (RFC 9864).
+    ///
+    /// A symmetric (`oct`) signing key refuses the whole set: in a published
+    /// set it is an HMAC secret anyone can read, hence sign with. Use
+    /// [`from_jwks_json_allowing_symmetric`](Self::from_jwks_json_allowing_symmetric)
+    /// for a set of your own secrets.
     ///
     /// # Errors
     ///
-    /// [`KeyError::Jwks`] for invalid JSON, [`KeyError::Empty`] when no usable
-    /// key remains, and the errors of [`JwtKey::from_jwk`].
+    /// [`KeyError::Jwks`] for invalid JSON, [`KeyError::SymmetricKey`],
+    /// [`KeyError::Empty`] when no usable key remains, and the errors of
+    /// [`JwtKey::from_jwk`].
     pub fn from_jwks_json(json: &str) -> Result<Self, KeyError> {
-        let jwks: JwkSet = serde_json::from_str(json)?;
+        Self::parse_jwks(json, false)
+    }
+
+    /// Like [`from_jwks_json`](Self::from_jwks_json), also accepting
+    /// symmetric (`oct`) keys: for a JWK Set of your own HMAC secrets, kept
+    /// as private as the secrets themselves. Never use it for a key set
+    /// published by an identity provider.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_jwks_json`](Self::from_jwks_json), but for
+    /// [`KeyError::SymmetricKey`].
+    pub fn from_jwks_json_allowing_symmetric(json: &str) -> Result<Self, KeyError> {
+        Self::parse_jwks(json, true)
+    }
+
+    /// Like [`from_jwks_file`](Self::from_jwks_file), also accepting
+    /// symmetric (`oct`) keys: see
+    /// [`from_jwks_json_allowing_symmetric`](Self::from_jwks_json_allowing_symmetric).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Io`] and the errors of
+    /// [`from_jwks_json_allowing_symmetric`](Self::from_jwks_json_allowing_symmetric).
+    pub fn from_jwks_file_allowing_symmetric(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        Self::parse_jwks(&std::fs::read_to_string(path)?, true)
+    }
+
+    fn parse_jwks(json: &str, allow_symmetric: bool) -> Result<Self, KeyError> {
+        let mut value: serde_json::Value = serde_json::from_str(json)?;
+        // RFC 9864: `Ed25519` is the fully-specified name of EdDSA over
+        // Ed25519; jsonwebtoken only knows `EdDSA`.
+        if let Some(keys) = value.get_mut("keys").and_then(|k| k.as_array_mut()) {
+            for key in keys {
+                let okp = key.get("kty").and_then(|k| k.as_str()) == Some("OKP");
+                if let (true, Some(alg)) = (okp, key.get_mut("alg")) {
+                    if alg.as_str() == Some("Ed25519") {
+                        *alg = serde_json::Value::from("EdDSA");
+                    }
+                }
+            }
+        }
+        let jwks: JwkSet = serde_json::from_value(value)?;
         let mut keys = Vec::new();
         for jwk in &jwks.keys {
+            let symmetric = matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_));
+            let encryption = matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
+            if symmetric && !encryption && !allow_symmetric {
+                return Err(KeyError::SymmetricKey(jwk.common.key_id.clone()));
+            }
             match JwtKey::from_jwk(jwk) {
                 Ok(key) => keys.push(key),
                 Err(KeyError::Unsupported(why)) => {
@@ -393,7 +454,9 @@ impl KeySet {
         Self::from_keys(keys)
     }
 
-    /// Loads a JWK Set from a file.
+    /// Loads a JWK Set of public keys from a file: see
+    /// [`from_jwks_json`](Self::from_jwks_json) (symmetric keys are
+    /// refused).
     ///
     /// # Errors
     ///
@@ -509,13 +572,71 @@ mod tests {
     }
 
     #[test]
+    fn a_public_key_set_refuses_symmetric_keys() {
+        let json = r#"{"keys":[
+            {"kty":"EC","crv":"P-256","kid":"ec","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty":"oct","kid":"mac","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}
+        ]}"#;
+        assert!(matches!(
+            KeySet::from_jwks_json(json),
+            Err(KeyError::SymmetricKey(Some(kid))) if kid == "mac"
+        ));
+        // Without a kid, and without an alg.
+        assert!(matches!(
+            KeySet::from_jwks_json(
+                r#"{"keys":[{"kty":"oct","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}]}"#
+            ),
+            Err(KeyError::SymmetricKey(None))
+        ));
+        let path = std::env::temp_dir().join(format!("jwks-oct-{}.json", std::process::id()));
+        std::fs::write(&path, json).unwrap();
+        assert!(matches!(
+            KeySet::from_jwks_file(&path),
+            Err(KeyError::SymmetricKey(_))
+        ));
+        assert_eq!(
+            KeySet::from_jwks_file_allowing_symmetric(&path)
+                .unwrap()
+                .len(),
+            2
+        );
+        std::fs::remove_file(&path).ok();
+        // The opt-in accepts them.
+        let set = KeySet::from_jwks_json_allowing_symmetric(json).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            set.select(Some("mac")).unwrap().family(),
+            AlgorithmFamily::Hmac
+        );
+    }
+
+    #[test]
+    fn jwk_alg_ed25519_is_eddsa() {
+        for alg in ["Ed25519", "EdDSA"] {
+            let json = format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"ed","alg":"{alg}","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}]}}"#
+            );
+            let set = KeySet::from_jwks_json(&json).unwrap();
+            assert_eq!(
+                set.select(Some("ed")).unwrap().algorithm(),
+                Some(Algorithm::EdDSA),
+                "{alg}"
+            );
+        }
+        // Only for OKP keys: on an RSA key it is not a signature algorithm
+        // this crate knows, so the key is skipped.
+        let rsa = r#"{"keys":[{"kty":"RSA","alg":"Ed25519","n":"sXch","e":"AQAB"}]}"#;
+        assert!(matches!(KeySet::from_jwks_json(rsa), Err(KeyError::Empty)));
+    }
+
+    #[test]
     fn jwks_loading_skips_unsupported_keys() {
         let json = r#"{"keys":[
             {"kty":"EC","crv":"P-256","kid":"ec","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
             {"kty":"oct","kid":"enc","use":"enc","k":"AAPapAv4LbFbiVawEjagUBluYqN5rhna-8nuldDvOx8"},
             {"kty":"oct","kid":"mac","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}
         ]}"#;
-        let set = KeySet::from_jwks_json(json).unwrap();
+        let set = KeySet::from_jwks_json_allowing_symmetric(json).unwrap();
         assert_eq!(set.len(), 2);
         let ec = set.select(Some("ec")).unwrap();
         assert_eq!(ec.algorithm(), Some(Algorithm::ES256));
@@ -537,7 +658,7 @@ mod tests {
             Err(KeyError::Empty)
         ));
         assert!(matches!(
-            KeySet::from_jwks_json(r#"{"keys":[{"kty":"oct","k":"c2hvcnQ"}]}"#),
+            KeySet::from_jwks_json_allowing_symmetric(r#"{"keys":[{"kty":"oct","k":"c2hvcnQ"}]}"#),
             Err(KeyError::SecretTooShort)
         ));
         assert!(matches!(

@@ -31,7 +31,20 @@
 //!   and `scp` (array); every claim name is configurable.
 //! * **Sources**: `Authorization: Bearer` (default), a cookie, a query
 //!   parameter (opt-in, for browser WebSockets). Tokens over 8 KiB are
-//!   refused. A repeated or mangled token cookie counts as no cookie.
+//!   refused unread (`400 invalid_request`: a malformed *request*); a token
+//!   that does not decode as a JWT (`a.b`, bad base64url or JSON) is a
+//!   malformed *token*, `401 invalid_token` (RFC 6750 §3.1), like every
+//!   other refused token. A repeated or mangled token cookie counts as no
+//!   cookie.
+//! * **Key sets**: [`KeySet::from_jwks_json`] loads public keys and refuses
+//!   symmetric `oct` keys ([`KeyError::SymmetricKey`]) unless loaded with
+//!   [`KeySet::from_jwks_json_allowing_symmetric`]; `Ed25519` (RFC 9864)
+//!   is accepted as a name of EdDSA in headers and JWKs.
+//! * **Long-lived connections**: with
+//!   [`watch_credentials`](JwtAuthenticator::watch_credentials), requests
+//!   carry a [`CredentialWatch`](crate::lifetime::CredentialWatch) that
+//!   resolves at `exp` or when the token is revoked, so that a WebSocket
+//!   opened with the token ends with it.
 //! * **Configuration**: [`JwtAuthenticator::build`] and
 //!   [`TokenIssuer::build`] (or `validate`) report at startup a
 //!   configuration that would refuse every token ([`ConfigError`]).
@@ -134,7 +147,8 @@ pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
 pub use revocation::{
-    MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationStore,
+    MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationBroadcast,
+    RevocationEvent, RevocationReceiver, RevocationStore, Revoked, DEFAULT_BROADCAST_CAPACITY,
     DEFAULT_FAMILIES_PER_SUBJECT,
 };
 

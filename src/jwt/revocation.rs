@@ -176,6 +176,143 @@ pub trait RevocationStore: Send + Sync + 'static {
         let _ = what;
         None
     }
+
+    /// A receiver of the revocations recorded from now on, so that
+    /// long-lived connections ([`CredentialWatch`](crate::lifetime::CredentialWatch))
+    /// end at once when their token or family is revoked. `None` (the
+    /// default): the store cannot notify, and watches find revocations by
+    /// asking [`is_revoked`](RevocationStore::is_revoked) periodically.
+    ///
+    /// A store keeps one [`RevocationBroadcast`] and publishes into it
+    /// every revocation it records; a store shared by several instances
+    /// (Redis) also publishes each revocation on a channel of the backend,
+    /// and feeds what it hears there into its broadcast, so that every
+    /// instance's connections learn of every instance's revocations.
+    fn subscribe(&self) -> Option<RevocationReceiver> {
+        None
+    }
+}
+
+/// A revoked token or family, as broadcast to subscribers (see
+/// [`RevocationStore::subscribe`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Revoked {
+    /// A token, by its `jti`.
+    Token(Arc<str>),
+    /// A refresh family, by its id (`fam`).
+    Family(Arc<str>),
+}
+
+impl Revoked {
+    /// Whether this revocation concerns a token of id `jti` in family `fam`.
+    pub fn concerns(&self, jti: Option<&str>, fam: Option<&str>) -> bool {
+        match self {
+            Revoked::Token(t) => jti == Some(&**t),
+            Revoked::Family(f) => fam == Some(&**f),
+        }
+    }
+}
+
+impl From<Revocable<'_>> for Revoked {
+    fn from(what: Revocable<'_>) -> Self {
+        match what {
+            Revocable::Token(t) => Revoked::Token(t.into()),
+            Revocable::Family(f) => Revoked::Family(f.into()),
+        }
+    }
+}
+
+/// The default number of revocations a [`RevocationBroadcast`] buffers for
+/// slow subscribers.
+pub const DEFAULT_BROADCAST_CAPACITY: usize = 1024;
+
+/// A broadcast of revocations: a store publishes each one it records, and
+/// long-lived connections subscribe. The buffer is a ring shared by every
+/// subscriber, so memory is bounded whatever their number: a subscriber
+/// that falls more than `capacity` revocations behind is told it missed
+/// some ([`RevocationEvent::Missed`]) and checks the store again.
+///
+/// Cloning shares the broadcast.
+#[derive(Clone, Debug)]
+pub struct RevocationBroadcast {
+    tx: tokio::sync::broadcast::Sender<Revoked>,
+}
+
+impl Default for RevocationBroadcast {
+    fn default() -> Self {
+        Self::new(DEFAULT_BROADCAST_CAPACITY)
+    }
+}
+
+impl RevocationBroadcast {
+    /// A broadcast buffering up to `capacity` revocations (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        RevocationBroadcast {
+            tx: tokio::sync::broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Publishes a revocation to the current subscribers (none: nothing
+    /// happens).
+    pub fn publish(&self, revoked: impl Into<Revoked>) {
+        // An error only means that no one subscribes.
+        let _ = self.tx.send(revoked.into());
+    }
+
+    /// Subscribes to the revocations published from now on.
+    pub fn subscribe(&self) -> RevocationReceiver {
+        RevocationReceiver {
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    /// The number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// What a [`RevocationReceiver`] hears.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationEvent {
+    /// A revocation.
+    Revoked(Revoked),
+    /// This many revocations were missed (the subscriber was too slow):
+    /// check the store.
+    Missed(u64),
+}
+
+/// A subscription to a [`RevocationBroadcast`]. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct RevocationReceiver {
+    rx: tokio::sync::broadcast::Receiver<Revoked>,
+}
+
+impl RevocationReceiver {
+    /// The next event; `None` once the broadcast is gone (every sender,
+    /// i.e. the store, dropped).
+    pub async fn recv(&mut self) -> Option<RevocationEvent> {
+        use tokio::sync::broadcast::error::RecvError;
+        match self.rx.recv().await {
+            Ok(r) => Some(RevocationEvent::Revoked(r)),
+            Err(RecvError::Lagged(n)) => Some(RevocationEvent::Missed(n)),
+            Err(RecvError::Closed) => None,
+        }
+    }
+
+    /// Resolves when a revocation concerning a token of id `jti` in family
+    /// `fam` is heard, or when some were missed; never once the broadcast
+    /// is gone.
+    pub(crate) async fn concerning(mut self, jti: Option<&str>, fam: Option<&str>) {
+        loop {
+            match self.recv().await {
+                Some(RevocationEvent::Revoked(r)) if !r.concerns(jti, fam) => {}
+                Some(_) => return,
+                None => return std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// The outcome of redeeming a refresh token: see
@@ -205,6 +342,7 @@ pub(crate) trait DynRevocationStore: Send + Sync + 'static {
     fn revoke_dyn<'a>(&'a self, what: Revocable<'a>, until: u64) -> BoxFut<'a, ()>;
     fn is_revoked_dyn<'a>(&'a self, what: Revocable<'a>) -> BoxFut<'a, bool>;
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>>;
+    fn subscribe_dyn(&self) -> Option<RevocationReceiver>;
     fn open_family_dyn(&self, subject: &str, family: &str, until: u64) -> Result<(), BoxError>;
     fn tracks_sign_ins_dyn(&self) -> bool;
     fn advance_for_dyn<'a>(
@@ -226,6 +364,9 @@ impl<S: RevocationStore> DynRevocationStore for S {
     }
     fn is_revoked_now_dyn(&self, what: Revocable<'_>) -> Option<Result<bool, BoxError>> {
         self.is_revoked_now(what)
+    }
+    fn subscribe_dyn(&self) -> Option<RevocationReceiver> {
+        self.subscribe()
     }
     fn open_family_dyn(&self, subject: &str, family: &str, until: u64) -> Result<(), BoxError> {
         self.open_family(subject, family, until)
@@ -337,6 +478,8 @@ struct Shared {
     /// Each subject's open families, oldest first, sharded by subject.
     subjects: Box<[Mutex<Subjects>]>,
     per_subject: usize,
+    /// Every revocation recorded, for [`RevocationStore::subscribe`].
+    broadcast: RevocationBroadcast,
 }
 
 /// Revoked tokens and revoked families, each mapped to the time after
@@ -512,6 +655,7 @@ impl MemoryRevocationStore {
                     })
                     .collect(),
                 per_subject: DEFAULT_FAMILIES_PER_SUBJECT,
+                broadcast: RevocationBroadcast::default(),
             }),
             clock: Arc::new(super::unix_now),
         }
@@ -637,16 +781,26 @@ impl MemoryRevocationStore {
             // Its refresh tokens are refused from now on.
             self.close(key);
         }
-        let mut denied = Self::lock(&self.inner.denied[self.shard(key)]);
-        if let Some(existing) = denied.revoked[map].get_mut(key) {
-            if *existing > now {
+        {
+            let mut denied = Self::lock(&self.inner.denied[self.shard(key)]);
+            let live = denied.revoked[map].get_mut(key).filter(|e| **e > now);
+            if let Some(existing) = live {
                 *existing = until.max(*existing);
-                return Ok(());
+            } else {
+                denied.reserve(now, until)?;
+                denied.revoked[map].insert(key.into(), until);
             }
         }
-        denied.reserve(now, until)?;
-        denied.revoked[map].insert(key.into(), until);
+        // Published once recorded: a subscriber that checks the store on
+        // hearing it finds it.
+        self.inner.broadcast.publish(what);
         Ok(())
+    }
+
+    /// The broadcast of this store's revocations (what
+    /// [`RevocationStore::subscribe`] subscribes to).
+    pub fn broadcast(&self) -> &RevocationBroadcast {
+        &self.inner.broadcast
     }
 
     /// Opens `family` for `subject`, closing the subject's oldest families
@@ -819,6 +973,10 @@ impl RevocationStore for MemoryRevocationStore {
 
     fn tracks_sign_ins(&self) -> bool {
         true
+    }
+
+    fn subscribe(&self) -> Option<RevocationReceiver> {
+        Some(self.inner.broadcast.subscribe())
     }
 
     fn advance_for(

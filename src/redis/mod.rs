@@ -11,6 +11,11 @@
 //!   compare-and-swap updates, `touch` and `delete` are each one Lua script
 //!   or command, so concurrent requests on different instances cannot lose
 //!   an update or bring a destroyed session back.
+//! - [`RedisRevocationStore`] (with the `jwt` feature) implements the
+//!   [`RevocationStore`](crate::jwt::RevocationStore): the deny-list and
+//!   refresh rotation in Redis, and a local mirror of the deny-list fed by
+//!   pub/sub, so revocation checks (verified-token cache hits included)
+//!   cost no round trip.
 //!
 //! # Failing closed, never hanging
 //!
@@ -27,7 +32,8 @@
 //! Every key starts with a configurable prefix (default `tower-auth:`) and
 //! names no secret: session records live under
 //! `<prefix>session:{<hex SHA-256 of the session id>}` (the
-//! [`StoreKey`](crate::session::StoreKey)). Every script touches one key, so
+//! [`StoreKey`](crate::session::StoreKey)); revocations as described on
+//! `RedisRevocationStore`. Every script touches one key, so
 //! the layout works on Redis Cluster as is; the braces are a hash tag that
 //! keeps any future per-session key on the same slot.
 //!
@@ -50,7 +56,7 @@
 
 // The stores are what call into the connection; with `redis` alone there
 // is only the connection type to configure.
-#![cfg_attr(not(feature = "session"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "session", feature = "jwt")), allow(dead_code))]
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +71,8 @@ use crate::BoxError;
 
 #[cfg(feature = "rate-limit")]
 mod rate_limit;
+#[cfg(feature = "jwt")]
+mod revocation;
 #[cfg(feature = "session")]
 mod session;
 #[cfg(feature = "rate-limit")]
@@ -74,6 +82,10 @@ mod sign_in;
 pub use rate_limit::{
     RedisAttempt, RedisLimit, RedisRateLimitFuture, RedisRateLimitLayer, RedisRateLimitService,
     RedisRateLimiter,
+};
+#[cfg(feature = "jwt")]
+pub use revocation::{
+    RedisRevocationStore, DEFAULT_MIRROR_CAPACITY, DEFAULT_REDIS_FAMILIES_PER_SUBJECT,
 };
 #[cfg(feature = "session")]
 pub use session::{RedisSessionStore, DEFAULT_MAX_RECORD_BYTES};
@@ -202,6 +214,11 @@ impl RedisConnection {
     /// The deadline of each call.
     pub fn call_timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// The `redis` client (for connections of their own, such as pub/sub).
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner.client
     }
 
     fn manager(&self) -> Result<ConnectionManager, RedisError> {

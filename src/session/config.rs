@@ -107,6 +107,10 @@ pub(crate) struct Config {
     pub(crate) rejections: Rejections,
     /// The deadline of each store call.
     pub(crate) backend_timeout: Option<Duration>,
+    /// [`watch_sessions`](super::SessionLayerBuilder::watch_sessions): the
+    /// interval of a session's [`CredentialWatch`](crate::lifetime::CredentialWatch)
+    /// check.
+    pub(crate) watch: Option<Duration>,
     /// The removal cookie, rendered once.
     pub(crate) removal: http::HeaderValue,
 }
@@ -130,6 +134,7 @@ pub(crate) struct Settings {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rejections: Rejections,
     pub(crate) backend_timeout: Option<Duration>,
+    pub(crate) watch: Option<Duration>,
 }
 
 impl Settings {
@@ -152,6 +157,7 @@ impl Settings {
             clock: Arc::new(SystemClock),
             rejections: Rejections::new(),
             backend_timeout: Some(crate::timeout::DEFAULT_BACKEND_TIMEOUT),
+            watch: None,
         }
     }
 
@@ -238,6 +244,7 @@ impl Settings {
             clock: self.clock,
             rejections: self.rejections,
             backend_timeout: self.backend_timeout,
+            watch: self.watch,
             removal,
         })
     }

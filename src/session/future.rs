@@ -19,6 +19,7 @@ use super::layer::{BoxStoreFuture, Changes, Ops, Shared, Write};
 use super::store::SessionRecord;
 use crate::body::{self, ResponseBody};
 use crate::error::BoxError;
+use crate::lifetime::CredentialWatch;
 use crate::rejection::{Rejection, RejectionKind};
 
 /// `t + d`, saturating far in the future instead of overflowing.
@@ -103,6 +104,35 @@ impl Ctx {
 
     fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// The [`CredentialWatch`] of the loaded session, when the layer hands
+    /// them out: the absolute timeout, and a check that the record is still
+    /// in the store and not expired.
+    fn watch(&self) -> Option<CredentialWatch> {
+        let every = self.config().watch?;
+        let loaded = self.loaded.as_ref()?;
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        let end = unix(add(loaded.created_at, self.config().absolute_timeout));
+        let (shared, key) = (Arc::clone(&self.shared), loaded.key);
+        let clock = Arc::clone(&self.shared);
+        Some(
+            CredentialWatch::new()
+                .expires_at(end)
+                .clock(move || unix(clock.config.clock.now()))
+                .check_every(every, move || {
+                    let shared = Arc::clone(&shared);
+                    async move {
+                        let timeout = shared.config.backend_timeout;
+                        let record = Arc::clone(&shared.store).load(key, timeout).await?;
+                        let now = shared.config.clock.now();
+                        Ok(record.is_some_and(|r| !is_expired(&shared.config, &r, now)))
+                    }
+                }),
+        )
     }
 
     /// Takes the store's answer for the cookie's id.
@@ -494,6 +524,9 @@ where
                         }
                     }
                     parts.extensions.insert(ctx.session.clone());
+                    if let Some(watch) = ctx.watch() {
+                        parts.extensions.insert(watch);
+                    }
                     let fut = svc.call(Request::from_parts(parts, body));
                     this.state.set(State::Calling { fut });
                 }

@@ -372,6 +372,23 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Hands every request with a live session a
+    /// [`CredentialWatch`](crate::lifetime::CredentialWatch) in its
+    /// extensions, for long-lived connections (WebSockets) to end with the
+    /// session: at its absolute timeout, or when a check, every
+    /// `check_every` (and when the watch starts), finds it gone from the
+    /// store (destroyed by a logout in another request, expired idle,
+    /// deleted by an administrator) or expired. A store failure or a missed
+    /// [deadline](Self::backend_timeout) ends it too
+    /// ([`Ended::Unavailable`](crate::lifetime::Ended::Unavailable)).
+    ///
+    /// Each check is one store `load` per open connection: choose the
+    /// interval with the number of connections in mind. Off by default.
+    pub fn watch_sessions(mut self, check_every: Duration) -> Self {
+        self.settings.watch = Some(check_every);
+        self
+    }
+
     /// How long after its last save a session that was only read is saved
     /// again to push its idle deadline back (default a tenth of the idle
     /// timeout). Shorter means more store writes and `Set-Cookie` headers;
