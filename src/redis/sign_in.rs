@@ -354,13 +354,6 @@ impl RedisSignInStore {
         )
     }
 
-    fn now_arg(&self) -> String {
-        self.inner
-            .now
-            .map(|now| now().to_string())
-            .unwrap_or_default()
-    }
-
     /// The keys and per-key arguments of a script over `keys`.
     fn script_args(&self, keys: &[BudgetKey<'_>]) -> (Vec<String>, Vec<u64>) {
         let mut redis_keys = Vec::with_capacity(keys.len() * 2);
