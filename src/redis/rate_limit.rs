@@ -95,7 +95,7 @@ return {1, remaining, string.format('%.0f', next_in)}",
 /// keys spread over the slots and every script touches one slot.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn run() -> Result<(), tower_auth::BoxError> {
 /// use tower_auth::rate_limit::Quota;
 /// use tower_auth::redis::{RedisConnection, RedisRateLimiter};
 ///
