@@ -846,3 +846,55 @@ async fn the_redis_layer_answers_503_when_redis_is_down_or_stalled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The calls of one command in `INFO commandstats` (`evalsha`: scripts).
+fn calls_of(server: &RedisServer, command: &str) -> u64 {
+    let info: String = server.command(redis::cmd("INFO").arg("commandstats"));
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_limited_request_is_one_script_per_limit_and_a_sign_in_two() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    let url = server.url();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let limiter = redis_limit(&url, "count:", "per-ip", Quota::per_minute(1_000).unwrap());
+    let svc = handler(
+        RedisRateLimitLayer::new(RedisLimit::new(limiter, PeerIp::new())),
+        StatusCode::OK,
+        calls.clone(),
+    );
+    // Loads the script (EVALSHA, then EVAL once).
+    svc.clone().oneshot(request(client(1), "")).await.unwrap();
+    let () = server.command(&redis::cmd("CONFIG").arg("RESETSTAT").clone());
+    for i in 0..10 {
+        let res = svc.clone().oneshot(request(client(i), "")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(calls_of(&server, "evalsha"), 10);
+    assert_eq!(calls_of(&server, "eval"), 0);
+
+    // A sign-in attempt: `EXISTS` (known client?), then hold and settle.
+    let store = RedisSignInStore::new(connection(&url, Duration::from_secs(2)), SECRET);
+    let limiter = SignInLimiter::builder().store(store).build().unwrap();
+    let sign_in = app(limiter, Arc::new(AtomicUsize::new(0)));
+    let wrong = || sign_in.clone().oneshot(request(client(2), "ivy:wrong"));
+    assert_eq!(wrong().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let () = server.command(&redis::cmd("CONFIG").arg("RESETSTAT").clone());
+    assert_eq!(wrong().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // The settle is sent in the background.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while calls_of(&server, "evalsha") < 2 {
+        assert!(Instant::now() < deadline, "never settled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(calls_of(&server, "evalsha"), 2);
+    assert_eq!(calls_of(&server, "exists"), 1);
+}
