@@ -74,8 +74,9 @@ return {1, remaining, string.format('%.0f', next_in)}",
 /// synchronized clocks, and the decisions are those of a local limiter
 /// fed the same arrivals at the moments Redis runs the scripts. The only
 /// differences are the clock's resolution (1 µs instead of 1 ns: a wait
-/// is rounded to the microsecond) and the time a request takes to reach
-/// Redis (a loopback round trip, well under a millisecond). There is no
+/// is rounded to the microsecond, and a quota's replenish interval is
+/// taken in whole microseconds, at least one) and the time a request takes
+/// to reach Redis (a loopback round trip, well under a millisecond). There is no
 /// key cap: memory is bounded by TTLs instead (a key expires once its
 /// budget is whole again, when the local limiter would drop it as idle),
 /// so a flood of distinct keys costs Redis at most one small string per key
