@@ -57,7 +57,11 @@
 //! `DATABASE` (SQLite file, default `server.db`, created on first run;
 //! `:memory:` for none), `ADMIN_USERNAME` (this user is admin; the first
 //! user always is), `DEVICE_KEY` (base64 of at least 32 bytes, signs the
-//! device cookies; random when unset). `--insecure-cookies` drops the
+//! device cookies; random when unset), `REDIS_URL` (with the `redis`
+//! feature: sessions, revocations, rate limits and sign-in budgets live in
+//! this Redis, so several instances with the same `JWT_SECRET`,
+//! `SESSION_KEY`, `DEVICE_KEY` and `DATABASE` share them; see the README's
+//! "Several instances with Redis"). `--insecure-cookies` drops the
 //! `Secure` cookie flag for plain-http hosts other than localhost
 //! (development only).
 
@@ -127,6 +131,22 @@ pub(crate) struct Settings {
     pub(crate) session_key: SessionKey,
     pub(crate) device_key: DeviceKey,
     pub(crate) secure_cookies: bool,
+    /// With the `redis` feature: keep sessions, revocations, rate limits
+    /// and sign-in budgets in this Redis, so that several instances share
+    /// them (`REDIS_URL`). Ignored without the feature.
+    pub(crate) redis_url: Option<String>,
+}
+
+/// 32 secret bytes for the HMAC of the Redis keys of the limits, the same
+/// on every instance: derived from the JWT secret, which every instance
+/// shares already (and separated from it by the label).
+#[cfg(feature = "redis")]
+fn redis_key_secret(jwt_secret: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tower-auth example: redis key hmac\0");
+    h.update(jwt_secret);
+    h.finalize().into()
 }
 
 /// A JSON error in the crate's shape.
@@ -621,9 +641,26 @@ pub(crate) fn app(
 ) -> Result<Router, Box<dyn std::error::Error + Send + Sync>> {
     // `build` checks the configuration now (the key can sign and verify its
     // own tokens) instead of refusing every token later.
-    let issuer = TokenIssuer::hs256(&settings.jwt_secret)?
-        .access_ttl(Duration::from_secs(15 * 60))
-        .build()?;
+    #[cfg(feature = "redis")]
+    let redis = match &settings.redis_url {
+        Some(url) => Some(tower_auth::redis::RedisConnection::open(url.as_str())?),
+        None => None,
+    };
+    #[cfg(not(feature = "redis"))]
+    if settings.redis_url.is_some() {
+        eprintln!("warning: REDIS_URL is set but the `redis` feature is not compiled in; state stays in this process");
+    }
+    let issuer = TokenIssuer::hs256(&settings.jwt_secret)?.access_ttl(Duration::from_secs(15 * 60));
+    // Several instances: logouts and refresh rotation in Redis, with a
+    // local mirror of the deny-list fed by pub/sub.
+    #[cfg(feature = "redis")]
+    let issuer = match &redis {
+        Some(redis) => {
+            issuer.revocation_store(tower_auth::redis::RedisRevocationStore::new(redis.clone()))
+        }
+        None => issuer,
+    };
+    let issuer = issuer.build()?;
     let sessions = SessionAuthenticator::new("user", |u: &User| u.identity(Scheme::Cookie));
     let state = App {
         db: db.clone(),
@@ -644,14 +681,49 @@ pub(crate) fn app(
             .secure(false)
             .name("device")
     };
-    let failed_sign_ins = SignInLayer::new(
-        SignInLimiter::builder()
-            .device_cookies(device_cookies)
-            .build()?,
-    );
+    let limiter = SignInLimiter::builder().device_cookies(device_cookies);
+    // Several instances: the budgets in Redis, so that a guesser gains
+    // nothing by spreading attempts over them.
+    #[cfg(feature = "redis")]
+    let limiter = match &redis {
+        Some(redis) => limiter.store(tower_auth::redis::RedisSignInStore::new(
+            redis.clone(),
+            redis_key_secret(&settings.jwt_secret),
+        )),
+        None => limiter,
+    };
+    let failed_sign_ins = SignInLayer::new(limiter.build()?);
     // Each sign-up costs an argon2id hash: ten per client IP and hour,
     // counting every attempt (a taken name or an invalid form too).
-    let sign_ups = RateLimitLayer::new(Limit::new("sign-up", Quota::per_hour(10)?, PeerIp::new()));
+    let sign_up_quota = Quota::per_hour(10)?;
+    let sign_up_route = post(sign_up);
+    #[cfg(feature = "redis")]
+    let sign_up_route = match &redis {
+        Some(redis) => {
+            use tower_auth::redis::{RedisLimit, RedisRateLimitLayer, RedisRateLimiter};
+            let limiter = RedisRateLimiter::new(
+                redis.clone(),
+                redis_key_secret(&settings.jwt_secret),
+                "sign-up",
+                sign_up_quota,
+            );
+            sign_up_route.route_layer(RedisRateLimitLayer::new(RedisLimit::new(
+                limiter,
+                PeerIp::new(),
+            )))
+        }
+        None => sign_up_route.route_layer(RateLimitLayer::new(Limit::new(
+            "sign-up",
+            sign_up_quota,
+            PeerIp::new(),
+        ))),
+    };
+    #[cfg(not(feature = "redis"))]
+    let sign_up_route = sign_up_route.route_layer(RateLimitLayer::new(Limit::new(
+        "sign-up",
+        sign_up_quota,
+        PeerIp::new(),
+    )));
     // Login CSRF: the sign-in form carries no cookie yet, so the global
     // CsrfLayer lets it through; without this a cross-site form could sign
     // the victim's browser into the attacker's account. Outside the limiter:
@@ -659,7 +731,7 @@ pub(crate) fn app(
     let login_csrf = CsrfLayer::new().check_without_cookies(true);
 
     let public = Router::new()
-        .route("/auth/sign_up", post(sign_up).route_layer(sign_ups))
+        .route("/auth/sign_up", sign_up_route)
         .route(
             "/auth/sign_in",
             post(sign_in)
@@ -716,19 +788,27 @@ pub(crate) fn app(
         .route("/posts", get(list_posts))
         .route_layer(AuthLayer::optional(auth));
 
-    let sessions_layer = SessionLayer::builder(MemorySessionStore::new(), settings.session_key)
-        .secure(settings.secure_cookies)
-        .build()?;
-
-    Ok(Router::new()
+    let router = Router::new()
         .merge(public)
         .merge(logout_route)
         .merge(signed_in)
         .merge(optional)
         .with_state(state)
         // Cookie-carrying unsafe requests must be same-origin.
-        .layer(CsrfLayer::new())
-        .layer(sessions_layer))
+        .layer(CsrfLayer::new());
+    // Several instances: sessions in Redis.
+    #[cfg(feature = "redis")]
+    if let Some(redis) = redis {
+        let store = tower_auth::redis::RedisSessionStore::new(redis);
+        let sessions_layer = SessionLayer::builder(store, settings.session_key)
+            .secure(settings.secure_cookies)
+            .build()?;
+        return Ok(router.layer(sessions_layer));
+    }
+    let sessions_layer = SessionLayer::builder(MemorySessionStore::new(), settings.session_key)
+        .secure(settings.secure_cookies)
+        .build()?;
+    Ok(router.layer(sessions_layer))
 }
 
 fn session_key() -> SessionKey {
@@ -778,8 +858,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         session_key: session_key(),
         device_key: device_key(),
         secure_cookies: !std::env::args().any(|a| a == "--insecure-cookies"),
+        redis_url: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+    };
+    let shared = if settings.redis_url.is_some() && cfg!(feature = "redis") {
+        "shared through Redis"
+    } else {
+        "in this process"
     };
     let router = app(db, settings)?;
+    println!("sessions, revocations, rate limits and sign-in budgets: {shared}");
     let listener = tokio::net::TcpListener::bind(common::listen_addr()).await?;
     println!(
         "listening on http://{} (database: {path})",

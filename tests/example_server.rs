@@ -26,7 +26,12 @@ async fn start(db: server::common::Db) -> String {
         session_key: SessionKey::generate().unwrap(),
         device_key: DeviceKey::generate().unwrap(),
         secure_cookies: true,
+        redis_url: None,
     };
+    start_with(db, settings).await
+}
+
+async fn start_with(db: server::common::Db, settings: server::Settings) -> String {
     let app = server::app(db, settings).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1054,4 +1059,113 @@ fn password_hashes_are_standard_argon2id_phc_strings() {
         &ours.replace("argon2id", "argon2i"),
         &mut memory
     ));
+}
+
+#[cfg(feature = "redis")]
+mod redis_support;
+
+/// Two instances of the server on two ports, sharing one Redis (and one
+/// database, as two processes would share one file): sign-ins, sessions,
+/// logouts and the sign-in budgets are shared.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_instances_share_sessions_logouts_and_budgets_through_redis() {
+    let Some((url, _server)) = redis_support::RedisServer::shared() else {
+        return;
+    };
+    // The example uses the default prefix: names and the secret (which
+    // keys the limits' Redis keys) are unique per run instead.
+    let db = db();
+    let session_key = SessionKey::generate().unwrap();
+    let device_key = [5u8; 32];
+    let instance = |db: server::common::Db| {
+        let settings = server::Settings {
+            jwt_secret: format!("a test secret that is long enough {}", std::process::id())
+                .into_bytes(),
+            session_key: session_key.clone(),
+            device_key: DeviceKey::from_bytes(&device_key).unwrap(),
+            secure_cookies: true,
+            redis_url: Some(url.clone()),
+        };
+        start_with(db, settings)
+    };
+    let client = || {
+        Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let a = Api {
+        c: client(),
+        base: instance(db.clone()).await,
+    };
+    let b = Api {
+        c: client(),
+        base: instance(db).await,
+    };
+    let name = format!("user{}", std::process::id());
+
+    // Signed up on A, signed in on B, the token works on both.
+    assert_eq!(a.sign_up(&name, "correct horse").await.status(), 201);
+    let res = b.sign_in(&name, "correct horse").await;
+    assert_eq!(res.status(), 200);
+    let pair = body(res).await;
+    assert_eq!(a.get("/me", access(&pair)).await.status(), 200);
+    assert_eq!(b.get("/me", access(&pair)).await.status(), 200);
+
+    // A cookie session made on A is served by B.
+    let res =
+        a.c.post(a.url("/session/login"))
+            .json(&json!({"username": name, "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap();
+    let cookie = session_set_cookie(&res)
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me =
+        b.c.get(b.url("/me"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(me.status(), 200);
+
+    // Logout on A: B refuses the access token soon after.
+    let res =
+        a.c.post(a.url("/auth/logout"))
+            .bearer_auth(access(&pair))
+            .json(&json!({"refresh_token": pair["refresh_token"]}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 200);
+    let started = std::time::Instant::now();
+    loop {
+        let status = b.get("/me", access(&pair)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B still accepts a logged-out token"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Failed sign-ins spread over both instances share the budget of
+    // 5 per (address, account).
+    let victim = format!("victim{}", std::process::id());
+    assert_eq!(a.sign_up(&victim, "correct horse").await.status(), 201);
+    for i in 0..5 {
+        let api = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(api.sign_in(&victim, "wrong").await.status(), 401, "{i}");
+    }
+    for api in [&a, &b] {
+        let res = api.sign_in(&victim, "correct horse").await;
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+    }
 }

@@ -113,6 +113,11 @@ pub struct KeyState {
 }
 
 impl KeyState {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn new(remaining: u32, next_in: Duration) -> Self {
+        KeyState { remaining, next_in }
+    }
+
     /// How many more requests the key may make right now.
     pub fn remaining(&self) -> u32 {
         self.remaining
@@ -134,6 +139,11 @@ pub struct Denied {
 }
 
 impl Denied {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn new(retry_after: Duration) -> Self {
+        Denied { retry_after }
+    }
+
     /// How long until the key may make one more request.
     pub fn retry_after(&self) -> Duration {
         self.retry_after

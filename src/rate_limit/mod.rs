@@ -176,7 +176,7 @@
 mod failed;
 mod forwarded;
 mod future;
-mod headers;
+pub(crate) mod headers;
 mod key;
 mod layer;
 mod limiter;
@@ -188,6 +188,8 @@ mod store;
 /// [`FakeRelativeClock`](governor::clock::FakeRelativeClock) in tests.
 pub use governor;
 
+#[cfg(feature = "redis")]
+pub(crate) use failed::Predicate;
 pub use failed::{is_failed_attempt, FailedAttempt};
 pub use forwarded::{ClientIp, ForwardedHeader, InvalidProxy, TrustedProxies};
 pub use future::ResponseFuture;

@@ -69,17 +69,28 @@ use redis::{Client, FromRedisValue, IntoConnectionInfo};
 use crate::timeout::{deadline, Elapsed};
 use crate::BoxError;
 
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 #[cfg(feature = "jwt")]
 mod revocation;
 #[cfg(feature = "session")]
 mod session;
+#[cfg(feature = "rate-limit")]
+mod sign_in;
 
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{
+    RedisAttempt, RedisLimit, RedisRateLimitFuture, RedisRateLimitLayer, RedisRateLimitService,
+    RedisRateLimiter,
+};
 #[cfg(feature = "jwt")]
 pub use revocation::{
     RedisRevocationStore, DEFAULT_MIRROR_CAPACITY, DEFAULT_REDIS_FAMILIES_PER_SUBJECT,
 };
 #[cfg(feature = "session")]
 pub use session::{RedisSessionStore, DEFAULT_MAX_RECORD_BYTES};
+#[cfg(feature = "rate-limit")]
+pub use sign_in::{RedisSignInStore, DEFAULT_HOLD_LEASE, DEFAULT_KNOWN_PER_GROUP};
 
 /// The default deadline of one Redis call: 500 ms. Loopback round trips
 /// take well under a millisecond; a call this slow means Redis is down,
@@ -206,6 +217,7 @@ impl RedisConnection {
     }
 
     /// The `redis` client (for connections of their own, such as pub/sub).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     pub(crate) fn client(&self) -> &Client {
         &self.inner.client
     }
