@@ -64,7 +64,7 @@
 //! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
 //! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
 //! | `full`    | all of the above                                      |
-//! | `redis`   | [`redis`]: sessions and JWT revocations in Redis (not in `full`) |
+//! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
 //!
 //! No feature is on by default.
 //!
