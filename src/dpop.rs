@@ -17,8 +17,13 @@
 //! `cnf.jkt` ([`JktConfirmation`]); `ath` (the base64url SHA-256 of the
 //! access token) is required. Replays are refused by a [`ReplayStore`]
 //! ([`MemoryReplayStore`]: bounded, fails closed when full of live entries).
-//! Server-provided nonces (`DPoP-Nonce`, `use_dpop_nonce`) are not supported
-//! yet: they need a response header on a rejection.
+//! With [`DpopBound::nonces`], proofs must also carry a server-provided
+//! nonce (RFC 9449 §8): a proof without one, or with one that is forged or
+//! older than the nonces' lifetime, gets `401` with
+//! `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a fresh nonce in the
+//! `DPoP-Nonce` response header, which the client puts in its next proof.
+//! Nonces are stateless ([`DpopNonces`]: an HMAC of their issue time), so
+//! every instance sharing the nonce key accepts them.
 //!
 //! The expected `htu` is `public_origin` + path when
 //! [`DpopBound::public_origin`] is set (do set it in production: the
@@ -32,7 +37,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -50,6 +55,103 @@ use crate::jwt::{Algorithm, JwtKey, KeySet};
 use crate::rejection::Challenge;
 
 const DPOP: HeaderName = HeaderName::from_static("dpop");
+const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
+/// The default lifetime of a [`DpopNonces`] nonce: 5 minutes.
+pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Server-provided DPoP nonces (RFC 9449 §8), stateless: a nonce is the
+/// base64url of its issue time (8 bytes) and a 16-byte HMAC-SHA256 tag of
+/// that time under a key of at least 32 bytes, so every instance with the
+/// same key issues and accepts the same nonces without shared state. A nonce
+/// is accepted from its issue time until its lifetime has passed (5 s of
+/// clock skew allowed), so a client refreshes it about every lifetime.
+#[derive(Clone)]
+pub struct DpopNonces {
+    key: Arc<aws_lc_rs::hmac::Key>,
+    lifetime: u64,
+}
+
+impl fmt::Debug for DpopNonces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopNonces")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`DpopNonces`] key shorter than 32 bytes, or no randomness for one.
+#[derive(Debug, thiserror::Error)]
+#[error("a DPoP nonce key needs at least 32 random bytes")]
+pub struct NonceKeyError;
+
+impl DpopNonces {
+    /// Nonces under `key` (at least 32 bytes; share it between instances).
+    ///
+    /// # Errors
+    ///
+    /// [`NonceKeyError`] for a shorter key.
+    pub fn new(key: &[u8]) -> Result<Self, NonceKeyError> {
+        if key.len() < 32 {
+            return Err(NonceKeyError);
+        }
+        Ok(DpopNonces {
+            key: Arc::new(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key)),
+            lifetime: DEFAULT_NONCE_LIFETIME.as_secs(),
+        })
+    }
+
+    /// Nonces under a random key (one instance, or nonces that only need to
+    /// survive until the process restarts).
+    ///
+    /// # Errors
+    ///
+    /// [`NonceKeyError`] when the system has no randomness.
+    pub fn generate() -> Result<Self, NonceKeyError> {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut *key).map_err(|_| NonceKeyError)?;
+        Self::new(&*key)
+    }
+
+    /// How long a nonce is accepted (default [`DEFAULT_NONCE_LIFETIME`],
+    /// at least one second).
+    #[must_use]
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime.as_secs().max(1);
+        self
+    }
+
+    fn tag(&self, issued: u64) -> aws_lc_rs::hmac::Tag {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.key);
+        ctx.update(b"tower-auth dpop nonce\0");
+        ctx.update(&issued.to_be_bytes());
+        ctx.sign()
+    }
+
+    /// A nonce issued at `now` (Unix seconds).
+    pub fn issue(&self, now: u64) -> String {
+        let mut raw = [0u8; 24];
+        raw[..8].copy_from_slice(&now.to_be_bytes());
+        raw[8..].copy_from_slice(&self.tag(now).as_ref()[..16]);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Whether `nonce` was issued with this key and is still fresh at `now`.
+    pub fn accepts(&self, nonce: &str, now: u64) -> bool {
+        if nonce.len() != 32 {
+            return false;
+        }
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(nonce) else {
+            return false;
+        };
+        let Ok(issued) = <[u8; 8]>::try_from(&raw[..8]) else {
+            return false;
+        };
+        let issued = u64::from_be_bytes(issued);
+        let tag_ok = bool::from(self.tag(issued).as_ref()[..16].ct_eq(&raw[8..]));
+        tag_ok && issued <= now.saturating_add(5) && now.saturating_sub(issued) < self.lifetime
+    }
+}
 
 /// The default limit on a proof's size: 8 KiB.
 const MAX_PROOF_LEN: usize = 8 * 1024;
@@ -171,6 +273,7 @@ struct Config {
     replay: Arc<dyn ReplayStore>,
     clock: Arc<Clock>,
     challenge: Challenge,
+    nonces: Option<DpopNonces>,
 }
 
 /// Requires DPoP proofs for the tokens of an inner authenticator. See the
@@ -207,6 +310,7 @@ impl<A> DpopBound<A> {
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs())
                 }),
+                nonces: None,
             }),
         }
     }
@@ -249,6 +353,12 @@ impl<A> DpopBound<A> {
     /// Replaces the clock (Unix seconds), for tests.
     pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.edit(|c| c.clock = Arc::new(clock))
+    }
+
+    /// Requires server-provided nonces in proofs (RFC 9449 §8): see the
+    /// [module docs](crate::dpop). Off by default.
+    pub fn nonces(self, nonces: DpopNonces) -> Self {
+        self.edit(|c| c.nonces = Some(nonces))
     }
 
     /// The maximum age of a proof's `iat`, in seconds (default 60).
@@ -474,6 +584,17 @@ impl Config {
         };
         if !ath_ok {
             return Err(bad("the DPoP proof is for another access token"));
+        }
+        if let Some(nonces) = &self.nonces {
+            if !claim("nonce").is_some_and(|n| nonces.accepts(n, now)) {
+                let fresh = HeaderValue::from_str(&nonces.issue(now))
+                    .map_err(|_| bad("the DPoP proof is malformed"))?;
+                return Err(AuthError::invalid_credentials(
+                    "the DPoP proof needs a fresh server nonce",
+                )
+                .with_challenge(self.challenge.clone().param("error", "use_dpop_nonce"))
+                .with_header(DPOP_NONCE, fresh));
+            }
         }
         Ok(DpopProof {
             jkt,

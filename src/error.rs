@@ -84,6 +84,8 @@ pub struct AuthError {
     challenges: Option<Arc<[Challenge]>>,
     /// The refused credentials came from a cookie.
     from_cookie: bool,
+    /// Response headers the refusal must carry (a DPoP `DPoP-Nonce`).
+    headers: Option<Box<http::HeaderMap>>,
     #[source]
     source: Option<BoxError>,
 }
@@ -96,6 +98,7 @@ impl AuthError {
             message: message.into(),
             challenges: None,
             from_cookie: false,
+            headers: None,
             source: None,
         }
     }
@@ -128,6 +131,7 @@ impl AuthError {
             message: Cow::Borrowed("authentication is temporarily unavailable"),
             challenges: None,
             from_cookie: false,
+            headers: None,
             source: Some(source.into()),
         }
     }
@@ -148,6 +152,26 @@ impl AuthError {
         all.push(challenge);
         self.challenges = Some(all.into());
         self
+    }
+
+    /// Adds a response header to the refusal (e.g. the `DPoP-Nonce` a
+    /// client must use next, RFC 9449 §8). The layer's renderer copies it
+    /// into the rejection. Never put a credential in it.
+    #[must_use]
+    pub fn with_header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .append(name, value);
+        self
+    }
+
+    /// The response headers added with [`with_header`](Self::with_header).
+    pub fn headers(&self) -> Option<&http::HeaderMap> {
+        self.headers.as_deref()
+    }
+
+    pub(crate) fn take_headers(&mut self) -> Option<Box<http::HeaderMap>> {
+        self.headers.take()
     }
 
     /// Marks the refused credentials as read from a cookie: the

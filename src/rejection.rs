@@ -190,6 +190,9 @@ pub enum RejectionKind {
     /// A policy looked the resource up and found nothing (`404`), e.g. an
     /// owner check on an unknown post.
     NotFound,
+    /// Authenticated, but not strongly or recently enough for this resource
+    /// (`401`, RFC 9470 step-up: `error="insufficient_user_authentication"`).
+    InsufficientUserAuthentication,
     /// A rate limit was hit (`429`).
     TooManyRequests,
     /// A backend could not answer (`503`).
@@ -202,9 +205,9 @@ impl RejectionKind {
     /// The status of the default rendering.
     pub fn status(self) -> StatusCode {
         match self {
-            RejectionKind::Unauthenticated | RejectionKind::InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
+            RejectionKind::Unauthenticated
+            | RejectionKind::InvalidCredentials
+            | RejectionKind::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
             RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
             RejectionKind::Forbidden | RejectionKind::InsufficientScope | RejectionKind::Csrf => {
                 StatusCode::FORBIDDEN
@@ -224,6 +227,7 @@ impl RejectionKind {
             RejectionKind::InvalidCredentials => "invalid_token",
             RejectionKind::Forbidden => "forbidden",
             RejectionKind::InsufficientScope => "insufficient_scope",
+            RejectionKind::InsufficientUserAuthentication => "insufficient_user_authentication",
             RejectionKind::Csrf => "csrf_rejected",
             RejectionKind::NotFound => "not_found",
             RejectionKind::TooManyRequests => "too_many_requests",
@@ -237,7 +241,8 @@ impl RejectionKind {
         match self {
             RejectionKind::Unauthenticated
             | RejectionKind::InvalidRequest
-            | RejectionKind::InvalidCredentials => 16,
+            | RejectionKind::InvalidCredentials
+            | RejectionKind::InsufficientUserAuthentication => 16,
             RejectionKind::Forbidden | RejectionKind::InsufficientScope | RejectionKind::Csrf => 7,
             RejectionKind::NotFound => 5,
             RejectionKind::TooManyRequests => 8,
@@ -282,7 +287,18 @@ impl Rejection {
 
     /// The rejection for an authenticator's error. `challenges` are the
     /// layer's challenges, used when the error carries none of its own.
-    pub fn from_auth_error(err: AuthError, challenges: &[Challenge]) -> Self {
+    pub fn from_auth_error(mut err: AuthError, challenges: &[Challenge]) -> Self {
+        let headers = err.take_headers();
+        let mut r = Self::from_auth_error_inner(err, challenges);
+        for (name, value) in headers.into_iter().flat_map(|h| *h) {
+            if let Some(name) = name {
+                r = r.with_header(name, value);
+            }
+        }
+        r
+    }
+
+    fn from_auth_error_inner(err: AuthError, challenges: &[Challenge]) -> Self {
         let (kind, message, own) = err.into_parts();
         let kind = match kind {
             AuthErrorKind::Missing => return Self::unauthenticated(challenges),
@@ -518,7 +534,7 @@ impl Rejection {
         acr_values: Option<&str>,
         max_age: Option<u64>,
     ) -> Self {
-        let mut r = Self::new(RejectionKind::Unauthenticated, message);
+        let mut r = Self::new(RejectionKind::InsufficientUserAuthentication, message);
         if let Some(challenge) = challenge {
             let description = r.message.clone();
             let max_age = max_age.map(|s| s.to_string());

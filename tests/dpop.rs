@@ -383,3 +383,117 @@ async fn hostile_proofs_are_refused() {
     let (status, _, _) = send(layer, format!("DPoP {token}"), Some(ok)).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// One request through a layer: the status, every `WWW-Authenticate`, and
+/// the `DPoP-Nonce` response header.
+async fn send_for_nonce(
+    layer: AuthLayer<DpopBound<JwtAuthenticator<Value>>>,
+    token: &str,
+    proof: String,
+) -> (StatusCode, String, Option<String>) {
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+    let req = Request::get("/resource")
+        .header("host", "api.example.com")
+        .header(header::AUTHORIZATION, format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let www = res
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let nonce = res
+        .headers()
+        .get("dpop-nonce")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (res.status(), www, nonce)
+}
+
+#[tokio::test]
+async fn server_nonces_are_required_when_configured() {
+    use tower_auth::dpop::DpopNonces;
+
+    let alice = client();
+    let issuer = issuer();
+    let token = issuer
+        .issue("alice", &json!({"cnf": {"jkt": alice.jkt}}))
+        .unwrap()
+        .access_token;
+    let nonces = DpopNonces::new(&[7; 32]).unwrap();
+    let layer =
+        || AuthLayer::new(DpopBound::new(issuer.authenticator::<Value>()).nonces(nonces.clone()));
+    let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+    let proof = |nonce: Option<&str>| {
+        let mut claims = json!({
+            "jti": format!("{}-{}", now(), rand_u16()),
+            "htm": "GET",
+            "htu": HTU,
+            "iat": now(),
+            "ath": ath,
+        });
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        alice.proof_with(
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": alice.jwk}),
+            claims,
+        )
+    };
+
+    // No nonce: 401 use_dpop_nonce and a fresh nonce to use.
+    let (status, www, nonce) = send_for_nonce(layer(), &token, proof(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(www.contains(r#"error="use_dpop_nonce""#), "{www}");
+    let nonce = nonce.expect("a DPoP-Nonce header");
+    assert!(nonces.accepts(&nonce, now()));
+
+    // With it, the proof passes; another instance with the same key agrees.
+    let (status, _, again) = send_for_nonce(layer(), &token, proof(Some(&nonce))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, None, "no nonce header on success");
+
+    // Forged, expired and foreign nonces are refused the same way.
+    let mut forged = nonce.clone().into_bytes();
+    forged[31] = if forged[31] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let expired = nonces.issue(now() - 301);
+    let foreign = DpopNonces::new(&[8; 32]).unwrap().issue(now());
+    for bad in [
+        forged.as_str(),
+        expired.as_str(),
+        foreign.as_str(),
+        "",
+        "short",
+    ] {
+        let (status, www, fresh) = send_for_nonce(layer(), &token, proof(Some(bad))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(www.contains(r#"error="use_dpop_nonce""#), "{bad}: {www}");
+        assert!(fresh.is_some_and(|f| f != bad && nonces.accepts(&f, now())));
+    }
+    // A good nonce does not help a proof of another key.
+    let mallory = client();
+    let mallory_proof = mallory.proof_with(
+        json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": mallory.jwk}),
+        json!({
+            "jti": format!("m-{}", rand_u16()),
+            "htm": "GET",
+            "htu": HTU,
+            "iat": now(),
+            "ath": ath,
+            "nonce": nonce,
+        }),
+    );
+    let (status, www, _) = send_for_nonce(layer(), &token, mallory_proof).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!www.contains("use_dpop_nonce"), "{www}");
+
+    assert!(DpopNonces::new(&[1; 31]).is_err(), "short keys are refused");
+}

@@ -142,7 +142,7 @@ async fn weak_old_or_missing_authentication_asks_for_a_step_up() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
         assert_eq!(r.www, [CHALLENGE], "{what}");
         let body: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(body["error"], "unauthorized", "{what}");
+        assert_eq!(body["error"], "insufficient_user_authentication", "{what}");
         assert_eq!(
             body["message"],
             "a stronger or more recent authentication is required"
