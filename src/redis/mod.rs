@@ -16,6 +16,8 @@
 //!   refresh rotation in Redis, and a local mirror of the deny-list fed by
 //!   pub/sub, so revocation checks (verified-token cache hits included)
 //!   cost no round trip.
+//! - [`RedisReplayStore`] (with the `dpop` feature): DPoP proof replay
+//!   detection shared by every instance (`SET NX EXAT`).
 //!
 //! # Failing closed, never hanging
 //!
@@ -71,6 +73,8 @@ use crate::BoxError;
 
 #[cfg(feature = "rate-limit")]
 mod rate_limit;
+#[cfg(feature = "dpop")]
+mod replay;
 #[cfg(feature = "jwt")]
 mod revocation;
 #[cfg(feature = "session")]
@@ -83,6 +87,8 @@ pub use rate_limit::{
     RedisAttempt, RedisLimit, RedisRateLimitFuture, RedisRateLimitLayer, RedisRateLimitService,
     RedisRateLimiter,
 };
+#[cfg(feature = "dpop")]
+pub use replay::RedisReplayStore;
 #[cfg(feature = "jwt")]
 pub use revocation::{
     RedisRevocationStore, DEFAULT_MIRROR_CAPACITY, DEFAULT_REDIS_FAMILIES_PER_SUBJECT,
