@@ -109,14 +109,24 @@ impl RedisSessionStore {
         format!("{}{{{}}}", self.prefix, key.to_hex())
     }
 
-    fn data(&self, record: &SessionRecord) -> Result<String, BoxError> {
+    /// The script arguments of `record`: version, values (size-checked),
+    /// created, last active, expires.
+    fn args(&self, record: &SessionRecord) -> Result<RecordArgs, BoxError> {
         let data = serde_json::to_string(&record.data)?;
         if data.len() > self.max_record_bytes {
             return Err("session record too large".into());
         }
-        Ok(data)
+        Ok((
+            record.version,
+            data,
+            millis(record.created_at),
+            millis(record.last_active),
+            millis(record.expires_at),
+        ))
     }
 }
+
+type RecordArgs = (u64, String, u64, u64, u64);
 
 fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -181,15 +191,7 @@ impl SessionStore for RedisSessionStore {
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
         let key = self.redis_key(key);
         let redis = self.redis.clone();
-        let args = self.data(record).map(|data| {
-            (
-                record.version,
-                data,
-                millis(record.created_at),
-                millis(record.last_active),
-                millis(record.expires_at),
-            )
-        });
+        let args = self.args(record);
         async move {
             let (v, d, c, a, x) = args?;
             let _: i64 = redis
@@ -218,15 +220,7 @@ impl SessionStore for RedisSessionStore {
     ) -> impl Future<Output = Result<UpdateOutcome, BoxError>> + Send {
         let key = self.redis_key(key);
         let redis = self.redis.clone();
-        let args = self.data(record).map(|data| {
-            (
-                record.version,
-                data,
-                millis(record.created_at),
-                millis(record.last_active),
-                millis(record.expires_at),
-            )
-        });
+        let args = self.args(record);
         let now = millis(SystemTime::now());
         async move {
             let (v, d, c, a, x) = args?;
