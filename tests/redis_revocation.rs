@@ -520,3 +520,33 @@ async fn a_logout_on_one_instance_ends_connections_on_the_other() {
     );
     bob_ended.abort();
 }
+
+#[tokio::test]
+async fn a_logout_is_honoured_at_once_on_its_own_instance() {
+    let Some((url, _server)) = RedisServer::shared() else {
+        return;
+    };
+    let a = Instance::new(&url, &prefix("own"));
+    live(&a.store).await;
+    let layer = cached_layer(&a.issuer);
+    for _ in 0..20 {
+        let pair = a.issuer.issue("alice", &()).unwrap();
+        let res = layer
+            .clone()
+            .oneshot(request(&pair.access_token))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        a.issuer
+            .logout(Some(&pair.access_token), None)
+            .await
+            .unwrap();
+        // No wait for the published message: the next request is refused.
+        let res = layer
+            .clone()
+            .oneshot(request(&pair.access_token))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+}

@@ -337,6 +337,12 @@ impl RedisRevocationStore {
                 })
             })
             .await?;
+        // This instance's own mirror learns it at once, not only when the
+        // published message comes back: a request right after a logout
+        // here is refused here.
+        if until > now && self.mirror.is_live() {
+            self.mirror.insert(digest(k, id), until, now);
+        }
         Ok(())
     }
 
