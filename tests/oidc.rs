@@ -163,7 +163,9 @@ fn settings(base: &str) -> RemoteJwksBuilder {
 async fn call(auth: &JwtAuthenticator<Value>, token: &str) -> StatusCode {
     let svc = ServiceBuilder::new()
         .layer(AuthLayer::new(auth.clone()))
-        .service_fn(|_: Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) });
+        .service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
     let req = Request::builder()
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(())
@@ -189,13 +191,22 @@ async fn rotation_new_kid_accepted_after_one_refresh_old_kid_removed() {
         .await
         .unwrap();
     let auth = authenticator(jwks.clone());
-    assert_eq!(call(&auth, &token(Algorithm::RS256, "k1", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
+        StatusCode::OK
+    );
     assert_eq!(p.fetches.load(Ordering::SeqCst), 1);
     // The provider adds k2: the first token naming it triggers one refresh.
     p.keys.lock().unwrap().push(jwk(Algorithm::ES256, "k2"));
-    assert_eq!(call(&auth, &token(Algorithm::ES256, "k2", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::ES256, "k2", ISS)).await,
+        StatusCode::OK
+    );
     assert_eq!(p.fetches.load(Ordering::SeqCst), 2);
-    assert_eq!(call(&auth, &token(Algorithm::ES256, "k2", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::ES256, "k2", ISS)).await,
+        StatusCode::OK
+    );
     assert_eq!(p.fetches.load(Ordering::SeqCst), 2, "known kid: no fetch");
     // The provider removes k1: after the next refresh k1 tokens are refused.
     p.keys.lock().unwrap().remove(0);
@@ -204,7 +215,10 @@ async fn rotation_new_kid_accepted_after_one_refresh_old_kid_removed() {
         call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(call(&auth, &token(Algorithm::ES256, "k2", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::ES256, "k2", ISS)).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -214,7 +228,10 @@ async fn etag_revalidation_keeps_keys_on_304() {
     jwks.refresh().await.unwrap();
     assert_eq!(p.not_modified.load(Ordering::SeqCst), 1);
     let auth = authenticator(jwks);
-    assert_eq!(call(&auth, &token(Algorithm::RS256, "k1", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -272,11 +289,17 @@ async fn hanging_server_times_out() {
         StatusCode::UNAUTHORIZED
     );
     // Known keys never wait.
-    assert_eq!(call(&auth, &token(Algorithm::RS256, "k1", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
+        StatusCode::OK
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     let started = std::time::Instant::now();
     assert!(matches!(
-        settings(&base).timeout(Duration::from_millis(200)).start().await,
+        settings(&base)
+            .timeout(Duration::from_millis(200))
+            .start()
+            .await,
         Err(OidcError::Timeout)
     ));
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -309,7 +332,10 @@ async fn unsupported_and_malformed_keys_are_dropped_alone() {
     let jwks = settings(&base).start().await.unwrap();
     assert_eq!(jwks.keys().len(), 1);
     let auth = authenticator(jwks);
-    assert_eq!(call(&auth, &token(Algorithm::RS256, "k1", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -319,7 +345,9 @@ async fn too_many_keys_or_no_usable_key_is_refused() {
         settings(&base).start().await,
         Err(OidcError::NoUsableKey)
     ));
-    *p.keys.lock().unwrap() = (0..5).map(|i| jwk(Algorithm::RS256, &format!("k{i}"))).collect();
+    *p.keys.lock().unwrap() = (0..5)
+        .map(|i| jwk(Algorithm::RS256, &format!("k{i}")))
+        .collect();
     assert!(matches!(
         settings(&base).max_keys(4).start().await,
         Err(OidcError::TooManyKeys(4))
@@ -347,7 +375,10 @@ async fn flood_of_random_kids_fetches_at_most_once_per_interval() {
         assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(p.fetches.load(Ordering::SeqCst), 2, "initial + one refresh");
-    assert_eq!(call(&auth, &token(Algorithm::RS256, "k1", ISS)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -387,7 +418,11 @@ async fn https_only_unless_loopback_http_allowed() {
 
 #[tokio::test]
 async fn discovery_follows_jwks_uri_and_intersects_algorithms() {
-    let (p, base) = provider(vec![jwk(Algorithm::RS256, "k1"), jwk(Algorithm::ES256, "k2")]).await;
+    let (p, base) = provider(vec![
+        jwk(Algorithm::RS256, "k1"),
+        jwk(Algorithm::ES256, "k2"),
+    ])
+    .await;
     *p.algs.lock().unwrap() = Some(vec!["RS256", "HS256", "none"]);
     let issuer = format!("{base}{ISSUER_PATH}");
     let found = Discovery::new(issuer.clone())
@@ -400,7 +435,10 @@ async fn discovery_follows_jwks_uri_and_intersects_algorithms() {
         .issuers([found.issuer()])
         .build()
         .unwrap();
-    assert_eq!(call(&auth, &token(Algorithm::RS256, "k1", &issuer)).await, StatusCode::OK);
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", &issuer)).await,
+        StatusCode::OK
+    );
     // ES256 is not advertised: refused although the key is in the set.
     assert_eq!(
         call(&auth, &token(Algorithm::ES256, "k2", &issuer)).await,
@@ -408,7 +446,10 @@ async fn discovery_follows_jwks_uri_and_intersects_algorithms() {
     );
     *p.algs.lock().unwrap() = Some(vec!["HS256"]);
     assert!(matches!(
-        Discovery::new(issuer).jwks_settings(settings("")).discover().await,
+        Discovery::new(issuer)
+            .jwks_settings(settings(""))
+            .discover()
+            .await,
         Err(OidcError::NoAlgorithms)
     ));
 }

@@ -18,8 +18,8 @@ use super::claims::{media_type_eq, Registered, Rules};
 use super::config::ConfigError;
 use super::jws::{self, JwtError};
 use super::keys::KeySet;
-use super::source::KeySource;
 use super::revocation::{self, RevocationStore, SharedStore};
+use super::source::KeySource;
 use crate::auth::{Authenticated, Authenticator, BoxAuthFuture};
 use crate::credentials::{self, HeaderToken};
 use crate::error::AuthError;
@@ -785,6 +785,10 @@ where
         let now = self.now();
         let fingerprint = cache.fingerprint(token);
         if let Some(hit) = cache.get(fingerprint, now, self.inner.rules.leeway) {
+            // Keys too stale to trust refuse cached tokens too (fail closed).
+            if let Some(Err(e)) = self.inner.source.as_ref().map(|s| s.usable()) {
+                return ready(Err(e));
+            }
             let identity = if *hit.identity.scheme() == scheme {
                 hit.identity.clone()
             } else {

@@ -449,7 +449,9 @@ impl KeySet {
                     tracing::warn!(kid = ?jwk.common.key_id, "refusing a symmetric key in a provider's JWKS");
                     None
                 }
-                Ok(jwk) if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) => None,
+                Ok(jwk) if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) => {
+                    None
+                }
                 Ok(jwk) => match JwtKey::from_jwk(&jwk) {
                     Ok(key) => Some(key),
                     Err(e) => {

@@ -151,12 +151,12 @@ pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
 #[cfg(feature = "oidc")]
 pub use remote::{Discovered, Discovery, OidcError, RemoteJwks, RemoteJwksBuilder};
-pub use source::{KeySource, RefreshFuture};
 pub use revocation::{
     MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationBroadcast,
     RevocationEvent, RevocationReceiver, RevocationStore, Revoked, DEFAULT_BROADCAST_CAPACITY,
     DEFAULT_FAMILIES_PER_SUBJECT,
 };
+pub use source::{KeySource, RefreshFuture};
 
 pub use jsonwebtoken::{Algorithm, EncodingKey};
 

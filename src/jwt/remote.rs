@@ -54,7 +54,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::Algorithm;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::keys::KeySet;
 use super::source::{KeySource, RefreshFuture};
@@ -217,7 +217,12 @@ impl RemoteJwksBuilder {
         let uri = checked_uri(&self.url, self.allow_loopback_http)?;
         let fetcher = Fetcher::new(&self)?;
         let fetched = fetcher.jwks(&uri, None, self.max_keys).await?;
-        let Fetched::Keys { keys, etag, max_age } = fetched else {
+        let Fetched::Keys {
+            keys,
+            etag,
+            max_age,
+        } = fetched
+        else {
             return Err(OidcError::Status(304));
         };
         let shared = Arc::new(Shared {
@@ -332,7 +337,11 @@ impl Shared {
                 }));
                 Ok(max_age)
             }
-            Ok(Fetched::Keys { keys, etag, max_age }) => {
+            Ok(Fetched::Keys {
+                keys,
+                etag,
+                max_age,
+            }) => {
                 self.snapshot.store(Arc::new(Snapshot {
                     keys,
                     etag,
@@ -361,15 +370,26 @@ async fn background(shared: Weak<Shared>, mut next: Duration) {
     }
 }
 
-impl KeySource for RemoteJwks {
-    fn current(&self) -> Result<KeySet, AuthError> {
-        let snapshot = self.shared.snapshot.load();
+impl RemoteJwks {
+    fn fresh(&self, snapshot: &Snapshot) -> Result<(), AuthError> {
         if snapshot.fetched_at.elapsed() > self.shared.config.max_staleness {
             return Err(AuthError::unavailable(
                 "the identity provider's keys are too stale",
             ));
         }
+        Ok(())
+    }
+}
+
+impl KeySource for RemoteJwks {
+    fn current(&self) -> Result<KeySet, AuthError> {
+        let snapshot = self.shared.snapshot.load();
+        self.fresh(&snapshot)?;
         Ok(snapshot.keys.clone())
+    }
+
+    fn usable(&self) -> Result<(), AuthError> {
+        self.fresh(&self.shared.snapshot.load())
     }
 
     fn algorithms(&self) -> Vec<Algorithm> {
@@ -467,7 +487,8 @@ impl Fetcher {
         uri: &Uri,
         etag: Option<&http::HeaderValue>,
     ) -> Result<(http::response::Parts, Bytes), OidcError> {
-        let mut request = Request::get(uri.clone()).header(http::header::ACCEPT, "application/json");
+        let mut request =
+            Request::get(uri.clone()).header(http::header::ACCEPT, "application/json");
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -519,7 +540,9 @@ impl Fetcher {
         let (parts, body) = self.get(uri, etag).await?;
         let max_age = max_age(&parts.headers);
         match parts.status {
-            StatusCode::NOT_MODIFIED if etag.is_some() => return Ok(Fetched::NotModified { max_age }),
+            StatusCode::NOT_MODIFIED if etag.is_some() => {
+                return Ok(Fetched::NotModified { max_age })
+            }
             StatusCode::OK => {}
             other => return Err(OidcError::Status(other.as_u16())),
         }
@@ -553,7 +576,8 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
     for value in headers.get_all(CACHE_CONTROL) {
         for directive in value.to_str().ok()?.split(',') {
             let directive = directive.trim();
-            if directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
+            if directive.eq_ignore_ascii_case("no-cache")
+                || directive.eq_ignore_ascii_case("no-store")
             {
                 return Some(Duration::ZERO);
             }
@@ -561,7 +585,12 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
                 continue;
             };
             if name.trim().eq_ignore_ascii_case("max-age") {
-                found = secs.trim().trim_matches('"').parse().ok().map(Duration::from_secs);
+                found = secs
+                    .trim()
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+                    .map(Duration::from_secs);
             }
         }
     }
@@ -634,7 +663,8 @@ impl Discovery {
         let authority = base.authority().ok_or(OidcError::InvalidUrl)?;
         let path = base.path().trim_end_matches('/');
         let scheme = base.scheme_str().unwrap_or("https");
-        let rfc8414 = format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}");
+        let rfc8414 =
+            format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}");
         let mut last = OidcError::Status(404);
         for url in [oidc, rfc8414] {
             let uri = checked_uri(&url, allow_http)?;
@@ -705,7 +735,10 @@ mod tests {
             checked_uri("ftp://127.0.0.1/jwks", true),
             Err(OidcError::InvalidUrl)
         ));
-        assert!(matches!(checked_uri("not a url", true), Err(OidcError::InvalidUrl)));
+        assert!(matches!(
+            checked_uri("not a url", true),
+            Err(OidcError::InvalidUrl)
+        ));
     }
 
     #[test]
@@ -718,7 +751,10 @@ mod tests {
         assert_eq!(max_age(&h), Some(Duration::ZERO));
         let b = RemoteJwksBuilder::new("https://x")
             .refresh_bounds(Duration::from_secs(60), Duration::from_secs(3600));
-        assert_eq!(b.next_refresh(Some(Duration::ZERO)), Duration::from_secs(60));
+        assert_eq!(
+            b.next_refresh(Some(Duration::ZERO)),
+            Duration::from_secs(60)
+        );
         assert_eq!(
             b.next_refresh(Some(Duration::from_secs(86400))),
             Duration::from_secs(3600)
@@ -727,7 +763,8 @@ mod tests {
 
     #[test]
     fn symmetric_algorithms_are_never_allowed() {
-        let b = RemoteJwksBuilder::new("https://x").algorithms([Algorithm::HS256, Algorithm::RS256]);
+        let b =
+            RemoteJwksBuilder::new("https://x").algorithms([Algorithm::HS256, Algorithm::RS256]);
         assert_eq!(b.algorithms, vec![Algorithm::RS256]);
     }
 }

@@ -28,6 +28,17 @@ pub trait KeySource: fmt::Debug + Send + Sync + 'static {
     /// the keys cannot be trusted any more, e.g. too stale.
     fn current(&self) -> Result<KeySet, AuthError>;
 
+    /// Whether the keys may be trusted now, without fetching them: the
+    /// check of a verified-token cache hit. Defaults to
+    /// [`current`](Self::current).
+    ///
+    /// # Errors
+    ///
+    /// As [`current`](Self::current).
+    fn usable(&self) -> Result<(), AuthError> {
+        self.current().map(drop)
+    }
+
     /// The algorithms tokens may use (an allow-list, never `none`).
     fn algorithms(&self) -> Vec<Algorithm>;
 
