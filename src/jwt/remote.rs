@@ -1,43 +1,4 @@
-//! Remote key sets (feature `oidc`): [`RemoteJwks`], an identity
-//! provider's JWKS kept fresh in the background, and [`Discovery`] of it
-//! from an issuer (OpenID Connect Discovery, RFC 8414).
-//!
-//! * Lookups never wait on a fetch: the key set is swapped atomically.
-//! * Refresh in the background, after the response's `Cache-Control:
-//!   max-age` clamped to [`refresh_bounds`](RemoteJwksBuilder::refresh_bounds),
-//!   revalidated with `If-None-Match` when the server sent an `ETag`.
-//! * A token with an unknown `kid` triggers one refresh at a time and at
-//!   most one per [`unknown_kid_interval`](RemoteJwksBuilder::unknown_kid_interval).
-//! * Stale on error: the last good keys are kept for
-//!   [`max_staleness`](RemoteJwksBuilder::max_staleness), then every token
-//!   is answered `503` (fail closed).
-//! * One malformed, unsupported or symmetric (`oct`) key is dropped alone;
-//!   responses are bounded in size and key count; requests time out;
-//!   `https` only, plain `http` only to a loopback host and only when
-//!   [`allow_loopback_http`](RemoteJwksBuilder::allow_loopback_http) says so.
-//!
-//! The HTTP client is hyper-util's with rustls (the aws-lc-rs provider,
-//! already built for `jwt` and `mtls`) and the Mozilla roots of
-//! `webpki-roots`; certificates are always verified and redirects are never
-//! followed.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use tower_auth::jwt::{Discovery, JwtAuthenticator};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let provider = Discovery::new("https://login.example.com/realms/app")
-//!     .discover()
-//!     .await?;
-//! let jwt = JwtAuthenticator::<serde_json::Value>::from_source(provider.jwks().clone())
-//!     .issuers([provider.issuer()])
-//!     .audiences(["my-api"])
-//!     .build()?;
-//! # let _ = jwt;
-//! # Ok(())
-//! # }
-//! ```
+//! Remote key sets (feature `oidc`): [`RemoteJwks`] and [`Discovery`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -103,7 +64,7 @@ pub enum OidcError {
     NoAlgorithms,
 }
 
-/// Configuration of a [`RemoteJwks`]; see the [module docs](self).
+/// Configuration of a [`RemoteJwks`]; see the [`RemoteJwks`] docs.
 #[derive(Debug, Clone)]
 pub struct RemoteJwksBuilder {
     url: String,
@@ -256,10 +217,48 @@ fn asymmetric(algorithms: impl IntoIterator<Item = Algorithm>) -> Vec<Algorithm>
         .collect()
 }
 
-/// An identity provider's JWK Set, fetched over HTTPS and refreshed in the
-/// background: a [`KeySource`] for
-/// [`JwtAuthenticator::from_source`](super::JwtAuthenticator::from_source).
-/// See the [module docs](self). Cloning is a reference-count increment.
+/// An identity provider's JWK Set (feature `oidc`), fetched over HTTPS and
+/// refreshed in the background: a [`KeySource`] for
+/// [`JwtAuthenticator::from_source`](super::JwtAuthenticator::from_source),
+/// found directly or by [`Discovery`] from an issuer (OpenID Connect
+/// Discovery, RFC 8414). Cloning is a reference-count increment.
+///
+/// * Lookups never wait on a fetch: the key set is swapped atomically.
+/// * Refresh in the background, after the response's `Cache-Control:
+///   max-age` clamped to [`refresh_bounds`](RemoteJwksBuilder::refresh_bounds),
+///   revalidated with `If-None-Match` when the server sent an `ETag`.
+/// * A token with an unknown `kid` triggers one refresh at a time and at
+///   most one per [`unknown_kid_interval`](RemoteJwksBuilder::unknown_kid_interval).
+/// * Stale on error: the last good keys are kept for
+///   [`max_staleness`](RemoteJwksBuilder::max_staleness), then every token
+///   is answered `503` (fail closed).
+/// * One malformed, unsupported or symmetric (`oct`) key is dropped alone;
+///   responses are bounded in size and key count; requests time out;
+///   `https` only, plain `http` only to a loopback host and only when
+///   [`allow_loopback_http`](RemoteJwksBuilder::allow_loopback_http) says so.
+///
+/// The HTTP client is hyper-util's with rustls (the aws-lc-rs provider,
+/// already built for `jwt` and `mtls`) and the Mozilla roots of
+/// `webpki-roots`; certificates are always verified and redirects are never
+/// followed.
+///
+/// # Example
+///
+/// ```no_run
+/// use tower_auth::jwt::{Discovery, JwtAuthenticator};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let provider = Discovery::new("https://login.example.com/realms/app")
+///     .discover()
+///     .await?;
+/// let jwt = JwtAuthenticator::<serde_json::Value>::from_source(provider.jwks().clone())
+///     .issuers([provider.issuer()])
+///     .audiences(["my-api"])
+///     .build()?;
+/// # let _ = jwt;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RemoteJwks {
     shared: Arc<Shared>,
@@ -602,7 +601,7 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
 /// (`/.well-known/oauth-authorization-server`). The document's `issuer` must
 /// equal the configured one exactly, its `jwks_uri` obeys the same URL
 /// rules, and its advertised signing algorithms are intersected with the
-/// allow-list. See the [module docs](self).
+/// allow-list. See the [`RemoteJwks`] docs.
 #[derive(Debug, Clone)]
 pub struct Discovery {
     issuer: String,
@@ -676,12 +675,12 @@ impl Discovery {
             if parts.status != StatusCode::OK {
                 return Err(OidcError::Status(parts.status.as_u16()));
             }
-            return self.from_document(&body).await;
+            return self.use_document(&body).await;
         }
         Err(last)
     }
 
-    async fn from_document(self, body: &[u8]) -> Result<Discovered, OidcError> {
+    async fn use_document(self, body: &[u8]) -> Result<Discovered, OidcError> {
         #[derive(serde::Deserialize)]
         struct Document {
             issuer: String,
