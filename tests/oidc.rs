@@ -271,6 +271,22 @@ async fn server_error_keeps_stale_keys_then_503_after_max_staleness() {
 }
 
 #[tokio::test]
+async fn cached_tokens_are_refused_too_once_keys_are_too_stale() {
+    let (p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
+    let jwks = settings(&base)
+        .max_staleness(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let auth = authenticator(jwks).cache(100, Duration::from_secs(60));
+    let t = token(Algorithm::RS256, "k1", ISS);
+    assert_eq!(call(&auth, &t).await, StatusCode::OK);
+    *p.mode.lock().unwrap() = Mode::Error;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(call(&auth, &t).await, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
 async fn hanging_server_times_out() {
     let (p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
     let jwks = settings(&base)
@@ -373,6 +389,11 @@ async fn flood_of_random_kids_fetches_at_most_once_per_interval() {
         .collect();
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    // One after the other too (no refresh to join): still no new fetch.
+    for i in 0..20 {
+        let t = token(Algorithm::RS256, &format!("again-{i}"), ISS);
+        assert_eq!(call(&auth, &t).await, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(p.fetches.load(Ordering::SeqCst), 2, "initial + one refresh");
     assert_eq!(

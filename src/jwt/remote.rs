@@ -409,9 +409,14 @@ impl KeySource for RemoteJwks {
             }
             *last = Some(now);
         }
+        // Spawned: the refresh completes even if the request that started
+        // it goes away.
         let shared = Arc::clone(&self.shared);
-        Some(Box::pin(async move {
+        let refresh = tokio::spawn(async move {
             let _ = shared.refresh(now).await;
+        });
+        Some(Box::pin(async move {
+            let _ = refresh.await;
         }))
     }
 }
