@@ -145,6 +145,16 @@ async fn provider(keys: Vec<Value>) -> (Arc<Provider>, String) {
             &format!("{ISSUER_PATH}/.well-known/openid-configuration"),
             get(discovery),
         )
+        // An RFC 8414-only server: the well-known segment before the path.
+        .route(
+            "/.well-known/oauth-authorization-server/as",
+            get(|State(p): State<Arc<Provider>>| async move {
+                let base = p.base.lock().unwrap().clone();
+                axum::Json(
+                    json!({"issuer": format!("{base}/as"), "jwks_uri": format!("{base}/jwks")}),
+                )
+            }),
+        )
         .with_state(Arc::clone(&p));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -501,4 +511,40 @@ async fn discovery_document_with_another_issuer_is_refused() {
             .await,
         Err(OidcError::Status(404))
     ));
+}
+
+#[tokio::test]
+async fn rfc8414_metadata_is_found_when_there_is_no_openid_configuration() {
+    let (_p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
+    let issuer = format!("{base}/as");
+    let found = Discovery::new(issuer.clone())
+        .jwks_settings(settings(""))
+        .discover()
+        .await
+        .unwrap();
+    let auth = JwtAuthenticator::<Value>::from_source(found.jwks().clone())
+        .issuers([found.issuer()])
+        .build()
+        .unwrap();
+    assert_eq!(
+        call(&auth, &token(Algorithm::RS256, "k1", &issuer)).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn hs256_token_signed_with_the_published_rsa_key_is_refused() {
+    let (_p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
+    let jwks = settings(&base).start().await.unwrap();
+    let auth = authenticator(jwks);
+    let public = include_bytes!("keys/rsa_public.pem");
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    let forged = jsonwebtoken::encode(
+        &h,
+        &json!({"sub": "mallory", "iss": ISS, "exp": u64::MAX / 2}),
+        &EncodingKey::from_secret(public),
+    )
+    .unwrap();
+    assert_eq!(call(&auth, &forged).await, StatusCode::UNAUTHORIZED);
 }
