@@ -548,3 +548,52 @@ async fn hs256_token_signed_with_the_published_rsa_key_is_refused() {
     .unwrap();
     assert_eq!(call(&auth, &forged).await, StatusCode::UNAUTHORIZED);
 }
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate: the client
+/// must refuse it (certificate verification is always on).
+#[tokio::test]
+async fn self_signed_https_provider_is_refused() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let chain = vec![CertificateDer::from(certified.cert.der().to_vec())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&handshakes);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            // Drives the handshake until the client gives up.
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut stream).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let result = RemoteJwks::builder(format!("https://{addr}/jwks"))
+        .timeout(Duration::from_secs(5))
+        .start()
+        .await;
+    assert!(matches!(result, Err(OidcError::Http(_))), "{result:?}");
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        1,
+        "a TLS handshake was tried"
+    );
+}
