@@ -253,17 +253,18 @@ async fn background_refresh_follows_clamped_max_age() {
         .start()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let fetches = p.fetches.load(Ordering::SeqCst);
-    // max-age=0 is clamped up to 100 ms: a few refreshes, not a busy loop.
-    assert!((3..=7).contains(&fetches), "{fetches} fetches");
+    // max-age=0 is clamped up to 100 ms: a few refreshes, not a busy loop
+    // (and not the 5 min used without a max-age).
+    assert!((3..=10).contains(&fetches), "{fetches} fetches");
 }
 
 #[tokio::test]
 async fn server_error_keeps_stale_keys_then_503_after_max_staleness() {
     let (p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
     let jwks = settings(&base)
-        .max_staleness(Duration::from_millis(400))
+        .max_staleness(Duration::from_secs(1))
         .start()
         .await
         .unwrap();
@@ -272,7 +273,7 @@ async fn server_error_keeps_stale_keys_then_503_after_max_staleness() {
     assert!(matches!(jwks.refresh().await, Err(OidcError::Status(500))));
     let t = token(Algorithm::RS256, "k1", ISS);
     assert_eq!(call(&auth, &t).await, StatusCode::OK, "stale keys kept");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(call(&auth, &t).await, StatusCode::SERVICE_UNAVAILABLE);
     // The provider recovers: keys are fresh again.
     *p.mode.lock().unwrap() = Mode::Normal;
@@ -284,7 +285,7 @@ async fn server_error_keeps_stale_keys_then_503_after_max_staleness() {
 async fn cached_tokens_are_refused_too_once_keys_are_too_stale() {
     let (p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
     let jwks = settings(&base)
-        .max_staleness(Duration::from_millis(300))
+        .max_staleness(Duration::from_secs(1))
         .start()
         .await
         .unwrap();
@@ -292,7 +293,7 @@ async fn cached_tokens_are_refused_too_once_keys_are_too_stale() {
     let t = token(Algorithm::RS256, "k1", ISS);
     assert_eq!(call(&auth, &t).await, StatusCode::OK);
     *p.mode.lock().unwrap() = Mode::Error;
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(call(&auth, &t).await, StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -319,7 +320,7 @@ async fn hanging_server_times_out() {
         call(&auth, &token(Algorithm::RS256, "k1", ISS)).await,
         StatusCode::OK
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
     let started = std::time::Instant::now();
     assert!(matches!(
         settings(&base)
@@ -328,7 +329,7 @@ async fn hanging_server_times_out() {
             .await,
         Err(OidcError::Timeout)
     ));
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
