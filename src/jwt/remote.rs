@@ -174,6 +174,11 @@ impl RemoteJwksBuilder {
     /// # Errors
     ///
     /// An [`OidcError`] when the URL is refused or the first fetch fails.
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a tokio runtime (the refresh task and the HTTP
+    /// client need one).
     pub async fn start(self) -> Result<RemoteJwks, OidcError> {
         let uri = checked_uri(&self.url, self.allow_loopback_http)?;
         let fetcher = Fetcher::new(&self)?;
@@ -657,6 +662,10 @@ impl Discovery {
     ///
     /// An [`OidcError`]: a refused URL, a failed fetch, an `issuer` that
     /// differs ([`OidcError::IssuerMismatch`]), no allowed algorithm.
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a tokio runtime.
     pub async fn discover(self) -> Result<Discovered, OidcError> {
         let allow_http = self.jwks.allow_loopback_http;
         let base = checked_uri(&self.issuer, allow_http)?;
