@@ -19,6 +19,7 @@ use super::config::ConfigError;
 use super::jws::{self, JwtError};
 use super::keys::KeySet;
 use super::revocation::{self, RevocationStore, SharedStore};
+use super::source::KeySource;
 use crate::auth::{Authenticated, Authenticator, BoxAuthFuture};
 use crate::credentials::{self, HeaderToken};
 use crate::error::AuthError;
@@ -42,6 +43,10 @@ pub struct JwtAuthenticator<C> {
 
 struct Inner<C> {
     keys: KeySet,
+    /// Keys that change at run time; `keys` is then empty.
+    source: Option<Arc<dyn KeySource>>,
+    /// [`JwtAuthenticator::any_issuer`]: a key source without issuers.
+    any_issuer: bool,
     algorithms: Vec<Algorithm>,
     rules: Rules,
     max_len: usize,
@@ -65,6 +70,8 @@ impl<C> Clone for Inner<C> {
     fn clone(&self) -> Self {
         Inner {
             keys: self.keys.clone(),
+            source: self.source.clone(),
+            any_issuer: self.any_issuer,
             algorithms: self.algorithms.clone(),
             rules: self.rules.clone(),
             max_len: self.max_len,
@@ -96,6 +103,7 @@ impl<C> fmt::Debug for JwtAuthenticator<C> {
         let i = &self.inner;
         f.debug_struct("JwtAuthenticator")
             .field("keys", &i.keys)
+            .field("source", &i.source)
             .field("algorithms", &i.algorithms)
             .field("rules", &i.rules)
             .field("max_len", &i.max_len)
@@ -177,6 +185,8 @@ where
         JwtAuthenticator {
             inner: Arc::new(Inner {
                 keys,
+                source: None,
+                any_issuer: false,
                 algorithms,
                 rules: Rules::default(),
                 max_len: DEFAULT_MAX_LEN,
@@ -193,6 +203,31 @@ where
                 _claims: PhantomData,
             }),
         }
+    }
+
+    /// Validates tokens signed by the keys of `source` (such as a
+    /// [`RemoteJwks`](super::RemoteJwks)), accepting the algorithms it
+    /// allows. Defaults as for [`new`](Self::new); such an authenticator
+    /// requires [`issuers`](Self::issuers) or an explicit
+    /// [`any_issuer`](Self::any_issuer) (see [`build`](Self::build)).
+    ///
+    /// A token whose `kid` the current keys lack may trigger one refresh of
+    /// the source (rate-limited by it) and is checked again after it.
+    pub fn from_source(source: impl KeySource) -> Self {
+        let algorithms = source.algorithms();
+        let mut this = Self::new(KeySet::new());
+        let inner = Arc::make_mut(&mut this.inner);
+        inner.algorithms = algorithms;
+        inner.source = Some(Arc::new(source));
+        this
+    }
+
+    /// With a [`KeySource`] ([`from_source`](Self::from_source)): accept
+    /// tokens of any issuer, on purpose. Without it (or
+    /// [`issuers`](Self::issuers)) [`build`](Self::build) refuses the
+    /// configuration.
+    pub fn any_issuer(self) -> Self {
+        self.edit(|i| i.any_issuer = true)
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Inner<C>)) -> Self {
@@ -464,6 +499,17 @@ where
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let i = &*self.inner;
+        if i.source.is_some() {
+            if i.algorithms.is_empty() {
+                return Err(ConfigError::NoAlgorithms);
+            }
+            if i.rules.issuers.is_none() && !i.any_issuer {
+                return Err(ConfigError::IssuerRequired);
+            }
+            // The keys rotate: which algorithms they verify is checked per
+            // token.
+            return Ok(());
+        }
         if i.keys.is_empty() {
             return Err(ConfigError::EmptyKeySet);
         }
@@ -494,7 +540,8 @@ where
         Ok(self)
     }
 
-    /// The key set.
+    /// The key set (empty for an authenticator built
+    /// [`from_source`](Self::from_source)).
     pub fn keys(&self) -> &KeySet {
         &self.inner.keys
     }
@@ -513,7 +560,13 @@ where
 
     pub(crate) fn verify_parts(&self, token: &str, scheme: Scheme) -> Result<Verified<C>, Refusal> {
         let i = &*self.inner;
-        let jws = jws::verify(token, &i.keys, &i.algorithms, i.max_len)?;
+        let jws = match &i.source {
+            None => jws::verify(token, &i.keys, &i.algorithms, i.max_len)?,
+            Some(source) => {
+                let keys = source.current().map_err(Refusal::Custom)?;
+                jws::verify(token, &keys, &i.algorithms, i.max_len)?
+            }
+        };
         if let Some(types) = &i.rules.header_types {
             let accepted = jws
                 .typ
@@ -598,6 +651,10 @@ where
         }
         std::str::from_utf8(v).ok().map(Secret::new)
     }
+}
+
+fn scheme_of(credentials: &JwtCredentials) -> Scheme {
+    credentials.scheme.clone()
 }
 
 /// A verified token's parts.
@@ -722,12 +779,16 @@ where
                     v.fam.as_deref(),
                     v.exp,
                 ),
-                Err(e) => ready(Err(e.into())),
+                Err(e) => self.refused(e, token, scheme_of(credentials)),
             };
         };
         let now = self.now();
         let fingerprint = cache.fingerprint(token);
         if let Some(hit) = cache.get(fingerprint, now, self.inner.rules.leeway) {
+            // Keys too stale to trust refuse cached tokens too (fail closed).
+            if let Some(Err(e)) = self.inner.source.as_ref().map(|s| s.usable()) {
+                return ready(Err(e));
+            }
             let identity = if *hit.identity.scheme() == scheme {
                 hit.identity.clone()
             } else {
@@ -764,7 +825,40 @@ where
                 );
                 future
             }
-            Err(e) => ready(Err(e.into())),
+            Err(e) => self.refused(e, token, scheme_of(credentials)),
+        }
+    }
+
+    /// A refused token: when its `kid` is unknown to a [`KeySource`] that
+    /// agrees to refresh, checked again once the refresh is over.
+    fn refused(&self, refusal: Refusal, token: &str, scheme: Scheme) -> JwtFuture<C> {
+        let (Refusal::Jwt(JwtError::UnknownKey), Some(source)) = (&refusal, &self.inner.source)
+        else {
+            return ready(Err(refusal.into()));
+        };
+        let Some(refresh) = source.refresh_unknown_kid() else {
+            return ready(Err(refusal.into()));
+        };
+        let this = self.clone();
+        let token = Secret::from(token.to_owned());
+        JwtFuture {
+            from_cookie: false,
+            state: FutureState::Waiting(Box::pin(async move {
+                refresh.await;
+                match this.verify_parts(token.expose(), scheme) {
+                    Ok(v) => {
+                        this.finish(
+                            v.claims,
+                            v.identity,
+                            v.jti.as_deref(),
+                            v.fam.as_deref(),
+                            v.exp,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })),
         }
     }
 

@@ -40,4 +40,11 @@ pub enum ConfigError {
     /// a key bound to another algorithm...).
     #[error("the token issuer's key set refuses its own tokens: {0}")]
     OwnTokensRefused(JwtError),
+    /// Keys come from a [`KeySource`](super::KeySource) such as a remote
+    /// JWKS, yet neither [`issuers`](super::JwtAuthenticator::issuers) nor
+    /// [`any_issuer`](super::JwtAuthenticator::any_issuer) was configured:
+    /// a provider's key set (e.g. a multi-tenant one) must not accept any
+    /// issuer silently.
+    #[error("keys come from a key source: configure `issuers(...)` or an explicit `any_issuer()`")]
+    IssuerRequired,
 }

@@ -421,19 +421,70 @@ impl KeySet {
         Self::parse_jwks(&std::fs::read_to_string(path)?, true)
     }
 
+    /// RFC 9864: `Ed25519` is the fully-specified name of EdDSA over
+    /// Ed25519; jsonwebtoken only knows `EdDSA`.
+    fn rename_ed25519(key: &mut serde_json::Value) {
+        let okp = key.get("kty").and_then(|k| k.as_str()) == Some("OKP");
+        if let (true, Some(alg)) = (okp, key.get_mut("alg")) {
+            if alg.as_str() == Some("Ed25519") {
+                *alg = serde_json::Value::from("EdDSA");
+            }
+        }
+    }
+
+    /// A provider's JWK Set, leniently: each key that is malformed, of an
+    /// unsupported type, symmetric (`oct`), for encryption, or whose `kid`
+    /// repeats an earlier one is dropped alone. Returns the keys and the
+    /// number dropped.
+    #[cfg(feature = "oidc")]
+    pub(crate) fn from_provider_jwks(keys: Vec<serde_json::Value>) -> (Self, usize) {
+        let mut by_kid = HashMap::new();
+        let mut anonymous = Vec::new();
+        let mut dropped = 0;
+        for mut key in keys {
+            Self::rename_ed25519(&mut key);
+            let jwk: Result<jsonwebtoken::jwk::Jwk, _> = serde_json::from_value(key);
+            let parsed = match jwk {
+                Ok(jwk) if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) => {
+                    tracing::warn!(kid = ?jwk.common.key_id, "refusing a symmetric key in a provider's JWKS");
+                    None
+                }
+                Ok(jwk) if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) => {
+                    None
+                }
+                Ok(jwk) => match JwtKey::from_jwk(&jwk) {
+                    Ok(key) => Some(key),
+                    Err(e) => {
+                        tracing::debug!(kid = ?jwk.common.key_id, error = %e, "dropping a JWK");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "dropping a malformed or unsupported JWK");
+                    None
+                }
+            };
+            match parsed {
+                Some(key) => match key.kid.clone() {
+                    Some(kid) if by_kid.contains_key(&kid) => dropped += 1,
+                    Some(kid) => {
+                        by_kid.insert(kid, key);
+                    }
+                    None => anonymous.push(key),
+                },
+                None => dropped += 1,
+            }
+        }
+        let set = KeySet {
+            inner: Arc::new(Keys { by_kid, anonymous }),
+        };
+        (set, dropped)
+    }
+
     fn parse_jwks(json: &str, allow_symmetric: bool) -> Result<Self, KeyError> {
         let mut value: serde_json::Value = serde_json::from_str(json)?;
-        // RFC 9864: `Ed25519` is the fully-specified name of EdDSA over
-        // Ed25519; jsonwebtoken only knows `EdDSA`.
         if let Some(keys) = value.get_mut("keys").and_then(|k| k.as_array_mut()) {
-            for key in keys {
-                let okp = key.get("kty").and_then(|k| k.as_str()) == Some("OKP");
-                if let (true, Some(alg)) = (okp, key.get_mut("alg")) {
-                    if alg.as_str() == Some("Ed25519") {
-                        *alg = serde_json::Value::from("EdDSA");
-                    }
-                }
-            }
+            keys.iter_mut().for_each(Self::rename_ed25519);
         }
         let jwks: JwkSet = serde_json::from_value(value)?;
         let mut keys = Vec::new();

@@ -139,18 +139,24 @@ mod config;
 mod issue;
 mod jws;
 mod keys;
+#[cfg(feature = "oidc")]
+mod remote;
 mod revocation;
+mod source;
 
 pub use authenticator::{JwtAuthenticator, JwtCredentials, JwtFuture};
 pub use config::ConfigError;
 pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
+#[cfg(feature = "oidc")]
+pub use remote::{Discovered, Discovery, OidcError, RemoteJwks, RemoteJwksBuilder};
 pub use revocation::{
     MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationBroadcast,
     RevocationEvent, RevocationReceiver, RevocationStore, Revoked, DEFAULT_BROADCAST_CAPACITY,
     DEFAULT_FAMILIES_PER_SUBJECT,
 };
+pub use source::{KeySource, RefreshFuture};
 
 pub use jsonwebtoken::{Algorithm, EncodingKey};
 
