@@ -63,6 +63,7 @@
 //! | `basic`   | [`basic`]: HTTP Basic, argon2id password hashes       |
 //! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
 //! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
+//! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`]: identity providers |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
 //!
