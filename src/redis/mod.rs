@@ -286,6 +286,18 @@ impl RedisConnection {
     }
 }
 
+/// Lower-case hex of `bytes`, for key names.
+#[cfg_attr(not(any(feature = "jwt", feature = "rate-limit")), allow(dead_code))]
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The future of one call handed to [`RedisConnection::run`].
 pub(crate) type CallFuture<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send>>;

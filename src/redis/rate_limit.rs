@@ -269,7 +269,7 @@ impl RedisRateLimiter {
 
     fn key_of_mac(&self, mac: Hmac<Sha256>) -> String {
         let digest = mac.finalize().into_bytes();
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = super::hex(&digest[..16]);
         format!(
             "{}rate-limit:{{{}:{hex}}}",
             self.inner.prefix, self.inner.name

@@ -43,8 +43,7 @@ impl ReplayStore for RedisReplayStore {
         expires_at: u64,
         now: u64,
     ) -> Pin<Box<dyn Future<Output = Result<bool, BoxError>> + Send + 'static>> {
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let key = format!("{}{{{hex}}}", self.prefix);
+        let key = format!("{}{{{}}}", self.prefix, super::hex(&key));
         let redis = self.redis.clone();
         // An entry must outlive `now` by at least a second to be stored.
         let expires_at = expires_at.max(now.saturating_add(1));

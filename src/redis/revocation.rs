@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use redis::Script;
 use sha2::{Digest, Sha256};
 
-use super::{RedisConnection, RedisError, DEFAULT_PREFIX};
+use super::{hex, RedisConnection, RedisError, DEFAULT_PREFIX};
 use crate::jwt::{Redemption, Revocable, RevocationBroadcast, RevocationReceiver, RevocationStore};
 use crate::BoxError;
 
@@ -197,14 +197,6 @@ fn digest(kind: &str, id: &str) -> [u8; 32] {
     h.update(b":");
     h.update(id.as_bytes());
     h.finalize().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn unhex(text: &str) -> Option<[u8; 32]> {

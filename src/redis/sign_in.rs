@@ -332,7 +332,7 @@ impl RedisSignInStore {
             mac.update(part);
         }
         let digest = mac.finalize().into_bytes();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        super::hex(&digest[..16])
     }
 
     /// The Redis key of the GCRA state of `key` (the held units are at the
@@ -430,7 +430,7 @@ pub(super) async fn hold(
 ) -> Result<Hold, BoxError> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| -> BoxError { e.to_string().into() })?;
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = super::hex(&id);
     let lease = micros(lease);
     let (call_keys, call_args, call_id, call_now) =
         (keys.clone(), args.clone(), id.clone(), now_arg(now));
