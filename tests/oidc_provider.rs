@@ -13,6 +13,7 @@ mod example;
 
 mod oidc_provider_support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -82,20 +83,29 @@ impl Api {
     }
 }
 
-/// A token for the provider's issuer and our audience, signed by a key the
-/// provider never published.
-fn forged(issuer: &str) -> String {
+const RSA_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa_private.pem");
+
+/// An admin token for `issuer` and our audience signed with the key of
+/// `tests/keys/rsa_private.pem` under `kid`, with the header `typ` and
+/// lifetime given.
+fn signed(issuer: &str, kid: &str, typ: &str, exp_in: i64) -> String {
     let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some("forged".into());
-    h.typ = Some("at+jwt".into());
+    h.kid = Some(kid.into());
+    h.typ = Some(typ.into());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    let key = EncodingKey::from_rsa_pem(include_bytes!("keys/rsa_private.pem")).unwrap();
+        .as_secs() as i64;
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(RSA_PEM).unwrap()).unwrap();
     let claims = json!({"iss": issuer, "aud": API, "sub": "admin", "client_id": "admin",
-        "roles": ["admin"], "iat": now, "exp": now + 600});
+        "roles": ["admin"], "iat": now, "exp": now + exp_in});
     jsonwebtoken::encode(&h, &claims, &key).unwrap()
+}
+
+/// A token for the provider's issuer and our audience, signed by a key the
+/// provider never published.
+fn forged(issuer: &str) -> String {
+    signed(issuer, "forged", "at+jwt", 600)
 }
 
 /// Polls `path` with `token` until it answers `want` (every answer before
@@ -266,6 +276,10 @@ async fn client_credentials_policies_key_rotation_and_provider_outage() {
     );
     let (_, _, body) = api.get("/me", Some(&rotated)).await;
     assert_eq!(body["error"], "unavailable");
+    // Stale keys decide nothing: an unknown key's token gets 503 too.
+    let (status, _, body) = api.get("/me", Some(&forged(idp.issuer()))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "unavailable");
 
     // The provider comes back: the background refresh picks it up.
     idp.restart(&[k2]).await;
@@ -285,7 +299,9 @@ async fn another_issuer_with_the_same_keys_is_refused_and_bad_discovery_stops_st
     let Some(harness) = Harness::find().await else {
         return;
     };
-    let key = harness.key("shared").await;
+    // A provider key the test holds too, to sign tokens the provider would
+    // not issue.
+    let key = harness.key_from_pem("shared", Path::new(RSA_PEM)).await;
     let idp = OidcProvider::start(&harness, std::slice::from_ref(&key), &[API]).await;
     // An untrusted provider publishing the very same key under the same kid.
     let rogue = OidcProvider::start(&harness, &[key], &[API]).await;
@@ -303,6 +319,21 @@ async fn another_issuer_with_the_same_keys_is_refused_and_bad_discovery_stops_st
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     assert_eq!(body["error"], "invalid_token");
+
+    // With the provider's own key: an access token (`at+jwt`) passes, the
+    // same claims typed as an ID token or any other JWT do not, nor does
+    // an expired one (beyond the 30 s leeway).
+    let issuer = idp.issuer();
+    let own = signed(issuer, "shared", "at+jwt", 600);
+    assert_eq!(api.status("/admin", &own).await, StatusCode::OK);
+    for token in [
+        signed(issuer, "shared", "JWT", 600),
+        signed(issuer, "shared", "at+jwt", -120),
+    ] {
+        let (status, challenge, _) = api.get("/admin", Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+    }
 
     // Startup refuses a provider whose discovery document names another
     // issuer (the same server, reached as `localhost`) ...

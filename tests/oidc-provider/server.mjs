@@ -8,8 +8,9 @@
 //       private JWKS in <file> (the first key of an algorithm signs; the
 //       public halves of all are published, so a rotation is: restart with
 //       [new, old], later with [new]). Prints `listening <issuer>` once ready.
-//   node server.mjs --genkey <kid>
-//       Prints a fresh private RSA JWK (RS256) named <kid>.
+//   node server.mjs --genkey <kid> [--from-pem <file>]
+//       Prints a fresh private RSA JWK (RS256) named <kid>, or the one of
+//       the PKCS#8 / PKCS#1 PEM <file> (so a test can sign with it too).
 //
 // Clients (secrets are test values for a loopback-only server):
 //   reader / reader-secret  roles ["user"],  may ask for reports:read
@@ -26,7 +27,9 @@ import * as http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 function parseArgs(argv) {
-  const args = { port: 0, resources: [], jwks: undefined, genkey: undefined };
+  const args = {
+    port: 0, resources: [], jwks: undefined, genkey: undefined, pem: undefined,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const value = argv[i + 1];
     switch (argv[i]) {
@@ -34,6 +37,7 @@ function parseArgs(argv) {
       case '--jwks': args.jwks = value; i += 1; break;
       case '--resource': args.resources.push(value); i += 1; break;
       case '--genkey': args.genkey = value; i += 1; break;
+      case '--from-pem': args.pem = value; i += 1; break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -46,7 +50,9 @@ function parseArgs(argv) {
 const args = parseArgs(process.argv.slice(2));
 
 if (args.genkey !== undefined) {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const privateKey = args.pem
+    ? crypto.createPrivateKey(fs.readFileSync(args.pem, 'utf8'))
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   const jwk = { ...privateKey.export({ format: 'jwk' }), kid: args.genkey, alg: 'RS256', use: 'sig' };
   process.stdout.write(`${JSON.stringify(jwk)}\n`);
   process.exit(0);

@@ -74,9 +74,24 @@ impl Harness {
 
     /// A fresh private RSA JWK (RS256) named `kid`, made by node's crypto.
     pub async fn key(&self, kid: &str) -> Value {
-        let out = Command::new(&self.node)
+        self.jwk(kid, None).await
+    }
+
+    /// The private RSA key of the PEM file `pem` as a JWK named `kid`: a
+    /// provider key the test can sign with too.
+    pub async fn key_from_pem(&self, kid: &str, pem: &Path) -> Value {
+        self.jwk(kid, Some(pem)).await
+    }
+
+    async fn jwk(&self, kid: &str, pem: Option<&Path>) -> Value {
+        let mut command = Command::new(&self.node);
+        command
             .arg(self.dir.join("server.mjs"))
-            .args(["--genkey", kid])
+            .args(["--genkey", kid]);
+        if let Some(pem) = pem {
+            command.arg("--from-pem").arg(pem);
+        }
+        let out = command
             .stderr(Stdio::inherit())
             .output()
             .await
