@@ -18,7 +18,11 @@
 //   robot  / robot-secret   no roles, no API scope (only `openid`)
 // Each token-endpoint request without `resource` gets the first --resource
 // (default https://api.example.test) as its audience; every listed
-// resource gets JWT access tokens signed RS256, valid 10 minutes.
+// resource gets JWT access tokens signed RS256, valid 10 minutes. Each
+// --opaque-resource <url> gets opaque access tokens instead, for token
+// introspection (RFC 7662) at <issuer>/token/introspection (any client,
+// authenticated; JWT access tokens are not found there, they are
+// self-contained).
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -28,7 +32,7 @@ import Provider, { errors } from 'oidc-provider';
 
 function parseArgs(argv) {
   const args = {
-    port: 0, resources: [], jwks: undefined, genkey: undefined, pem: undefined,
+    port: 0, resources: [], opaque: [], jwks: undefined, genkey: undefined, pem: undefined,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const value = argv[i + 1];
@@ -36,6 +40,7 @@ function parseArgs(argv) {
       case '--port': args.port = Number.parseInt(value, 10); i += 1; break;
       case '--jwks': args.jwks = value; i += 1; break;
       case '--resource': args.resources.push(value); i += 1; break;
+      case '--opaque-resource': args.opaque.push(value); i += 1; break;
       case '--genkey': args.genkey = value; i += 1; break;
       case '--from-pem': args.pem = value; i += 1; break;
       default: throw new Error(`unknown argument ${argv[i]}`);
@@ -101,6 +106,11 @@ server.listen(args.port, '127.0.0.1', () => {
         defaultResource: async () => args.resources[0],
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx, resource) => {
+          if (args.opaque.includes(resource)) {
+            return {
+              scope: API_SCOPES, audience: resource, accessTokenTTL: 600, accessTokenFormat: 'opaque',
+            };
+          }
           if (!args.resources.includes(resource)) {
             throw new errors.InvalidTarget();
           }
