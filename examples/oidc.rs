@@ -159,6 +159,7 @@ pub(crate) enum StartError {
 ///
 /// Why discovery failed, or the configuration is unusable.
 pub(crate) async fn authenticator(config: &Config) -> Result<JwtAuthenticator<Claims>, StartError> {
+    // The JWKS settings; its URL comes from the discovery document.
     let jwks = RemoteJwks::builder("")
         .allow_loopback_http(config.allow_http_loopback)
         .refresh_bounds(config.refresh_min, config.refresh_max)
@@ -240,40 +241,30 @@ fn listen_addr() -> Result<SocketAddr, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let config = match Config::from_vars(|name| std::env::var(name).ok()).and_then(|c| {
-        let addr = listen_addr()?;
-        Ok((c, addr))
-    }) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("error: {e} (see the example's docs)");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let (config, addr) = config;
-    let app = match app(&config).await {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("error: OIDC_ISSUER {}: {e}", config.issuer);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
+/// Reads the configuration, discovers the provider and serves.
+async fn run() -> Result<(), String> {
+    let config = Config::from_vars(|name| std::env::var(name).ok())?;
+    let addr = listen_addr()?;
+    let app = app(&config)
+        .await
+        .map_err(|e| format!("OIDC_ISSUER {}: {e}", config.issuer))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!(
         "listening on http://{addr}, tokens of {} for {}",
         config.issuer, config.audience
     );
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("error: {e}");
-        return std::process::ExitCode::FAILURE;
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    std::process::ExitCode::SUCCESS
 }
