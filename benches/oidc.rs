@@ -12,6 +12,15 @@
 //! * `remote_unknown_kid`: a token with an unknown `kid` while the
 //!   unknown-kid refresh interval blocks fetches: the cost of a flood.
 //!
+//! And token introspection (group `introspection`), full `AuthLayer`
+//! requests too:
+//!
+//! * `jwt_hs256`: a JWT verified with HS256 on every request, no cache
+//!   (the baseline: the cheapest self-contained token);
+//! * `introspection_cache_hit`: an opaque token answered from the
+//!   introspection cache (the local endpoint was asked once, when
+//!   priming): an HMAC-SHA256 fingerprint and a map lookup.
+//!
 //! `cargo bench --bench oidc --features oidc -- --warm-up-time 1 --measurement-time 3`
 
 use std::convert::Infallible;
@@ -25,6 +34,7 @@ use http::{header, HeaderValue, Request, Response};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tower::{service_fn, Layer, Service};
 use tower_auth::jwt::{JwtAuthenticator, JwtKey, KeySet, RemoteJwks};
+use tower_auth::oidc::Introspection;
 use tower_auth::AuthLayer;
 
 const EC_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec256_private.pem");
@@ -40,11 +50,10 @@ fn now<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// Serves `jwks` on 127.0.0.1 and returns its URL.
-async fn serve(jwks: String) -> String {
+/// Serves `app` on 127.0.0.1 and returns the URL of `path`.
+async fn serve(app: axum::Router, path: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-    let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { jwks }));
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
@@ -62,7 +71,10 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     jwk["kid"] = "k1".into();
     let remote = rt.block_on(async {
-        let url = serve(serde_json::json!({ "keys": [jwk] }).to_string()).await;
+        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+        let app =
+            axum::Router::new().route("/jwks", axum::routing::get(move || async move { jwks }));
+        let url = serve(app, "/jwks").await;
         RemoteJwks::builder(url)
             .allow_loopback_http(true)
             .unknown_kid_interval(Duration::from_secs(3600))
@@ -155,11 +167,87 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_introspection(c: &mut Criterion) {
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let claims = serde_json::json!({
+        "sub": "user-42", "exp": exp, "scope": "read write", "roles": ["user"]
+    });
+    let mut answer = claims.clone();
+    answer["active"] = true.into();
+    let introspection = rt.block_on(async {
+        let answer = axum::Json(answer);
+        let endpoint = axum::routing::post(move || async move { answer });
+        let url = serve(
+            axum::Router::new().route("/introspect", endpoint),
+            "/introspect",
+        )
+        .await;
+        Introspection::builder(url, "rs", "secret")
+            .allow_loopback_http(true)
+            .build()
+            .unwrap()
+    });
+    let jwt = JwtAuthenticator::<serde_json::Value>::new(KeySet::single(
+        JwtKey::hmac(Algorithm::HS256, SECRET).unwrap(),
+    ));
+    let jwt_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    // An opaque token of a realistic length (32 bytes, base64url).
+    let opaque = "3q2-7wAAAAC6vsrwDQ3wDd4AAAC6vsrwDQ3wDd4AAAA";
+    let inner =
+        service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let request = |token: &str| {
+        let mut r = Request::new(());
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        r.headers_mut().insert(header::AUTHORIZATION, value);
+        r
+    };
+    let mut jwt_layer = AuthLayer::new(jwt).layer(inner);
+    let mut introspection_layer = AuthLayer::new(introspection).layer(inner);
+    let _guard = rt.enter();
+    // Primes the cache (one real call), checks the setup.
+    let primed = rt
+        .block_on(introspection_layer.call(request(opaque)))
+        .unwrap();
+    assert!(primed.status().is_success());
+    assert!(now(jwt_layer.call(request(&jwt_token)))
+        .unwrap()
+        .status()
+        .is_success());
+
+    let mut g = c.benchmark_group("introspection");
+    g.bench_function("jwt_hs256", |b| {
+        b.iter_batched(
+            || request(&jwt_token),
+            |req| now(jwt_layer.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("introspection_cache_hit", |b| {
+        b.iter_batched(
+            || request(opaque),
+            |req| now(introspection_layer.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_introspection
 }
 criterion_main!(benches);

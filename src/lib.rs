@@ -63,7 +63,7 @@
 //! | `basic`   | [`basic`]: HTTP Basic, argon2id password hashes       |
 //! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
 //! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
-//! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`]: identity providers |
+//! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`], [`oidc::Introspection`]: identity providers |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
 //!
@@ -104,6 +104,8 @@ pub mod extract;
 pub mod jwt;
 #[cfg(feature = "mtls")]
 pub mod mtls;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]

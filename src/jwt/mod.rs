@@ -161,3 +161,6 @@ pub use source::{KeySource, RefreshFuture};
 pub use jsonwebtoken::{Algorithm, EncodingKey};
 
 pub(crate) use authenticator::unix_now;
+/// The verified-token cache, shared with token introspection.
+#[cfg(feature = "oidc")]
+pub(crate) use cache::{Entry as CacheEntry, Fingerprint, TokenCache};

@@ -1,68 +1,19 @@
 //! Remote key sets (feature `oidc`): [`RemoteJwks`] and [`Discovery`].
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
-use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::header::{CACHE_CONTROL, ETAG};
+use http::{StatusCode, Uri};
 use jsonwebtoken::Algorithm;
-use std::time::Instant;
 
 use super::keys::KeySet;
 use super::source::{KeySource, RefreshFuture};
 use crate::error::AuthError;
-
-/// Errors fetching a JWKS or a discovery document.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OidcError {
-    /// The URL does not parse or has no host.
-    #[error("invalid URL")]
-    InvalidUrl,
-    /// The URL is not `https` (plain `http` is allowed only to a loopback
-    /// host, with [`RemoteJwksBuilder::allow_loopback_http`]).
-    #[error("refusing a non-https URL")]
-    InsecureUrl,
-    /// The TLS configuration could not be built.
-    #[error("TLS configuration: {0}")]
-    Tls(String),
-    /// Connecting, sending or reading failed.
-    #[error("HTTP request failed: {0}")]
-    Http(String),
-    /// The server answered a status other than 200 (or 304).
-    #[error("unexpected HTTP status {0}")]
-    Status(u16),
-    /// No complete answer within the timeout.
-    #[error("request timed out")]
-    Timeout,
-    /// The response body is larger than the limit.
-    #[error("response larger than {0} bytes")]
-    TooLarge(usize),
-    /// The body is not the expected JSON document.
-    #[error("invalid document: {0}")]
-    Json(String),
-    /// The JWKS holds more keys than the limit.
-    #[error("JWKS holds more than {0} keys")]
-    TooManyKeys(usize),
-    /// The JWKS holds no usable key.
-    #[error("JWKS holds no usable key")]
-    NoUsableKey,
-    /// The discovery document's `issuer` is not the configured issuer.
-    #[error("discovery document names another issuer")]
-    IssuerMismatch,
-    /// None of the provider's advertised signing algorithms is allowed.
-    #[error("no advertised signing algorithm is allowed")]
-    NoAlgorithms,
-}
+use crate::oidc::http::{checked_uri, HttpClient};
+pub use crate::oidc::OidcError;
 
 /// Configuration of a [`RemoteJwks`]; see the [`RemoteJwks`] docs.
 #[derive(Debug, Clone)]
@@ -426,24 +377,6 @@ impl KeySource for RemoteJwks {
     }
 }
 
-/// The URL if its scheme is allowed.
-fn checked_uri(url: &str, allow_loopback_http: bool) -> Result<Uri, OidcError> {
-    let uri: Uri = url.parse().map_err(|_| OidcError::InvalidUrl)?;
-    let host = uri.host().ok_or(OidcError::InvalidUrl)?;
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if allow_loopback_http && is_loopback(host) => Ok(uri),
-        Some("http") => Err(OidcError::InsecureUrl),
-        _ => Err(OidcError::InvalidUrl),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 enum Fetched {
     Keys {
         keys: KeySet,
@@ -455,89 +388,17 @@ enum Fetched {
     },
 }
 
-/// The HTTP client: hyper-util + rustls, bounded and timed.
+/// Fetches a JWKS through the `oidc` HTTP client.
 #[derive(Clone)]
 struct Fetcher {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
-    timeout: Duration,
-    max_body: usize,
+    http: HttpClient,
 }
 
 impl Fetcher {
     fn new(config: &RemoteJwksBuilder) -> Result<Self, OidcError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OidcError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         Ok(Fetcher {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            timeout: config.timeout,
-            max_body: config.max_body,
+            http: HttpClient::new(config.timeout, config.max_body)?,
         })
-    }
-
-    /// GETs `uri`: the status, headers and the bounded body, within the
-    /// timeout.
-    async fn get(
-        &self,
-        uri: &Uri,
-        etag: Option<&http::HeaderValue>,
-    ) -> Result<(http::response::Parts, Bytes), OidcError> {
-        let mut request =
-            Request::get(uri.clone()).header(http::header::ACCEPT, "application/json");
-        if let Some(etag) = etag {
-            request = request.header(IF_NONE_MATCH, etag);
-        }
-        let request = request
-            .body(Empty::new())
-            .map_err(|e| OidcError::Http(e.to_string()))?;
-        let work = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| OidcError::Http(e.to_string()))?;
-            let (parts, body) = response.into_parts();
-            if parts.status != StatusCode::OK {
-                return Ok((parts, Bytes::new()));
-            }
-            let too_large = parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                .is_some_and(|len| len > self.max_body as u64);
-            if too_large {
-                return Err(OidcError::TooLarge(self.max_body));
-            }
-            let body = Limited::new(body, self.max_body)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        OidcError::TooLarge(self.max_body)
-                    } else {
-                        OidcError::Http(e.to_string())
-                    }
-                })?
-                .to_bytes();
-            Ok((parts, body))
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| OidcError::Timeout)?
     }
 
     async fn jwks(
@@ -546,7 +407,7 @@ impl Fetcher {
         etag: Option<&http::HeaderValue>,
         max_keys: usize,
     ) -> Result<Fetched, OidcError> {
-        let (parts, body) = self.get(uri, etag).await?;
+        let (parts, body) = self.http.get(uri, etag).await?;
         let max_age = max_age(&parts.headers);
         match parts.status {
             StatusCode::NOT_MODIFIED if etag.is_some() => {
@@ -623,6 +484,7 @@ pub struct Discovery {
 pub struct Discovered {
     issuer: String,
     jwks: RemoteJwks,
+    introspection_endpoint: Option<String>,
 }
 
 impl Discovered {
@@ -635,6 +497,14 @@ impl Discovered {
     /// The provider's key set.
     pub fn jwks(&self) -> &RemoteJwks {
         &self.jwks
+    }
+
+    /// The provider's token introspection endpoint (RFC 7662), when its
+    /// document names one, for
+    /// [`Introspection::builder`](crate::oidc::Introspection::builder).
+    /// It was not checked against the URL rules yet: the builder does that.
+    pub fn introspection_endpoint(&self) -> Option<&str> {
+        self.introspection_endpoint.as_deref()
     }
 }
 
@@ -681,7 +551,7 @@ impl Discovery {
         let mut last = OidcError::Status(404);
         for url in [oidc, rfc8414] {
             let uri = checked_uri(&url, allow_http)?;
-            let (parts, body) = fetcher.get(&uri, None).await?;
+            let (parts, body) = fetcher.http.get(&uri, None).await?;
             if parts.status == StatusCode::NOT_FOUND {
                 last = OidcError::Status(404);
                 continue;
@@ -701,6 +571,8 @@ impl Discovery {
             jwks_uri: String,
             #[serde(default)]
             id_token_signing_alg_values_supported: Option<Vec<String>>,
+            #[serde(default)]
+            introspection_endpoint: Option<String>,
         }
         let doc: Document =
             serde_json::from_slice(body).map_err(|e| OidcError::Json(e.to_string()))?;
@@ -722,6 +594,7 @@ impl Discovery {
         Ok(Discovered {
             issuer: self.issuer,
             jwks: jwks.start().await?,
+            introspection_endpoint: doc.introspection_endpoint,
         })
     }
 }
@@ -729,30 +602,6 @@ impl Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_https_or_allowed_loopback_http() {
-        assert!(checked_uri("https://idp.example.com/jwks", false).is_ok());
-        assert!(matches!(
-            checked_uri("http://idp.example.com/jwks", true),
-            Err(OidcError::InsecureUrl)
-        ));
-        assert!(matches!(
-            checked_uri("http://127.0.0.1:8080/jwks", false),
-            Err(OidcError::InsecureUrl)
-        ));
-        assert!(checked_uri("http://127.0.0.1:8080/jwks", true).is_ok());
-        assert!(checked_uri("http://[::1]:8080/jwks", true).is_ok());
-        assert!(checked_uri("http://localhost/jwks", true).is_ok());
-        assert!(matches!(
-            checked_uri("ftp://127.0.0.1/jwks", true),
-            Err(OidcError::InvalidUrl)
-        ));
-        assert!(matches!(
-            checked_uri("not a url", true),
-            Err(OidcError::InvalidUrl)
-        ));
-    }
 
     #[test]
     fn max_age_is_read_from_cache_control() {
