@@ -66,6 +66,8 @@
 //! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`]: identity providers |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
+//! | `openapi` | [`openapi`]: security schemes and per-route requirements for utoipa |
+//! | `test-util` | [`testing`]: fake identities, test tokens, request builders, rejection assertions (not in `full`) |
 //!
 //! No feature is on by default.
 //!
@@ -87,6 +89,8 @@ pub mod lifetime;
 pub mod rejection;
 mod secret;
 mod timeout;
+#[cfg(any(feature = "test-util", feature = "openapi"))]
+mod www_authenticate;
 
 #[cfg(feature = "api-key")]
 pub mod api_key;
@@ -104,12 +108,16 @@ pub mod extract;
 pub mod jwt;
 #[cfg(feature = "mtls")]
 pub mod mtls;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "session")]
 pub mod session;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 /// The README's Rust examples are compiled and run as doc tests.
 #[cfg(all(doctest, feature = "full"))]
