@@ -35,7 +35,7 @@
 //!
 //! let issuer = TokenIssuer::hs256(b"an example secret of at least 32 bytes!")?.build()?;
 //! let jwt = issuer.authenticator::<serde_json::Value>();
-//! let keys = ApiKeyAuthenticator::new(MemoryApiKeyStore::<String>::new());
+//! let keys = ApiKeyAuthenticator::new(MemoryApiKeyStore::<serde_json::Value>::new());
 //!
 //! // Schemes named after their challenges: "bearer" and "apiKey".
 //! let schemes = SecuritySchemes::from_authenticator(&jwt.or(keys)).bearer_format("JWT");

@@ -33,7 +33,7 @@
 //! # #[cfg(all(feature = "axum", feature = "authz"))]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use axum::{routing::get, Router};
+//! use axum::{body::Body, routing::get, Router};
 //! use http::StatusCode;
 //! use tower::ServiceExt;
 //! use tower_auth::authz::{role, RequireLayer};
@@ -58,7 +58,7 @@
 //! // An admin gets in.
 //! let admin = Identity::new("u1", Scheme::Bearer).with_roles(["admin"]);
 //! let app = routes().layer(FakeAuthLayer::new(User { name: "Ada".into() }, admin));
-//! let res = app.oneshot(TestRequest::get("/admin").build()).await.unwrap();
+//! let res = app.oneshot(TestRequest::get("/admin").build::<Body>()).await.unwrap();
 //! let res = TestResponse::read(res).await;
 //! res.assert_status(StatusCode::OK);
 //! assert_eq!(res.text(), "welcome Ada");
@@ -66,7 +66,7 @@
 //! // A user without the role gets a bearer 403.
 //! let user = Identity::new("u2", Scheme::Bearer).with_roles(["user"]);
 //! let app = routes().layer(FakeAuthLayer::new(User { name: "Bob".into() }, user));
-//! let res = app.oneshot(TestRequest::get("/admin").build()).await.unwrap();
+//! let res = app.oneshot(TestRequest::get("/admin").build::<Body>()).await.unwrap();
 //! assert_rejected(res, StatusCode::FORBIDDEN, "forbidden")
 //!     .await
 //!     .assert_challenge_param("Bearer", "error", "insufficient_scope");
