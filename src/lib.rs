@@ -64,9 +64,9 @@
 //! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
 //! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
 //! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`]: identity providers |
+//! | `openapi` | [`openapi`]: security schemes and per-route requirements for utoipa |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
-//! | `openapi` | [`openapi`]: security schemes and per-route requirements for utoipa |
 //! | `test-util` | [`testing`]: fake identities, test tokens, request builders, rejection assertions (not in `full`) |
 //!
 //! No feature is on by default.
