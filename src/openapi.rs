@@ -444,11 +444,7 @@ impl Modify for RouteSecurity {
             let Some(method) = http_method(&rule.method) else {
                 continue;
             };
-            let item = openapi
-                .paths
-                .paths
-                .entry(rule.path.clone())
-                .or_insert_with(PathItem::default);
+            let item = openapi.paths.paths.entry(rule.path.clone()).or_default();
             let operation = operation_mut(item, &method).get_or_insert_with(Operation::new);
             match &rule.requirement {
                 None => operation.security = Some(Vec::new()),
