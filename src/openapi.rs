@@ -15,10 +15,11 @@
 //!   OpenAPI 3.1 allows), whether anonymous access is also allowed, and the
 //!   `401` / `403` responses.
 //!
-//! Both implement [`utoipa::Modify`]: apply them to a document generated
-//! with `#[derive(OpenApi)]` (`#[openapi(modifiers(&SCHEMES))]`) or to an
-//! [`OpenApi`] built by hand. No UI assets are involved; serve the JSON
-//! yourself.
+//! Both implement [`utoipa::Modify`]: call `modify(&mut doc)` on a document
+//! generated with `#[derive(OpenApi)]` (`ApiDoc::openapi()`) or built by
+//! hand, or call them from the unit struct you name in
+//! `#[openapi(modifiers(&Security))]`. No UI assets are involved; serve the
+//! JSON yourself.
 //!
 //! # Example
 //!
