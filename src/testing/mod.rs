@@ -16,7 +16,8 @@
 //!   and [`JwtAuthenticator`](crate::jwt::JwtAuthenticator), and mints
 //!   [`Broken`] tokens: expired, not yet valid, wrong audience or issuer,
 //!   bad signature, `alg: none`, algorithm confusion, unknown `kid`,
-//!   truncated, refresh token.
+//!   truncated, refresh token. [`TestDpopKey`] signs DPoP proofs and binds
+//!   tokens to its key ([`TokenBuilder::dpop_bound`]).
 //! * **Requests**: [`TestRequest`] sets each kind of credentials: bearer,
 //!   API key header or query parameter, cookie, Basic, DPoP, gRPC.
 //! * **Assertions**: [`TestResponse`] / [`assert_rejected`] check a
@@ -122,7 +123,7 @@ pub use fake::{FakeAuthLayer, FakeAuthenticator, StaticAuthenticator};
 pub use request::TestRequest;
 pub use response::{assert_rejected, ParsedChallenge, TestResponse};
 #[cfg(feature = "jwt")]
-pub use tokens::{Broken, TestIssuer, TokenBuilder, TEST_AUDIENCE, TEST_ISSUER};
+pub use tokens::{Broken, TestDpopKey, TestIssuer, TokenBuilder, TEST_AUDIENCE, TEST_ISSUER};
 
 #[cfg(test)]
 mod tests;

@@ -298,3 +298,55 @@ mod jwt {
         assert!(other.authenticator::<Value>().verify(&token).is_ok());
     }
 }
+
+#[cfg(feature = "dpop")]
+mod dpop {
+    use jsonwebtoken::Algorithm;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::dpop::DpopBound;
+
+    const URL: &str = "https://api.example.com/me";
+
+    #[tokio::test]
+    async fn bound_tokens_pass_with_a_proof_of_their_key_only() {
+        let issuer = TestIssuer::new(Algorithm::RS256);
+        let client = TestDpopKey::new();
+        let auth = DpopBound::new(issuer.authenticator::<Value>())
+            .public_origin("https://api.example.com");
+        let svc = AuthLayer::new(auth).layer(service_fn(echo));
+        let token = issuer.token("alice").dpop_bound(&client).sign();
+
+        let proof = client.proof("GET", URL, Some(&token));
+        let req = TestRequest::get("/me").dpop(&token, &proof).build();
+        let res = TestResponse::read(svc.clone().oneshot(req).await.unwrap()).await;
+        res.assert_status(StatusCode::OK);
+        assert_eq!(res.text(), "-|alice|false");
+
+        // A proof for another method, another token, or none at all.
+        for proof in [
+            client.proof("POST", URL, Some(&token)),
+            client.proof("GET", URL, Some("another-token")),
+            client.proof("GET", URL, None),
+        ] {
+            let req = TestRequest::get("/me").dpop(&token, &proof).build();
+            assert_rejected(
+                svc.clone().oneshot(req).await.unwrap(),
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+            )
+            .await
+            .assert_challenge_param("DPoP", "error", "invalid_dpop_proof")
+            .assert_not_echoed(&proof);
+        }
+        // The bound token as a plain bearer token: no downgrade.
+        let req = TestRequest::get("/me").bearer(&token).build();
+        assert_rejected(
+            svc.oneshot(req).await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        )
+        .await;
+    }
+}

@@ -549,3 +549,101 @@ impl TokenBuilder {
         format!("{input}.{signature}")
     }
 }
+
+/// A client's DPoP key for tests (RFC 9449): signs proofs for requests and
+/// gives the thumbprint that binds a token to it
+/// ([`TokenBuilder::dpop_bound`]). An ES256 key generated for this
+/// process.
+///
+/// ```
+/// use jsonwebtoken::Algorithm;
+/// use tower_auth::testing::{TestDpopKey, TestIssuer, TestRequest};
+///
+/// let issuer = TestIssuer::new(Algorithm::ES256);
+/// let client = TestDpopKey::new();
+/// let token = issuer.token("alice").dpop_bound(&client).sign();
+/// let proof = client.proof("GET", "https://api.example.com/me", Some(&token));
+/// let req: http::Request<()> = TestRequest::get("https://api.example.com/me")
+///     .dpop(&token, &proof)
+///     .build();
+/// # let _ = req;
+/// ```
+#[derive(Clone, Copy)]
+pub struct TestDpopKey {
+    key: &'static TestKey,
+}
+
+impl fmt::Debug for TestDpopKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestDpopKey")
+            .field("thumbprint", &self.thumbprint())
+            .finish()
+    }
+}
+
+impl Default for TestDpopKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestDpopKey {
+    /// The process's DPoP client key (ES256), generated on first use.
+    pub fn new() -> Self {
+        static KEY: OnceLock<TestKey> = OnceLock::new();
+        TestDpopKey {
+            key: KEY.get_or_init(|| ec_key(false)),
+        }
+    }
+
+    /// The public key as a JWK (`kty`, `crv`, `x`, `y`).
+    pub fn public_jwk(&self) -> Value {
+        Value::Object(self.key.jwk.clone())
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint (base64url): a bound token's
+    /// `cnf.jkt`.
+    pub fn thumbprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let member = |name: &str| self.key.jwk.get(name).cloned().unwrap_or(Value::Null);
+        // The required members in lexicographic order, no whitespace.
+        let canonical = json!({
+            "crv": member("crv"),
+            "kty": member("kty"),
+            "x": member("x"),
+            "y": member("y"),
+        })
+        .to_string();
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// A fresh proof (`typ: dpop+jwt`, the public `jwk`, a random `jti`,
+    /// `iat` now) for `method` on `url` (absolute; query and fragment are
+    /// ignored by the server), with `ath` when `access_token` is given.
+    pub fn proof(&self, method: &str, url: &str, access_token: Option<&str>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut jti = [0u8; 16];
+        let now = now();
+        let jti = match getrandom::fill(&mut jti) {
+            Ok(()) => URL_SAFE_NO_PAD.encode(jti),
+            Err(_) => format!("jti-{now}-{method}-{url}"),
+        };
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()});
+        let mut claims = json!({"jti": jti, "htm": method, "htu": url, "iat": now});
+        if let (Some(token), Value::Object(map)) = (access_token, &mut claims) {
+            map.insert("ath".into(), b64u(&Sha256::digest(token.as_bytes())));
+        }
+        let input = compact(&header, &claims);
+        format!(
+            "{input}.{}",
+            sign(&input, &self.key.encoding, Algorithm::ES256)
+        )
+    }
+}
+
+impl TokenBuilder {
+    /// Binds the token to `key` (`cnf.jkt`, RFC 9449 §6.1).
+    pub fn dpop_bound(self, key: &TestDpopKey) -> Self {
+        self.claim("cnf", json!({"jkt": key.thumbprint()}))
+    }
+}
