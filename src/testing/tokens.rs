@@ -155,6 +155,16 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// A random `jti`: 128 bits, base64url; `fallback()` (unique enough for a
+/// test) if the OS source fails.
+fn random_id(fallback: impl FnOnce() -> String) -> String {
+    let mut bytes = [0u8; 16];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => URL_SAFE_NO_PAD.encode(bytes),
+        Err(_) => fallback(),
+    }
+}
+
 /// Signs `header.payload` with `key` for `alg`, through AWS-LC named
 /// explicitly (as the crate's own signing does).
 fn sign(signing_input: &str, key: &EncodingKey, alg: Algorithm) -> String {
@@ -341,12 +351,7 @@ impl TestIssuer {
     /// A token for `subject`, to complete and [`sign`](TokenBuilder::sign).
     pub fn token(&self, subject: &str) -> TokenBuilder {
         let now = now();
-        let mut jti = [0u8; 16];
-        // Unique enough without randomness if the OS source fails.
-        let jti = match getrandom::fill(&mut jti) {
-            Ok(()) => URL_SAFE_NO_PAD.encode(jti),
-            Err(_) => format!("jti-{now}-{subject}"),
-        };
+        let jti = random_id(|| format!("jti-{now}-{subject}"));
         let claims = json!({
             "iss": &*self.issuer,
             "aud": &*self.audience,
@@ -622,12 +627,8 @@ impl TestDpopKey {
     /// ignored by the server), with `ath` when `access_token` is given.
     pub fn proof(&self, method: &str, url: &str, access_token: Option<&str>) -> String {
         use sha2::{Digest, Sha256};
-        let mut jti = [0u8; 16];
         let now = now();
-        let jti = match getrandom::fill(&mut jti) {
-            Ok(()) => URL_SAFE_NO_PAD.encode(jti),
-            Err(_) => format!("jti-{now}-{method}-{url}"),
-        };
+        let jti = random_id(|| format!("jti-{now}-{method}-{url}"));
         let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()});
         let mut claims = json!({"jti": jti, "htm": method, "htu": url, "iat": now});
         if let (Some(token), Value::Object(map)) = (access_token, &mut claims) {
