@@ -21,6 +21,7 @@
 //! | `GET/POST /session/login`     | anyone; the `POST` same-origin only (login CSRF); sign-in budgets shared with `/auth/sign_in` | HTML form / cookie sign-in |
 //! | `POST /session/logout`        | session                     | ends the cookie session |
 //! | `GET /healthz`                | anyone                      | liveness |
+//! | `GET /openapi.json`           | anyone                      | OpenAPI 3.1: security schemes and each route's requirements |
 //!
 //! Limits and defences:
 //!
@@ -632,6 +633,64 @@ fn authenticator(app: &App) -> impl Authenticator<Principal = User> {
         .map(ROLES.expander())
 }
 
+/// `GET /openapi.json`: the security of every route, for API clients and
+/// gateways. The schemes are read from the authenticator's challenges
+/// (JWT bearer, API key header, session cookie), the requirements follow
+/// the policies below.
+fn openapi_json(auth: &impl Authenticator, secure_cookies: bool) -> String {
+    use axum::http::Method;
+    use tower_auth::openapi::{Requirement, RouteSecurity, SecuritySchemes};
+    use utoipa::openapi::{Info, OpenApi, Paths};
+    use utoipa::Modify;
+
+    let session_cookie = if secure_cookies {
+        "__Host-session"
+    } else {
+        "session"
+    };
+    let schemes = SecuritySchemes::from_authenticator(auth)
+        .bearer_format("JWT")
+        .session_cookie("session", session_cookie);
+    let signed_in = || Requirement::any_of(["bearer", "apiKey", "session"]);
+    let routes = RouteSecurity::new()
+        .public(Method::POST, "/auth/sign_up")
+        .public(Method::POST, "/auth/sign_in")
+        .public(Method::POST, "/auth/refresh")
+        .public(Method::GET, "/session/login")
+        .public(Method::POST, "/session/login")
+        .public(Method::POST, "/session/logout")
+        .public(Method::GET, "/healthz")
+        .public(Method::GET, "/openapi.json")
+        .route(Method::POST, "/auth/logout", Requirement::scheme("bearer"))
+        .route(Method::GET, "/me", signed_in())
+        .route(Method::GET, "/posts", signed_in().or_anonymous())
+        .route(Method::POST, "/posts", signed_in())
+        // The author or an admin (moderators may delete): an owner check
+        // OpenAPI cannot name; `403` for the others.
+        .route(Method::GET, "/posts/{id}", signed_in())
+        .route(Method::PUT, "/posts/{id}", signed_in())
+        .route(Method::DELETE, "/posts/{id}", signed_in())
+        // Roles, as OpenAPI 3.1 lets non-OAuth requirements list them.
+        .route(Method::GET, "/admin/users", signed_in().scopes(["admin"]))
+        .route(
+            Method::DELETE,
+            "/admin/users/{id}",
+            signed_in().scopes(["admin"]),
+        )
+        .route(
+            Method::POST,
+            "/admin/api_keys",
+            signed_in().scopes(["admin"]),
+        );
+    let mut doc = OpenApi::new(
+        Info::new("tower-auth example server", "1.0.0"),
+        Paths::new(),
+    );
+    schemes.modify(&mut doc);
+    routes.modify(&mut doc);
+    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
+}
+
 /// The whole application. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` (the sign-in
 /// limiter counts per client IP).
@@ -668,6 +727,7 @@ pub(crate) fn app(
         sessions,
     };
     let auth = authenticator(&state);
+    let openapi: std::sync::Arc<str> = openapi_json(&auth, settings.secure_cookies).into();
 
     // Failed sign-ins per (address, account), per account and per address,
     // with device cookies and known addresses keeping real users in (see
@@ -751,7 +811,19 @@ pub(crate) fn app(
             ),
         )
         .route("/session/logout", post(session_logout))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let body = openapi.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        body.to_string(),
+                    )
+                }
+            }),
+        );
 
     let logout_route = Router::new()
         .route("/auth/logout", post(logout))

@@ -64,15 +64,17 @@
 //! | `mtls`    | [`mtls`]: mutual-TLS client certificates, SPIFFE IDs  |
 //! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
 //! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`], [`oidc::Introspection`]: identity providers |
+//! | `openapi` | [`openapi`]: security schemes and per-route requirements for utoipa |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
+//! | `test-util` | [`testing`]: fake identities, test tokens, request builders, rejection assertions (not in `full`) |
 //!
 //! No feature is on by default.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
 mod macros;
@@ -87,6 +89,8 @@ pub mod lifetime;
 pub mod rejection;
 mod secret;
 mod timeout;
+#[cfg(any(feature = "test-util", feature = "openapi"))]
+mod www_authenticate;
 
 #[cfg(feature = "api-key")]
 pub mod api_key;
@@ -106,12 +110,16 @@ pub mod jwt;
 pub mod mtls;
 #[cfg(feature = "oidc")]
 pub mod oidc;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "session")]
 pub mod session;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 /// The README's Rust examples are compiled and run as doc tests.
 #[cfg(all(doctest, feature = "full"))]

@@ -22,12 +22,12 @@ use tower::ServiceExt;
 use tower_auth::authz::{
     authenticated, policy_fn, role, Denied, Guard, Permission, Policy, RequireLayer, Role, RoleMap,
 };
-use tower_auth::bearer::{BearerAuthenticator, BearerToken, TokenValidator};
 use tower_auth::extract::Auth;
 use tower_auth::rejection::{Rejection, Rejections};
-use tower_auth::{
-    guard_policy, AuthError, AuthLayer, Authenticated, Authenticator, Identity, Scheme,
+use tower_auth::testing::{
+    assert_rejected, FakeAuthLayer, StaticAuthenticator, TestRequest, TestResponse,
 };
+use tower_auth::{guard_policy, AuthLayer, Authenticator, Identity, Scheme};
 
 /// The seeds' `ROLE_PERMISSIONS`, with inheritance instead of repetition.
 const SEED_RBAC: &str = r#"{
@@ -80,25 +80,26 @@ impl Db {
 
 /// Bearer tokens for the seeds' users: alice (admin), carol (moderator),
 /// bob (user), and ghost (a user whose identity has an empty subject).
-fn bearer() -> BearerAuthenticator<impl TokenValidator<Principal = User>> {
-    BearerAuthenticator::new(|token: BearerToken| async move {
-        const TOKENS: [(&str, &str, &str, &str); 4] = [
-            ("alice-token", "1", "Alice", "admin"),
-            ("bob-token", "2", "Bob", "user"),
-            ("carol-token", "3", "Carol", "moderator"),
-            ("ghost-token", "", "Ghost", "user"),
-        ];
-        let Some(&(_, id, name, role)) = TOKENS.iter().find(|t| token.ct_eq(t.0)) else {
-            return Err(AuthError::invalid_credentials("invalid or expired token"));
-        };
+fn bearer() -> StaticAuthenticator<User> {
+    let user = |id: &str, name: &str, role: &str| {
+        let identity = Identity::new(id, Scheme::Bearer).with_roles([role]);
         let user = User {
             id: id.into(),
             name: name.into(),
         };
-        let identity = Identity::new(id, Scheme::Bearer).with_roles([role]);
-        Ok(Authenticated::new(user, identity))
-    })
-    .realm("api")
+        (user, identity)
+    };
+    [
+        (ALICE, user("1", "Alice", "admin")),
+        (BOB, user("2", "Bob", "user")),
+        (CAROL, user("3", "Carol", "moderator")),
+        (GHOST, user("", "Ghost", "user")),
+    ]
+    .into_iter()
+    .fold(
+        StaticAuthenticator::bearer().realm("api"),
+        |auth, (token, (user, identity))| auth.token(token, user, identity),
+    )
 }
 
 /// The seeds' `authorized_post`: the post's author or an admin; `404` for
@@ -167,7 +168,8 @@ async fn profile(Auth(user): Auth<User>) -> String {
     user.name
 }
 
-fn app(db: Arc<Db>) -> Router {
+/// The routes and their policies, without authentication.
+fn routes(db: Arc<Db>) -> Router {
     let posts = Router::new()
         .route(
             "/posts/{post_id}",
@@ -197,7 +199,10 @@ fn app(db: Arc<Db>) -> Router {
         .merge(admin)
         .merge(profile)
         .with_state(db)
-        .layer(AuthLayer::optional(bearer().or(api_key())))
+}
+
+fn app(db: Arc<Db>) -> Router {
+    routes(db).layer(AuthLayer::optional(bearer().or(api_key())))
 }
 
 struct Answer {
@@ -221,18 +226,15 @@ async fn answer(res: Response<Body>) -> Answer {
 
 /// `who`: a bearer token, `key:<api key>`, or "" for anonymous.
 fn request(method: &str, uri: &str, who: &str, body: Option<Value>) -> Request<Body> {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut req = TestRequest::new(method.parse().unwrap(), uri);
     if let Some(key) = who.strip_prefix("key:") {
-        req = req.header("x-api-key", key);
+        req = req.api_key(key);
     } else if !who.is_empty() {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {who}"));
+        req = req.bearer(who);
     }
     match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string()))
-            .unwrap(),
-        None => req.body(Body::empty()).unwrap(),
+        Some(b) => req.json().body(Body::from(b.to_string())),
+        None => req.build(),
     }
 }
 
@@ -335,15 +337,15 @@ async fn bearer_lacking_a_permission_gets_insufficient_scope() {
     let app = app(Db::seeded());
     for (path, scope) in [("/users", "users:read"), ("/users/1", "users:delete")] {
         let method = if path == "/users" { "GET" } else { "DELETE" };
-        let res = send(&app, method, path, BOB).await;
-        assert_eq!(res.status, StatusCode::FORBIDDEN);
-        assert_eq!(res.body["error"], "insufficient_scope");
-        let www = res.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(
-            www.starts_with(r#"Bearer error="insufficient_scope""#),
-            "{www}"
-        );
-        assert!(www.ends_with(&format!(r#"scope="{scope}""#)), "{www}");
+        let res = app
+            .clone()
+            .oneshot(request(method, path, BOB, None))
+            .await
+            .unwrap();
+        assert_rejected(res, StatusCode::FORBIDDEN, "insufficient_scope")
+            .await
+            .assert_challenge_param("Bearer", "error", "insufficient_scope")
+            .assert_challenge_param("Bearer", "scope", scope);
     }
 }
 
@@ -380,10 +382,15 @@ async fn unauthenticated_is_401_with_challenges_and_bad_tokens_never_reach_polic
             "{path}"
         );
     }
-    let res = send(&app, "GET", "/users", "stolen-token").await;
-    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(res.body["error"], "invalid_token");
-    assert!(!res.body.to_string().contains("stolen"));
+    let req = request("GET", "/users", "stolen-token", None);
+    assert_rejected(
+        app.oneshot(req).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await
+    .assert_challenge_param("Bearer", "error", "invalid_token")
+    .assert_not_echoed("stolen-token");
 }
 
 #[tokio::test]
@@ -440,14 +447,6 @@ async fn owner_or_admin_on_path_parameters() {
 
     // anonymous: 401, the body never parsed
     assert_eq!(put("", "2", "x").await.status, StatusCode::UNAUTHORIZED);
-}
-
-/// An HTTP/2 request with `te: trailers`, as gRPC clients send them.
-fn grpc<B>(mut req: Request<B>) -> Request<B> {
-    *req.version_mut() = http::Version::HTTP_2;
-    req.headers_mut()
-        .insert(header::TE, "trailers".parse().unwrap());
-    req
 }
 
 #[tokio::test]
@@ -528,21 +527,50 @@ async fn empty_requirement_lists_allow_nobody() {
 #[tokio::test]
 async fn grpc_requests_get_grpc_statuses() {
     let app = app(Db::seeded());
-    for (who, code) in [(BOB, "7"), ("", "16")] {
-        let mut req = grpc(request("DELETE", "/posts/1/delete", who, None));
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
-        let res = answer(app.clone().oneshot(req).await.unwrap()).await;
-        assert_eq!(res.status, StatusCode::OK);
-        assert_eq!(res.headers["grpc-status"], code);
+    for (who, code) in [(Some(BOB), 7), (None, 16)] {
+        let mut req = TestRequest::delete("/posts/1/delete").grpc();
+        if let Some(token) = who {
+            req = req.bearer(token);
+        }
+        let res = app.clone().oneshot(req.build::<Body>()).await.unwrap();
+        TestResponse::read(res).await.assert_grpc_status(code);
     }
-    let mut req = grpc(request("PUT", "/posts/99", BOB, None));
+    // `application/grpc+proto` is gRPC too.
+    let mut req: Request<Body> = TestRequest::put("/posts/99").grpc().bearer(BOB).build();
     req.headers_mut().insert(
         header::CONTENT_TYPE,
         "application/grpc+proto".parse().unwrap(),
     );
-    let res = answer(app.oneshot(req).await.unwrap()).await;
-    assert_eq!(res.headers["grpc-status"], "5");
+    let res = app.oneshot(req).await.unwrap();
+    TestResponse::read(res).await.assert_grpc_status(5);
+}
+
+/// The RBAC table again, with identities injected by `FakeAuthLayer`:
+/// policies and guards are tested without any credentials.
+#[tokio::test]
+async fn policies_see_injected_identities_as_authenticated_ones() {
+    let cases: &[(&str, &str, [u16; 3])] = &[
+        // method, path, [admin, moderator, user]
+        ("GET", "/users", [200, 200, 403]),
+        ("DELETE", "/users/2", [200, 403, 403]),
+        ("DELETE", "/posts/1/delete", [204, 204, 403]),
+        ("GET", "/admin/stats", [200, 403, 403]),
+        ("GET", "/profile", [200, 200, 200]),
+    ];
+    for (method, path, expected) in cases {
+        for (role, status) in ["admin", "moderator", "user"].into_iter().zip(expected) {
+            let user = User {
+                id: "9".into(),
+                name: role.into(),
+            };
+            let identity = Identity::new("9", Scheme::Bearer).with_roles([role]);
+            let app = routes(Db::seeded()).layer(FakeAuthLayer::new(user, identity));
+            let res = app.oneshot(request(method, path, "", None)).await.unwrap();
+            TestResponse::read(res)
+                .await
+                .assert_status(StatusCode::from_u16(*status).unwrap());
+        }
+    }
 }
 
 /// The seeds' `@app.error_handler(403)`: `{"error": "Forbidden", "message": ...}`.

@@ -1169,3 +1169,72 @@ async fn two_instances_share_sessions_logouts_and_budgets_through_redis() {
         assert!(res.headers().contains_key("retry-after"));
     }
 }
+
+/// `GET /openapi.json` declares the schemes the server accepts and each
+/// route's security, and the document matches what the server does: every
+/// route that requires credentials refuses an anonymous request with `401`
+/// and a challenge, and no route declared public or anonymous-friendly does.
+#[tokio::test]
+async fn openapi_document_matches_the_routes_security() {
+    let api = Api::new().await;
+    let res = api.c.get(api.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let doc = body(res).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        schemes["bearer"],
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": "A bearer token in the Authorization header (RFC 6750)."})
+    );
+    assert_eq!(schemes["apiKey"]["type"], "apiKey");
+    assert_eq!(schemes["apiKey"]["in"], "header");
+    assert_eq!(schemes["apiKey"]["name"], "x-api-key");
+    assert_eq!(schemes["session"]["in"], "cookie");
+    assert_eq!(schemes["session"]["name"], "__Host-session");
+
+    let paths = &doc["paths"];
+    let signed_in = json!([{"bearer": []}, {"apiKey": []}, {"session": []}]);
+    assert_eq!(paths["/me"]["get"]["security"], signed_in);
+    assert_eq!(
+        paths["/posts"]["get"]["security"],
+        json!([{"bearer": []}, {"apiKey": []}, {"session": []}, {}])
+    );
+    assert_eq!(
+        paths["/admin/users"]["get"]["security"][0],
+        json!({"bearer": ["admin"]})
+    );
+    assert!(paths["/admin/users"]["get"]["responses"]["403"].is_object());
+    assert_eq!(
+        paths["/auth/logout"]["post"]["security"],
+        json!([{"bearer": []}])
+    );
+    assert_eq!(paths["/healthz"]["get"]["security"], json!([]));
+
+    // Every documented operation, anonymously.
+    let mut checked = 0;
+    for (path, item) in paths.as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let security = operation["security"].as_array().unwrap();
+            let anonymous_ok = security.is_empty() || security.iter().any(|r| r == &json!({}));
+            let url = api.url(&path.replace("{id}", "1"));
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let res = api.c.request(method.clone(), url).send().await.unwrap();
+            if anonymous_ok {
+                assert_ne!(res.status(), 401, "{method} {path} is documented as public");
+            } else {
+                assert_eq!(
+                    res.status(),
+                    401,
+                    "{method} {path} is documented as secured"
+                );
+                let www = res.headers()["www-authenticate"].to_str().unwrap();
+                assert!(www.starts_with("Bearer"), "{method} {path}: {www}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 18);
+}
