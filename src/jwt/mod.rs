@@ -137,20 +137,29 @@ mod cache;
 mod claims;
 mod config;
 mod issue;
+mod issuers;
 mod jws;
 mod keys;
+mod mapping;
 #[cfg(feature = "oidc")]
 mod remote;
+mod resource_metadata;
 mod revocation;
 mod source;
 
 pub use authenticator::{JwtAuthenticator, JwtCredentials, JwtFuture};
 pub use config::ConfigError;
 pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
+pub use issuers::{Issuers, MAX_ISSUERS};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
+pub use mapping::{ClaimMapping, MAX_CLAIM_POINTERS, MAX_POINTER_DEPTH};
 #[cfg(feature = "oidc")]
 pub use remote::{Discovered, Discovery, OidcError, RemoteJwks, RemoteJwksBuilder};
+pub use resource_metadata::{
+    InvalidResource, ResourceMetadata, ResourceMetadataFuture, ResourceMetadataLayer,
+    ResourceMetadataService, WELL_KNOWN,
+};
 pub use revocation::{
     MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationBroadcast,
     RevocationEvent, RevocationReceiver, RevocationStore, Revoked, DEFAULT_BROADCAST_CAPACITY,
