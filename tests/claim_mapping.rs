@@ -670,3 +670,58 @@ async fn insufficient_rights_are_unaffected_and_valid_tokens_pass_the_metadata_l
         "https://api.example.com"
     );
 }
+
+/// Mapped provider roles and scopes drive `RequireLayer` policies; a `403`
+/// names the metadata too when the layer's challenge does.
+#[cfg(feature = "authz")]
+#[tokio::test]
+async fn mapped_rights_drive_policies_and_403_names_the_metadata() {
+    use tower_auth::authz::{role, scope, RequireLayer};
+    let metadata = ResourceMetadata::new("https://api.example.com").unwrap();
+    let auth = JwtAuthenticator::<Value>::new(keys(SECRET_A, "kc"))
+        .claim_mapping(ClaimMapping::keycloak("orders-api"))
+        .resource_metadata(metadata.url());
+    let app = |policy_role: &'static str| {
+        ServiceBuilder::new()
+            .layer(AuthLayer::new(auth.clone()))
+            .layer(
+                RequireLayer::new(tower_auth::authz::and(role(policy_role), scope("orders")))
+                    .bearer_challenge(metadata.challenge()),
+            )
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            })
+    };
+    let token = sign(
+        SECRET_A,
+        "kc",
+        &json!({
+            "sub": "u", "exp": now() + 60, "scope": "openid orders",
+            "realm_access": {"roles": ["user"]},
+            "resource_access": {"orders-api": {"roles": ["orders-admin"]}}
+        }),
+    );
+    let req = || {
+        Request::get("/")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(
+        app("orders-admin").oneshot(req()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let res = app("billing-admin").oneshot(req()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let challenge = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(
+            r#"resource_metadata="https://api.example.com/.well-known/oauth-protected-resource""#
+        ),
+        "{challenge}"
+    );
+}

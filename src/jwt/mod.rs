@@ -28,7 +28,17 @@
 //!   custom check, and the subject.
 //! * **Identity**: subject from `sub`, roles from `roles` / `role`,
 //!   permissions from `permissions`, scopes from `scope` (space-separated)
-//!   and `scp` (array); every claim name is configurable.
+//!   and `scp` (array); every claim name is configurable, and a
+//!   [`ClaimMapping`] reads them at JSON pointers (Keycloak's
+//!   `/realm_access/roles`...), with presets for Keycloak, Auth0, Entra ID,
+//!   Okta and Cognito.
+//! * **Identity providers**: [`JwtAuthenticator::from_issuers`] trusts
+//!   several issuers, each bound to its own keys ([`Issuers`]: static
+//!   [`KeySet`]s, or with the `oidc` feature remote key sets and
+//!   discovered providers); the RFC 9068 access-token profile
+//!   ([`JwtAuthenticator::access_token_profile`]); RFC 9728
+//!   protected-resource metadata ([`ResourceMetadata`]) named in the
+//!   challenge.
 //! * **Sources**: `Authorization: Bearer` (default), a cookie, a query
 //!   parameter (opt-in, for browser WebSockets). Tokens over 8 KiB are
 //!   refused unread (`400 invalid_request`: a malformed *request*); a token

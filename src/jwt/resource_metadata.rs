@@ -16,6 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
+use crate::rejection::Challenge;
 
 /// The well-known path segment of RFC 9728 §3.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -267,6 +268,15 @@ impl ResourceMetadata {
     /// parameter.
     pub fn url(&self) -> String {
         format!("{}{}", self.origin, self.path())
+    }
+
+    /// A `Bearer` challenge naming the metadata (`resource_metadata=
+    /// "<url>"`), e.g. for the `403 insufficient_scope` answers of
+    /// `RequireLayer::bearer_challenge` (RFC 9728 §5.1). The
+    /// authenticator's own challenge gets it from
+    /// [`JwtAuthenticator::resource_metadata`](super::JwtAuthenticator::resource_metadata).
+    pub fn challenge(&self) -> Challenge {
+        Challenge::bearer().param("resource_metadata", self.url())
     }
 
     /// The metadata document (JSON).
