@@ -440,6 +440,65 @@ fn issuer_sets_are_checked_at_startup() {
     );
 }
 
+#[tokio::test]
+async fn each_issuer_reads_its_own_claim_shape() {
+    let auth = JwtAuthenticator::<Value>::from_issuers(
+        Issuers::new()
+            .keys("https://kc.example/realms/staff", keys(SECRET_A, "k1"))
+            .claim_mapping(ClaimMapping::keycloak("orders-api"))
+            .keys("https://partners.eu.auth0.com/", keys(SECRET_B, "k1"))
+            .claim_mapping(ClaimMapping::auth0("https://shop.example"))
+            .keys("https://plain.example", keys(SECRET_B, "k2")),
+    )
+    .build()
+    .unwrap();
+    let exp = now() + 60;
+    // The same claims under each issuer: each reads its own shape only.
+    let shape = |iss: &str| {
+        json!({
+            "sub": "u", "exp": exp, "iss": iss, "scope": "read",
+            "realm_access": {"roles": ["staff"]},
+            "https://shop.example/roles": ["partner"],
+            "permissions": ["orders:read"], "roles": ["plain"]
+        })
+    };
+    let cases = [
+        (
+            "https://kc.example/realms/staff",
+            SECRET_A,
+            "k1",
+            (vec!["staff"], vec![]),
+        ),
+        (
+            "https://partners.eu.auth0.com/",
+            SECRET_B,
+            "k1",
+            (vec!["partner"], vec!["orders:read"]),
+        ),
+        (
+            "https://plain.example",
+            SECRET_B,
+            "k2",
+            (vec!["plain"], vec!["orders:read"]),
+        ),
+    ];
+    for (iss, secret, kid, (roles, permissions)) in cases {
+        let (status, _, body) = call(&auth, &sign(secret, kid, &shape(iss))).await;
+        assert_eq!(status, StatusCode::OK, "{iss}");
+        let (r, p, s) = identity_of(&body);
+        assert_eq!((r, p, s), (roles, permissions, vec!["read"]), "{iss}");
+    }
+    let bad = JwtAuthenticator::<Value>::from_issuers(
+        Issuers::new()
+            .keys("https://a", keys(SECRET_A, "k"))
+            .claim_mapping(ClaimMapping::new().roles("nope")),
+    );
+    assert_eq!(
+        bad.build().unwrap_err(),
+        ConfigError::ClaimPointer("nope".into())
+    );
+}
+
 // ---- RFC 9068 ----
 
 fn profile_claims() -> Value {

@@ -700,7 +700,10 @@ where
                 return Err(JwtError::TokenType.into());
             }
         }
-        let registered = Registered::parse(&jws.payload, &i.rules)?;
+        let registered = match routed.and_then(|e| e.mapping.as_ref()) {
+            None => Registered::parse(&jws.payload, &i.rules)?,
+            Some(mapping) => Registered::parse_mapped(&jws.payload, &i.rules, mapping)?,
+        };
         registered.validate(&i.rules, (i.clock)())?;
         // The verified `iss` is the one the keys were chosen by.
         if let Some(entry) = routed {
@@ -823,6 +826,9 @@ fn validate_issuers(entries: &[IssuerEntry], algorithms: &[Algorithm]) -> Result
             return Err(ConfigError::IssuerWithoutAlgorithms(
                 entry.issuer.to_string(),
             ));
+        }
+        if let Some(pointer) = entry.mapping.as_ref().and_then(ClaimMapping::invalid) {
+            return Err(ConfigError::ClaimPointer(pointer.into()));
         }
         if let issuers::IssuerKeys::Static(keys) = &entry.keys {
             validate_keys(keys, &entry.allowed)?;

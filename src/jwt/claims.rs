@@ -46,7 +46,7 @@ enum Field {
 
 impl ClaimNames {
     /// The field `key` names and a distinct bit for duplicate detection.
-    fn field(&self, key: &str) -> Option<(Field, u32)> {
+    fn field(&self, mapping: &ClaimMapping, key: &str) -> Option<(Field, u32)> {
         if key == &*self.subject {
             return Some((Field::Sub, 0));
         }
@@ -67,7 +67,7 @@ impl ClaimNames {
             return fixed;
         }
         // At most `MAX_CLAIM_POINTERS` (32) roots: bits 9..41.
-        let i = self.mapping.roots().iter().position(|n| n.key() == key)?;
+        let i = mapping.roots().iter().position(|n| n.key() == key)?;
         Some((Field::Mapped(i), 9 + i as u32))
     }
 }
@@ -141,8 +141,18 @@ pub(crate) struct Registered {
 impl Registered {
     /// Parses the claims `rules` care about from a JSON payload.
     pub(crate) fn parse(payload: &[u8], rules: &Rules) -> Result<Self, JwtError> {
+        Self::parse_mapped(payload, rules, &rules.names.mapping)
+    }
+
+    /// As [`parse`](Self::parse), reading the identity with `mapping`
+    /// (an issuer's own) instead of the rules' one.
+    pub(crate) fn parse_mapped(
+        payload: &[u8],
+        rules: &Rules,
+        mapping: &ClaimMapping,
+    ) -> Result<Self, JwtError> {
         let mut de = serde_json::Deserializer::from_slice(payload);
-        let registered = ClaimsSeed { rules }
+        let registered = ClaimsSeed { rules, mapping }
             .deserialize(&mut de)
             .map_err(|_| JwtError::InvalidClaim)?;
         de.end().map_err(|_| JwtError::InvalidClaim)?;
@@ -224,6 +234,7 @@ impl Registered {
 
 struct ClaimsSeed<'r> {
     rules: &'r Rules,
+    mapping: &'r ClaimMapping,
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
@@ -274,7 +285,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         // Claims read twice would let the typed claims and these disagree
         // (serde keeps the last value or errors): refuse duplicates.
         let mut seen = 0u64;
-        let roots = names.mapping.roots();
+        let mapping = self.mapping;
+        let roots = mapping.roots();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let key = &*key;
             if let Some(i) = rules.required.iter().position(|n| **n == *key) {
@@ -289,7 +301,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 r.client_id = true;
                 continue;
             }
-            let Some((field, bit)) = names.field(key) else {
+            let Some((field, bit)) = names.field(mapping, key) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
@@ -307,7 +319,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                         roles: &mut r.roles,
                         permissions: &mut r.permissions,
                         scopes: &mut r.scopes,
-                        split_roles: names.mapping.splits_roles(),
+                        split_roles: mapping.splits_roles(),
                     },
                 })?,
                 Field::Iss => r.iss = Some(map.next_value()?),

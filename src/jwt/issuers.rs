@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use super::claims::Key;
 use super::jws::JwtError;
 use super::keys::KeySet;
+use super::mapping::ClaimMapping;
 use super::source::KeySource;
 use crate::error::AuthError;
 
@@ -59,6 +60,8 @@ pub(crate) struct IssuerEntry {
     own: Vec<Algorithm>,
     /// `own` narrowed to the authenticator's allow-list.
     pub(crate) allowed: Vec<Algorithm>,
+    /// This issuer's claim mapping, instead of the authenticator's.
+    pub(crate) mapping: Option<ClaimMapping>,
 }
 
 #[derive(Clone)]
@@ -75,7 +78,9 @@ impl fmt::Debug for IssuerEntry {
             IssuerKeys::Static(keys) => d.field("keys", keys),
             IssuerKeys::Source(source) => d.field("source", source),
         };
-        d.field("algorithms", &self.allowed).finish()
+        d.field("algorithms", &self.allowed)
+            .field("mapping", &self.mapping)
+            .finish()
     }
 }
 
@@ -115,6 +120,7 @@ impl Issuers {
             allowed: own.clone(),
             own,
             keys: IssuerKeys::Static(keys),
+            mapping: None,
         });
         self
     }
@@ -130,6 +136,7 @@ impl Issuers {
             allowed: own.clone(),
             own,
             keys: IssuerKeys::Source(Arc::new(source)),
+            mapping: None,
         });
         self
     }
@@ -139,6 +146,31 @@ impl Issuers {
     #[cfg(feature = "oidc")]
     pub fn discovered(self, provider: &super::Discovered) -> Self {
         self.source(provider.issuer(), provider.jwks().clone())
+    }
+
+    /// Reads the identity of the issuer added last with `mapping` instead
+    /// of the authenticator's
+    /// [`claim_mapping`](super::JwtAuthenticator::claim_mapping): each
+    /// provider puts roles and scopes in its own claims.
+    ///
+    /// ```
+    /// # fn doc(kc: tower_auth::jwt::KeySet, a0: tower_auth::jwt::KeySet) {
+    /// use tower_auth::jwt::{ClaimMapping, Issuers};
+    ///
+    /// let issuers = Issuers::new()
+    ///     .keys("https://sso.example.com/realms/staff", kc)
+    ///     .claim_mapping(ClaimMapping::keycloak("orders-api"))
+    ///     .keys("https://partners.eu.auth0.com/", a0)
+    ///     .claim_mapping(ClaimMapping::auth0("https://example.com"));
+    /// # let _ = issuers; }
+    /// ```
+    ///
+    /// Without an issuer yet, it does nothing.
+    pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
+        if let Some(last) = self.entries.last_mut() {
+            last.mapping = Some(mapping);
+        }
+        self
     }
 
     /// The configured issuers, in order.
