@@ -223,35 +223,68 @@ fn issuers(c: &mut Criterion) {
     )
     .build()
     .unwrap();
+    // HS256: the cheapest signature, so the routing cost shows most.
+    let secret = [9u8; 32];
+    let hs_key = || KeySet::single(JwtKey::hmac(Algorithm::HS256, &secret).unwrap());
+    let hs_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
+    let hs_one = JwtAuthenticator::<serde_json::Value>::new(hs_key())
+        .issuers([ISS])
+        .build()
+        .unwrap();
+    let hs_two = JwtAuthenticator::<serde_json::Value>::from_issuers(
+        Issuers::new()
+            .keys("https://other.example", keys())
+            .keys(ISS, hs_key()),
+    )
+    .build()
+    .unwrap();
     let inner =
         service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
-    let header = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
     let _guard = rt.enter();
-    let mut g = c.benchmark_group("issuers/ES256");
-    for (name, auth) in [
-        ("one_issuer", one),
-        ("two_issuers", two),
-        ("two_issuers_remote", two_remote),
+    for (group, token, cases) in [
+        (
+            "issuers/ES256",
+            token,
+            vec![
+                ("one_issuer", one),
+                ("two_issuers", two),
+                ("two_issuers_remote", two_remote),
+            ],
+        ),
+        (
+            "issuers/HS256",
+            hs_token,
+            vec![("one_issuer", hs_one), ("two_issuers", hs_two)],
+        ),
     ] {
-        let layer = AuthLayer::new(auth).layer(inner);
-        let request = || {
-            let mut r = Request::new(());
-            r.headers_mut()
-                .insert(header::AUTHORIZATION, header.clone());
-            r
-        };
-        assert!(now(layer.clone().call(request()))
-            .unwrap()
-            .status()
-            .is_success());
-        g.bench_function(name, |b| {
-            let mut svc = layer.clone();
-            b.iter_batched(
-                request,
-                |req| now(svc.call(req)).unwrap(),
-                BatchSize::SmallInput,
-            )
-        });
+        let header = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        let mut g = c.benchmark_group(group);
+        for (name, auth) in cases {
+            let layer = AuthLayer::new(auth).layer(inner);
+            let request = || {
+                let mut r = Request::new(());
+                r.headers_mut()
+                    .insert(header::AUTHORIZATION, header.clone());
+                r
+            };
+            assert!(now(layer.clone().call(request()))
+                .unwrap()
+                .status()
+                .is_success());
+            g.bench_function(name, |b| {
+                let mut svc = layer.clone();
+                b.iter_batched(
+                    request,
+                    |req| now(svc.call(req)).unwrap(),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
