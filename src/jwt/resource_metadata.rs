@@ -110,7 +110,7 @@ where
 }
 
 fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
 }
 
 impl ResourceMetadata {
@@ -479,7 +479,11 @@ mod tests {
                 "{bad}"
             );
         }
-        for good in ["https://api.example.com", "http://localhost:8080/api"] {
+        for good in [
+            "https://api.example.com",
+            "http://localhost:8080/api",
+            "http://[::1]:8080",
+        ] {
             assert!(ResourceMetadata::new(good).is_ok(), "{good}");
         }
     }
