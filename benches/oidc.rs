@@ -21,6 +21,12 @@
 //!   introspection cache (the local endpoint was asked once, when
 //!   priming): an HMAC-SHA256 fingerprint and a map lookup.
 //!
+//! `issuers/ES256` compares, in one run, a one-issuer authenticator
+//! (`one_issuer`, the baseline: `new(keys).issuers([ISS])`) with
+//! `from_issuers` over two issuers, the token's being the second
+//! (`two_issuers`: static key sets; `two_issuers_remote`: the second one a
+//! `RemoteJwks`): the cost of routing by the unverified `iss`.
+//!
 //! `cargo bench --bench oidc --features oidc -- --warm-up-time 1 --measurement-time 3`
 
 use std::convert::Infallible;
@@ -58,6 +64,12 @@ async fn serve(app: axum::Router, path: &str) -> String {
     url
 }
 
+/// Serves the JWK Set `jwks` at `/jwks` and returns its URL.
+async fn serve_jwks(jwks: String) -> String {
+    let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { jwks }));
+    serve(app, "/jwks").await
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -71,10 +83,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     jwk["kid"] = "k1".into();
     let remote = rt.block_on(async {
-        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
-        let app =
-            axum::Router::new().route("/jwks", axum::routing::get(move || async move { jwks }));
-        let url = serve(app, "/jwks").await;
+        let url = serve_jwks(serde_json::json!({ "keys": [jwk] }).to_string()).await;
         RemoteJwks::builder(url)
             .allow_loopback_http(true)
             .unknown_kid_interval(Duration::from_secs(3600))
@@ -248,6 +257,125 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench, bench_introspection
+    targets = bench, bench_introspection, issuers
 }
 criterion_main!(benches);
+
+/// One issuer vs two (see the module docs).
+fn issuers(c: &mut Criterion) {
+    use tower_auth::jwt::Issuers;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let enc = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+    let mut jwk = serde_json::to_value(
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, Algorithm::ES256).unwrap(),
+    )
+    .unwrap();
+    jwk["kid"] = "k1".into();
+    let remote = rt.block_on(async {
+        let url = serve_jwks(serde_json::json!({ "keys": [jwk] }).to_string()).await;
+        RemoteJwks::builder(url)
+            .allow_loopback_http(true)
+            .start()
+            .await
+            .unwrap()
+    });
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let claims = serde_json::json!({"sub": "user-42", "iss": ISS, "exp": exp, "roles": ["user"]});
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k1".into());
+    let token = jsonwebtoken::encode(&h, &claims, &enc).unwrap();
+    let keys = || {
+        KeySet::single(
+            JwtKey::ec_pem(Algorithm::ES256, EC_PUBLIC)
+                .unwrap()
+                .with_kid("k1"),
+        )
+    };
+    let other = KeySet::single(JwtKey::hmac(Algorithm::HS256, &[7; 32]).unwrap());
+    let one = JwtAuthenticator::<serde_json::Value>::new(keys())
+        .issuers([ISS])
+        .build()
+        .unwrap();
+    let two = JwtAuthenticator::<serde_json::Value>::from_issuers(
+        Issuers::new()
+            .keys("https://other.example", other.clone())
+            .keys(ISS, keys()),
+    )
+    .build()
+    .unwrap();
+    let two_remote = JwtAuthenticator::<serde_json::Value>::from_issuers(
+        Issuers::new()
+            .keys("https://other.example", other)
+            .source(ISS, remote),
+    )
+    .build()
+    .unwrap();
+    // HS256: the cheapest signature, so the routing cost shows most.
+    let secret = [9u8; 32];
+    let hs_key = || KeySet::single(JwtKey::hmac(Algorithm::HS256, &secret).unwrap());
+    let hs_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
+    let hs_one = JwtAuthenticator::<serde_json::Value>::new(hs_key())
+        .issuers([ISS])
+        .build()
+        .unwrap();
+    let hs_two = JwtAuthenticator::<serde_json::Value>::from_issuers(
+        Issuers::new()
+            .keys("https://other.example", keys())
+            .keys(ISS, hs_key()),
+    )
+    .build()
+    .unwrap();
+    let inner =
+        service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let _guard = rt.enter();
+    for (group, token, cases) in [
+        (
+            "issuers/ES256",
+            token,
+            vec![
+                ("one_issuer", one),
+                ("two_issuers", two),
+                ("two_issuers_remote", two_remote),
+            ],
+        ),
+        (
+            "issuers/HS256",
+            hs_token,
+            vec![("one_issuer", hs_one), ("two_issuers", hs_two)],
+        ),
+    ] {
+        let header = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        let mut g = c.benchmark_group(group);
+        for (name, auth) in cases {
+            let layer = AuthLayer::new(auth).layer(inner);
+            let request = || {
+                let mut r = Request::new(());
+                r.headers_mut()
+                    .insert(header::AUTHORIZATION, header.clone());
+                r
+            };
+            assert!(now(layer.clone().call(request()))
+                .unwrap()
+                .status()
+                .is_success());
+            g.bench_function(name, |b| {
+                let mut svc = layer.clone();
+                b.iter_batched(
+                    request,
+                    |req| now(svc.call(req)).unwrap(),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}

@@ -282,6 +282,32 @@ async fn server_error_keeps_stale_keys_then_503_after_max_staleness() {
 }
 
 #[tokio::test]
+async fn cached_tokens_are_refused_once_their_key_is_retired() {
+    let (p, base) = provider(vec![
+        jwk(Algorithm::RS256, "k1"),
+        jwk(Algorithm::ES256, "k2"),
+    ])
+    .await;
+    let jwks = settings(&base).start().await.unwrap();
+    let auth = authenticator(jwks.clone()).cache(100, Duration::from_secs(3600));
+    let old = token(Algorithm::RS256, "k1", ISS);
+    let new = token(Algorithm::ES256, "k2", ISS);
+    assert_eq!(call(&auth, &old).await, StatusCode::OK);
+    assert_eq!(call(&auth, &new).await, StatusCode::OK);
+    // A revalidation (304) changes nothing: cached tokens stay hits.
+    jwks.refresh().await.unwrap();
+    assert_eq!(p.not_modified.load(Ordering::SeqCst), 1);
+    assert_eq!(call(&auth, &old).await, StatusCode::OK);
+    // The provider retires k1 (a compromised key): the cached k1 token is
+    // verified again and refused; the k2 token still passes.
+    p.keys.lock().unwrap().remove(0);
+    jwks.refresh().await.unwrap();
+    assert_eq!(call(&auth, &old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&auth, &new).await, StatusCode::OK);
+    assert_eq!(call(&auth, &old).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn cached_tokens_are_refused_too_once_keys_are_too_stale() {
     let (p, base) = provider(vec![jwk(Algorithm::RS256, "k1")]).await;
     let jwks = settings(&base)

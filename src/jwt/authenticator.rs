@@ -16,8 +16,10 @@ use serde::de::DeserializeOwned;
 use super::cache::{Entry, TokenCache};
 use super::claims::{media_type_eq, Registered, Rules};
 use super::config::ConfigError;
+use super::issuers::{self, IssuerEntry, Issuers, MAX_ISSUERS};
 use super::jws::{self, JwtError};
 use super::keys::KeySet;
+use super::mapping::{ClaimMapping, TARGET_PERMISSIONS, TARGET_ROLES, TARGET_SCOPES};
 use super::revocation::{self, RevocationStore, SharedStore};
 use super::source::KeySource;
 use crate::auth::{Authenticated, Authenticator, BoxAuthFuture};
@@ -47,6 +49,11 @@ struct Inner<C> {
     source: Option<Arc<dyn KeySource>>,
     /// [`JwtAuthenticator::any_issuer`]: a key source without issuers.
     any_issuer: bool,
+    /// [`JwtAuthenticator::from_issuers`]: keys chosen by `iss`; `keys` is
+    /// then empty and `source` `None`.
+    issuers: Option<Arc<[IssuerEntry]>>,
+    /// The RFC 9728 metadata URL named in the challenge.
+    resource_metadata: Option<Arc<str>>,
     algorithms: Vec<Algorithm>,
     rules: Rules,
     max_len: usize,
@@ -72,6 +79,8 @@ impl<C> Clone for Inner<C> {
             keys: self.keys.clone(),
             source: self.source.clone(),
             any_issuer: self.any_issuer,
+            issuers: self.issuers.clone(),
+            resource_metadata: self.resource_metadata.clone(),
             algorithms: self.algorithms.clone(),
             rules: self.rules.clone(),
             max_len: self.max_len,
@@ -104,6 +113,7 @@ impl<C> fmt::Debug for JwtAuthenticator<C> {
         f.debug_struct("JwtAuthenticator")
             .field("keys", &i.keys)
             .field("source", &i.source)
+            .field("issuers", &i.issuers)
             .field("algorithms", &i.algorithms)
             .field("rules", &i.rules)
             .field("max_len", &i.max_len)
@@ -146,6 +156,24 @@ impl fmt::Debug for JwtCredentials {
     }
 }
 
+/// The algorithms the keys of `keys` are bound to (all of its family for
+/// a key bound to none), in order.
+pub(crate) fn algorithms_of(keys: &KeySet) -> Vec<Algorithm> {
+    let mut algorithms = Vec::new();
+    for key in keys.keys() {
+        let algs = match key.algorithm() {
+            Some(a) => vec![a],
+            None => key.family().algorithms().to_vec(),
+        };
+        for a in algs {
+            if !algorithms.contains(&a) {
+                algorithms.push(a);
+            }
+        }
+    }
+    algorithms
+}
+
 /// Seconds since the Unix epoch, from the system clock.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -170,23 +198,14 @@ where
     /// [`build`](Self::build) or [`validate`](Self::validate) at startup to
     /// have it reported.
     pub fn new(keys: KeySet) -> Self {
-        let mut algorithms = Vec::new();
-        for key in keys.keys() {
-            let algs = match key.algorithm() {
-                Some(a) => vec![a],
-                None => key.family().algorithms().to_vec(),
-            };
-            for a in algs {
-                if !algorithms.contains(&a) {
-                    algorithms.push(a);
-                }
-            }
-        }
+        let algorithms = algorithms_of(&keys);
         JwtAuthenticator {
             inner: Arc::new(Inner {
                 keys,
                 source: None,
                 any_issuer: false,
+                issuers: None,
+                resource_metadata: None,
                 algorithms,
                 rules: Rules::default(),
                 max_len: DEFAULT_MAX_LEN,
@@ -222,6 +241,44 @@ where
         this
     }
 
+    /// Validates tokens of several identity providers, each issuer bound to
+    /// its own keys: a token's `iss` chooses the keys and must name one of
+    /// `issuers` exactly (see [`Issuers`]). The accepted algorithms are
+    /// those of all the issuers' keys (narrow them with
+    /// [`algorithms`](Self::algorithms)); each issuer's tokens may use only
+    /// its own keys' algorithms. Defaults as for [`new`](Self::new).
+    /// [`issuers`](Self::issuers) may still narrow the accepted issuers
+    /// further; [`any_issuer`](Self::any_issuer) has no effect.
+    ///
+    /// [`build`](Self::build) reports an empty or oversized set
+    /// ([`ConfigError::NoIssuers`], at most [`MAX_ISSUERS`]), a repeated
+    /// issuer, and each static key set as [`new`](Self::new) would.
+    pub fn from_issuers(issuers: Issuers) -> Self {
+        let entries = issuers.into_entries();
+        let mut algorithms = Vec::new();
+        for a in entries.iter().flat_map(|e| e.own_algorithms()) {
+            if !algorithms.contains(a) {
+                algorithms.push(*a);
+            }
+        }
+        let mut this = Self::new(KeySet::new());
+        let inner = Arc::make_mut(&mut this.inner);
+        inner.algorithms = algorithms;
+        inner.issuers = Some(entries);
+        this
+    }
+
+    /// Validates tokens of the provider found by a
+    /// [`Discovery`](super::Discovery): its key set, and only its verified
+    /// issuer. Shorthand for
+    /// `from_source(provider.jwks().clone()).issuers([provider.issuer()])`;
+    /// for several providers use [`from_issuers`](Self::from_issuers) with
+    /// [`Issuers::discovered`].
+    #[cfg(feature = "oidc")]
+    pub fn from_discovered(provider: &super::Discovered) -> Self {
+        Self::from_source(provider.jwks().clone()).issuers([provider.issuer()])
+    }
+
     /// With a [`KeySource`] ([`from_source`](Self::from_source)): accept
     /// tokens of any issuer, on purpose. Without it (or
     /// [`issuers`](Self::issuers)) [`build`](Self::build) refuses the
@@ -245,7 +302,12 @@ where
     /// Accepts only `algorithms` (still only with keys of their family).
     pub fn algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         let algorithms: Vec<Algorithm> = algorithms.into_iter().collect();
-        self.edit(|i| i.algorithms = algorithms)
+        self.edit(|i| {
+            if let Some(entries) = &i.issuers {
+                i.issuers = Some(issuers::narrow(entries, &algorithms));
+            }
+            i.algorithms = algorithms;
+        })
     }
 
     /// Tolerance on `exp`, `nbf` and `iat` for clock skew (default 30 s).
@@ -348,7 +410,7 @@ where
         S: Into<Box<str>>,
     {
         let names = names.into_iter().map(Into::into).collect();
-        self.edit(|i| i.rules.names.roles = names)
+        self.edit(|i| i.rules.names.mapping.set_top_level(TARGET_ROLES, names))
     }
 
     /// Claims holding permissions, as an array or a space-separated string
@@ -359,7 +421,12 @@ where
         S: Into<Box<str>>,
     {
         let names = names.into_iter().map(Into::into).collect();
-        self.edit(|i| i.rules.names.permissions = names)
+        self.edit(|i| {
+            i.rules
+                .names
+                .mapping
+                .set_top_level(TARGET_PERMISSIONS, names)
+        })
     }
 
     /// Claims holding scopes, as a space-separated string or an array
@@ -370,7 +437,46 @@ where
         S: Into<Box<str>>,
     {
         let names = names.into_iter().map(Into::into).collect();
-        self.edit(|i| i.rules.names.scopes = names)
+        self.edit(|i| i.rules.names.mapping.set_top_level(TARGET_SCOPES, names))
+    }
+
+    /// Where roles, permissions and scopes are read from, as JSON pointers
+    /// (see [`ClaimMapping`], with presets for Keycloak, Auth0, Entra ID,
+    /// Okta and Cognito). Replaces the [`roles_claims`](Self::roles_claims),
+    /// [`permissions_claims`](Self::permissions_claims) and
+    /// [`scopes_claims`](Self::scopes_claims) settings (and is replaced in
+    /// part by them when they are called after it).
+    pub fn claim_mapping(self, mapping: ClaimMapping) -> Self {
+        self.edit(|i| i.rules.names.mapping = mapping)
+    }
+
+    /// The JWT profile for OAuth 2.0 access tokens (RFC 9068): the header
+    /// `typ` must be `at+jwt` (or `application/at+jwt`, in any casing), so
+    /// that an ID token or another JWT of the provider is not taken for an
+    /// access token ([`JwtError::NotAccessToken`]), and `iss`, `exp`,
+    /// `aud`, `sub`, `client_id`, `iat` and `jti` are required
+    /// ([`JwtError::ProfileClaim`]); both are `401 invalid_token`.
+    ///
+    /// The profile requires the audience and the issuer to be checked:
+    /// [`build`](Self::build) refuses it without
+    /// [`audiences`](Self::audiences), and without
+    /// [`issuers`](Self::issuers) or [`from_issuers`](Self::from_issuers)
+    /// ([`ConfigError::AccessTokenProfile`]).
+    pub fn access_token_profile(self) -> Self {
+        self.edit(|i| {
+            i.rules.access_token_profile = true;
+            i.rules.require_exp = true;
+        })
+    }
+
+    /// Names the RFC 9728 protected-resource metadata of this API in the
+    /// `WWW-Authenticate` challenge (`resource_metadata="<url>"`), so that
+    /// a client refused with `401` can discover the authorization server.
+    /// `url` is normally [`ResourceMetadata::url`](super::ResourceMetadata::url),
+    /// served by a [`ResourceMetadataLayer`](super::ResourceMetadataLayer).
+    pub fn resource_metadata(self, url: impl Into<Arc<str>>) -> Self {
+        let url = url.into();
+        self.edit(|i| i.resource_metadata = Some(url))
     }
 
     /// A custom check on the typed claims, run after every standard check.
@@ -499,6 +605,20 @@ where
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let i = &*self.inner;
+        if let Some(pointer) = i.rules.names.mapping.invalid() {
+            return Err(ConfigError::ClaimPointer(pointer.into()));
+        }
+        if i.rules.access_token_profile {
+            if i.rules.audiences.is_none() {
+                return Err(ConfigError::AccessTokenProfile("audiences(...)"));
+            }
+            if i.rules.issuers.is_none() && i.issuers.is_none() {
+                return Err(ConfigError::AccessTokenProfile("issuers(...)"));
+            }
+        }
+        if let Some(entries) = &i.issuers {
+            return validate_issuers(entries, &i.algorithms);
+        }
         if i.source.is_some() {
             if i.algorithms.is_empty() {
                 return Err(ConfigError::NoAlgorithms);
@@ -510,23 +630,7 @@ where
             // token.
             return Ok(());
         }
-        if i.keys.is_empty() {
-            return Err(ConfigError::EmptyKeySet);
-        }
-        if i.algorithms.is_empty() {
-            return Err(ConfigError::NoAlgorithms);
-        }
-        if let Some(alg) = i
-            .algorithms
-            .iter()
-            .find(|alg| !i.keys.keys().any(|k| k.accepts(**alg)))
-        {
-            return Err(ConfigError::AlgorithmWithoutKey(*alg));
-        }
-        if i.keys.len() > 1 && i.keys.keys().any(|k| k.kid().is_none()) {
-            return Err(ConfigError::UnreachableKey(i.keys.len()));
-        }
-        Ok(())
+        validate_keys(&i.keys, &i.algorithms)
     }
 
     /// [`validate`](Self::validate)s the configuration and returns it:
@@ -560,13 +664,33 @@ where
 
     pub(crate) fn verify_parts(&self, token: &str, scheme: Scheme) -> Result<Verified<C>, Refusal> {
         let i = &*self.inner;
-        let jws = match &i.source {
-            None => jws::verify(token, &i.keys, &i.algorithms, i.max_len)?,
-            Some(source) => {
+        let mut routed: Option<&IssuerEntry> = None;
+        let jws = match (&i.source, &i.issuers) {
+            (None, None) => jws::verify(token, &i.keys, &i.algorithms, i.max_len)?,
+            (Some(source), _) => {
                 let keys = source.current().map_err(Refusal::Custom)?;
                 jws::verify(token, &keys, &i.algorithms, i.max_len)?
             }
+            (None, Some(entries)) => {
+                jws::verify_routed(token, &i.algorithms, i.max_len, |payload| {
+                    // Unverified: chooses the keys, nothing else.
+                    let iss = issuers::peek_issuer(payload)?.ok_or(JwtError::Issuer)?;
+                    let entry = issuers::find(entries, &iss).ok_or(JwtError::Issuer)?;
+                    routed = Some(entry);
+                    let keys = entry.current().map_err(Refusal::Custom)?;
+                    Ok::<_, Refusal>((keys, &entry.allowed[..]))
+                })?
+            }
         };
+        if i.rules.access_token_profile {
+            let at_jwt = jws
+                .typ
+                .as_deref()
+                .is_some_and(|typ| media_type_eq(typ, "at+jwt"));
+            if !at_jwt {
+                return Err(JwtError::NotAccessToken.into());
+            }
+        }
         if let Some(types) = &i.rules.header_types {
             let accepted = jws
                 .typ
@@ -576,8 +700,17 @@ where
                 return Err(JwtError::TokenType.into());
             }
         }
-        let registered = Registered::parse(&jws.payload, &i.rules)?;
+        let registered = match routed.and_then(|e| e.mapping.as_ref()) {
+            None => Registered::parse(&jws.payload, &i.rules)?,
+            Some(mapping) => Registered::parse_mapped(&jws.payload, &i.rules, mapping)?,
+        };
         registered.validate(&i.rules, (i.clock)())?;
+        // The verified `iss` is the one the keys were chosen by.
+        if let Some(entry) = routed {
+            if registered.iss.as_deref() != Some(&*entry.issuer) {
+                return Err(JwtError::Issuer.into());
+            }
+        }
         let claims: C = serde_json::from_slice(&jws.payload).map_err(|_| JwtError::InvalidClaim)?;
         if let Some(check) = &i.check {
             check(&claims).map_err(Refusal::Custom)?;
@@ -651,6 +784,57 @@ where
         }
         std::str::from_utf8(v).ok().map(Secret::new)
     }
+}
+
+/// The checks of [`JwtAuthenticator::validate`] on a static key set.
+fn validate_keys(keys: &KeySet, algorithms: &[Algorithm]) -> Result<(), ConfigError> {
+    if keys.is_empty() {
+        return Err(ConfigError::EmptyKeySet);
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::NoAlgorithms);
+    }
+    if let Some(alg) = algorithms
+        .iter()
+        .find(|alg| !keys.keys().any(|k| k.accepts(**alg)))
+    {
+        return Err(ConfigError::AlgorithmWithoutKey(*alg));
+    }
+    if keys.len() > 1 && keys.keys().any(|k| k.kid().is_none()) {
+        return Err(ConfigError::UnreachableKey(keys.len()));
+    }
+    Ok(())
+}
+
+/// The checks of [`JwtAuthenticator::validate`] with
+/// [`from_issuers`](JwtAuthenticator::from_issuers).
+fn validate_issuers(entries: &[IssuerEntry], algorithms: &[Algorithm]) -> Result<(), ConfigError> {
+    if entries.is_empty() {
+        return Err(ConfigError::NoIssuers);
+    }
+    if entries.len() > MAX_ISSUERS {
+        return Err(ConfigError::TooManyIssuers(entries.len()));
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::NoAlgorithms);
+    }
+    for (n, entry) in entries.iter().enumerate() {
+        if entry.issuer.is_empty() || entries[..n].iter().any(|e| e.issuer == entry.issuer) {
+            return Err(ConfigError::InvalidIssuer(entry.issuer.to_string()));
+        }
+        if entry.allowed.is_empty() {
+            return Err(ConfigError::IssuerWithoutAlgorithms(
+                entry.issuer.to_string(),
+            ));
+        }
+        if let Some(pointer) = entry.mapping.as_ref().and_then(ClaimMapping::invalid) {
+            return Err(ConfigError::ClaimPointer(pointer.into()));
+        }
+        if let issuers::IssuerKeys::Static(keys) = &entry.keys {
+            validate_keys(keys, &entry.allowed)?;
+        }
+    }
+    Ok(())
 }
 
 fn scheme_of(credentials: &JwtCredentials) -> Scheme {
@@ -784,9 +968,18 @@ where
         };
         let now = self.now();
         let fingerprint = cache.fingerprint(token);
-        if let Some(hit) = cache.get(fingerprint, now, self.inner.rules.leeway) {
+        let source = self.source_of(token);
+        // Read before verifying: keys that change meanwhile leave an older
+        // epoch in the entry, so the next hit verifies again.
+        let key_epoch = source.map_or(0, |s| s.epoch());
+        let hit = cache
+            .get(fingerprint, now, self.inner.rules.leeway)
+            // Keys that changed since the token was verified (a key the
+            // provider stopped publishing must stop admitting it): a miss.
+            .filter(|hit| hit.key_epoch == key_epoch);
+        if let Some(hit) = hit {
             // Keys too stale to trust refuse cached tokens too (fail closed).
-            if let Some(Err(e)) = self.inner.source.as_ref().map(|s| s.usable()) {
+            if let Some(Err(e)) = source.map(|s| s.usable()) {
                 return ready(Err(e));
             }
             let identity = if *hit.identity.scheme() == scheme {
@@ -820,6 +1013,7 @@ where
                         fam: v.fam,
                         exp: v.exp,
                         deadline: 0,
+                        key_epoch,
                     },
                     now,
                 );
@@ -832,7 +1026,7 @@ where
     /// A refused token: when its `kid` is unknown to a [`KeySource`] that
     /// agrees to refresh, checked again once the refresh is over.
     fn refused(&self, refusal: Refusal, token: &str, scheme: Scheme) -> JwtFuture<C> {
-        let (Refusal::Jwt(JwtError::UnknownKey), Some(source)) = (&refusal, &self.inner.source)
+        let (Refusal::Jwt(JwtError::UnknownKey), Some(source)) = (&refusal, self.source_of(token))
         else {
             return ready(Err(refusal.into()));
         };
@@ -860,6 +1054,24 @@ where
                 }
             })),
         }
+    }
+
+    /// The [`KeySource`] `token` is verified with, if any: the one source,
+    /// or with [`from_issuers`](Self::from_issuers) the source of the
+    /// issuer the token names (unverified: only to refresh or check that
+    /// source).
+    fn source_of(&self, token: &str) -> Option<&Arc<dyn KeySource>> {
+        let i = &*self.inner;
+        if let Some(source) = &i.source {
+            return Some(source);
+        }
+        let entries = i.issuers.as_ref()?;
+        if entries.iter().all(|e| e.source().is_none()) {
+            return None;
+        }
+        let payload = jws::unverified_payload(token)?;
+        let iss = issuers::peek_issuer(&payload).ok()??;
+        issuers::find(entries, &iss)?.source()
     }
 
     /// The principal of a verified token, with its [`CredentialWatch`] when
@@ -1034,6 +1246,10 @@ where
     }
 
     fn challenges(&self) -> Vec<Challenge> {
-        vec![Challenge::bearer().realm(self.inner.realm.as_ref())]
+        let challenge = Challenge::bearer().realm(self.inner.realm.as_ref());
+        vec![match &self.inner.resource_metadata {
+            Some(url) => challenge.param("resource_metadata", url.to_string()),
+            None => challenge,
+        }]
     }
 }

@@ -19,6 +19,10 @@ pub(crate) struct Entry<C> {
     pub(crate) exp: Option<i64>,
     /// When the cache stops trusting the entry.
     pub(crate) deadline: u64,
+    /// The [`KeySource::epoch`](super::KeySource::epoch) of the keys that
+    /// verified the token (`0` for static keys): a hit under another epoch
+    /// is verified again.
+    pub(crate) key_epoch: u64,
 }
 
 /// A token's fingerprint: HMAC-SHA256 of the token under the cache's key.
@@ -264,6 +268,7 @@ mod tests {
             fam: None,
             exp,
             deadline: 0,
+            key_epoch: 0,
         }
     }
 

@@ -7,14 +7,14 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::jws::JwtError;
+use super::mapping::{ClaimMapping, NodeSeed, Sink};
 
 /// Names of the claims that feed the [`Identity`](crate::Identity).
 #[derive(Clone, Debug)]
 pub(crate) struct ClaimNames {
     pub(crate) subject: Box<str>,
-    pub(crate) roles: Vec<Box<str>>,
-    pub(crate) permissions: Vec<Box<str>>,
-    pub(crate) scopes: Vec<Box<str>>,
+    /// Where roles, permissions and scopes are read.
+    pub(crate) mapping: ClaimMapping,
     pub(crate) token_type: Box<str>,
 }
 
@@ -22,9 +22,7 @@ impl Default for ClaimNames {
     fn default() -> Self {
         ClaimNames {
             subject: "sub".into(),
-            roles: vec!["roles".into(), "role".into()],
-            permissions: vec!["permissions".into()],
-            scopes: vec!["scope".into(), "scp".into()],
+            mapping: ClaimMapping::default(),
             token_type: "typ".into(),
         }
     }
@@ -35,9 +33,8 @@ impl Default for ClaimNames {
 enum Field {
     Sub,
     Typ,
-    Role,
-    Permission,
-    Scope,
+    /// A top-level member of the [`ClaimMapping`], by index.
+    Mapped(usize),
     Iss,
     Aud,
     Exp,
@@ -49,7 +46,7 @@ enum Field {
 
 impl ClaimNames {
     /// The field `key` names and a distinct bit for duplicate detection.
-    fn field(&self, key: &str) -> Option<(Field, u32)> {
+    fn field(&self, mapping: &ClaimMapping, key: &str) -> Option<(Field, u32)> {
         if key == &*self.subject {
             return Some((Field::Sub, 0));
         }
@@ -69,18 +66,9 @@ impl ClaimNames {
         if fixed.is_some() {
             return fixed;
         }
-        let mut bit = 9u32;
-        for (names, field) in [
-            (&self.roles, Field::Role),
-            (&self.permissions, Field::Permission),
-            (&self.scopes, Field::Scope),
-        ] {
-            if let Some(i) = names.iter().position(|n| **n == *key) {
-                return Some((field, bit + i as u32));
-            }
-            bit += names.len() as u32;
-        }
-        None
+        // At most `MAX_CLAIM_POINTERS` (32) roots: bits 9..41.
+        let i = mapping.roots().iter().position(|n| n.key() == key)?;
+        Some((Field::Mapped(i), 9 + i as u32))
     }
 }
 
@@ -108,6 +96,9 @@ pub(crate) struct Rules {
     /// The JOSE header `typ` values accepted (RFC 8725 §3.11); any when
     /// `None`.
     pub(crate) header_types: Option<Vec<Box<str>>>,
+    /// The JWT access-token profile (RFC 9068): `iss`, `exp`, `aud`,
+    /// `sub`, `client_id`, `iat` and `jti` required.
+    pub(crate) access_token_profile: bool,
 }
 
 impl Default for Rules {
@@ -122,6 +113,7 @@ impl Default for Rules {
             required: Vec::new(),
             names: ClaimNames::default(),
             header_types: None,
+            access_token_profile: false,
         }
     }
 }
@@ -141,14 +133,26 @@ pub(crate) struct Registered {
     pub(crate) roles: Vec<String>,
     pub(crate) permissions: Vec<String>,
     pub(crate) scopes: Vec<String>,
+    /// With the access-token profile: whether `client_id` was present.
+    client_id: bool,
     required_seen: u64,
 }
 
 impl Registered {
     /// Parses the claims `rules` care about from a JSON payload.
     pub(crate) fn parse(payload: &[u8], rules: &Rules) -> Result<Self, JwtError> {
+        Self::parse_mapped(payload, rules, &rules.names.mapping)
+    }
+
+    /// As [`parse`](Self::parse), reading the identity with `mapping`
+    /// (an issuer's own) instead of the rules' one.
+    pub(crate) fn parse_mapped(
+        payload: &[u8],
+        rules: &Rules,
+        mapping: &ClaimMapping,
+    ) -> Result<Self, JwtError> {
         let mut de = serde_json::Deserializer::from_slice(payload);
-        let registered = ClaimsSeed { rules }
+        let registered = ClaimsSeed { rules, mapping }
             .deserialize(&mut de)
             .map_err(|_| JwtError::InvalidClaim)?;
         de.end().map_err(|_| JwtError::InvalidClaim)?;
@@ -199,6 +203,18 @@ impl Registered {
             (None, Some(_)) => return Err(JwtError::Audience),
             (None, None) => {}
         }
+        if rules.access_token_profile {
+            let complete = self.iss.is_some()
+                && self.exp.is_some()
+                && self.aud.is_some()
+                && self.iat.is_some()
+                && self.jti.is_some()
+                && self.client_id
+                && self.sub.is_some();
+            if !complete {
+                return Err(JwtError::ProfileClaim);
+            }
+        }
         let all_required = if rules.required.len() >= 64 {
             u64::MAX
         } else {
@@ -218,6 +234,7 @@ impl Registered {
 
 struct ClaimsSeed<'r> {
     rules: &'r Rules,
+    mapping: &'r ClaimMapping,
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
@@ -228,8 +245,9 @@ impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
     }
 }
 
-/// A map key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+/// A map key (or a string), borrowed from the input when it has no
+/// escapes.
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -267,12 +285,23 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         // Claims read twice would let the typed claims and these disagree
         // (serde keeps the last value or errors): refuse duplicates.
         let mut seen = 0u64;
+        let mapping = self.mapping;
+        let roots = mapping.roots();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let key = &*key;
             if let Some(i) = rules.required.iter().position(|n| **n == *key) {
                 r.required_seen |= 1u64.checked_shl(i as u32).unwrap_or(0);
             }
-            let Some((field, bit)) = names.field(key) else {
+            if rules.access_token_profile && key == "client_id" {
+                if r.client_id {
+                    return Err(de::Error::custom("duplicate claim"));
+                }
+                // RFC 9068 §2.2: a string.
+                map.next_value::<Key<'de>>()?;
+                r.client_id = true;
+                continue;
+            }
+            let Some((field, bit)) = names.field(mapping, key) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
@@ -284,15 +313,15 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
             match field {
                 Field::Sub => r.sub = Some(map.next_value::<SubjectValue>()?.0),
                 Field::Typ => r.typ = Some(map.next_value()?),
-                Field::Role => r
-                    .roles
-                    .extend(map.next_value_seed(Strings { split: false })?),
-                Field::Permission => r
-                    .permissions
-                    .extend(map.next_value_seed(Strings { split: true })?),
-                Field::Scope => r
-                    .scopes
-                    .extend(map.next_value_seed(Strings { split: true })?),
+                Field::Mapped(i) => map.next_value_seed(NodeSeed {
+                    node: &roots[i],
+                    sink: &mut Sink {
+                        roles: &mut r.roles,
+                        permissions: &mut r.permissions,
+                        scopes: &mut r.scopes,
+                        split_roles: mapping.splits_roles(),
+                    },
+                })?,
                 Field::Iss => r.iss = Some(map.next_value()?),
                 Field::Aud => r.aud = Some(map.next_value_seed(Strings { split: false })?),
                 Field::Exp => r.exp = Some(map.next_value::<NumericDate>()?.0),

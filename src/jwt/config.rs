@@ -47,4 +47,25 @@ pub enum ConfigError {
     /// issuer silently.
     #[error("keys come from a key source: configure `issuers(...)` or an explicit `any_issuer()`")]
     IssuerRequired,
+    /// [`from_issuers`](super::JwtAuthenticator::from_issuers) with no
+    /// issuer.
+    #[error("no JWT issuer is configured: every token would be refused")]
+    NoIssuers,
+    /// More issuers than [`MAX_ISSUERS`](super::MAX_ISSUERS).
+    #[error("{0} JWT issuers are configured, more than the limit")]
+    TooManyIssuers(usize),
+    /// An issuer configured twice, or an empty issuer.
+    #[error("JWT issuer {0:?} is empty or configured twice")]
+    InvalidIssuer(String),
+    /// An issuer none of whose algorithms is allowed.
+    #[error("no allowed JWT algorithm verifies the keys of issuer {0:?}")]
+    IssuerWithoutAlgorithms(String),
+    /// A [`ClaimMapping`](super::ClaimMapping) pointer that is not an RFC
+    /// 6901 JSON pointer, is too deep, or is one too many.
+    #[error("claim mapping pointer {0:?} is invalid, too deep or one too many")]
+    ClaimPointer(String),
+    /// The [access-token profile](super::JwtAuthenticator::access_token_profile)
+    /// (RFC 9068) without the audience or issuer check it requires.
+    #[error("the RFC 9068 access-token profile requires {0}")]
+    AccessTokenProfile(&'static str),
 }

@@ -70,6 +70,16 @@ pub enum JwtError {
     /// A refresh token was used twice: its family is now revoked.
     #[error("refresh token reuse detected")]
     RefreshReuse,
+    /// With the JWT access-token profile (RFC 9068): the header `typ` is
+    /// not `at+jwt` (e.g. an ID token presented as an access token).
+    #[error("token is not a JWT access token (header typ must be at+jwt)")]
+    NotAccessToken,
+    /// With the JWT access-token profile (RFC 9068): a claim it requires
+    /// is missing.
+    #[error(
+        "access token lacks a claim RFC 9068 requires (iss, exp, aud, sub, client_id, iat, jti)"
+    )]
+    ProfileClaim,
 }
 
 /// How a refused token is answered (RFC 6750 §3.1):
@@ -218,16 +228,89 @@ pub(crate) fn verify(
     algorithms: &[Algorithm],
     max_len: usize,
 ) -> Result<VerifiedJws, JwtError> {
+    let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
+    let header_json = header_object(header_b64)?;
+    let header: RawHeader<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+    let alg = check_header(&header, algorithms)?;
+    check_signature(
+        token,
+        header_b64,
+        payload_b64,
+        signature_b64,
+        &header,
+        keys,
+        alg,
+    )?;
+    Ok(VerifiedJws {
+        alg,
+        kid: header.kid.map(Cow::into_owned),
+        typ: header.typ.map(Cow::into_owned),
+        payload: b64(payload_b64)?,
+    })
+}
+
+/// As [`verify`], for keys chosen by the (still unverified) payload: the
+/// header is checked against `algorithms` first, then `route` reads the
+/// decoded payload and returns the keys and the algorithms they may verify
+/// (a subset of `algorithms`), or refuses the token.
+pub(crate) fn verify_routed<'r, E, R>(
+    token: &str,
+    algorithms: &[Algorithm],
+    max_len: usize,
+    route: R,
+) -> Result<VerifiedJws, E>
+where
+    E: From<JwtError>,
+    R: FnOnce(&[u8]) -> Result<(Cow<'r, KeySet>, &'r [Algorithm]), E>,
+{
+    let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
+    let header_json = header_object(header_b64)?;
+    let header: RawHeader<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+    let alg = check_header(&header, algorithms)?;
+    let payload = b64(payload_b64)?;
+    let (keys, routed_algorithms) = route(&payload)?;
+    if !routed_algorithms.contains(&alg) {
+        return Err(JwtError::Algorithm.into());
+    }
+    check_signature(
+        token,
+        header_b64,
+        payload_b64,
+        signature_b64,
+        &header,
+        &keys,
+        alg,
+    )?;
+    Ok(VerifiedJws {
+        alg,
+        kid: header.kid.map(Cow::into_owned),
+        typ: header.typ.map(Cow::into_owned),
+        payload,
+    })
+}
+
+/// The three parts of a token within the size limit.
+fn split_checked(token: &str, max_len: usize) -> Result<(&str, &str, &str), JwtError> {
     if token.len() > max_len {
         return Err(JwtError::TooLong);
     }
-    let (header_b64, payload_b64, signature_b64) = split(token)?;
+    split(token)
+}
+
+/// The decoded header, which must be a JSON object.
+fn header_object(header_b64: &str) -> Result<Vec<u8>, JwtError> {
     let header_json = b64(header_b64)?;
     if !is_json_object(&header_json) {
         return Err(JwtError::Malformed);
     }
-    let header: RawHeader<'_> =
-        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+    Ok(header_json)
+}
+
+/// The header's algorithm, allowed by `algorithms`, without `crit` and
+/// with a `kid` of sane length.
+fn check_header(header: &RawHeader<'_>, algorithms: &[Algorithm]) -> Result<Algorithm, JwtError> {
     let alg = parse_alg(&header.alg)?;
     if !algorithms.contains(&alg) {
         return Err(JwtError::Algorithm);
@@ -235,11 +318,25 @@ pub(crate) fn verify(
     if header.crit {
         return Err(JwtError::Critical);
     }
-    let kid = header.kid.as_deref();
-    if kid.is_some_and(|k| k.len() > MAX_KID_LEN) {
+    if header.kid.as_deref().is_some_and(|k| k.len() > MAX_KID_LEN) {
         return Err(JwtError::Malformed);
     }
-    let key = keys.select(kid).ok_or(JwtError::UnknownKey)?;
+    Ok(alg)
+}
+
+/// Selects the key by `kid` and checks the signature with it.
+fn check_signature(
+    token: &str,
+    header_b64: &str,
+    payload_b64: &str,
+    signature_b64: &str,
+    header: &RawHeader<'_>,
+    keys: &KeySet,
+    alg: Algorithm,
+) -> Result<(), JwtError> {
+    let key = keys
+        .select(header.kid.as_deref())
+        .ok_or(JwtError::UnknownKey)?;
     if !key.accepts(alg) {
         return Err(JwtError::UnknownKey);
     }
@@ -256,15 +353,18 @@ pub(crate) fn verify(
         }
         None => verify_signature(signature_b64, message, key.decoding_key(), alg),
     };
-    if !valid {
-        return Err(JwtError::Signature);
+    if valid {
+        Ok(())
+    } else {
+        Err(JwtError::Signature)
     }
-    Ok(VerifiedJws {
-        alg,
-        kid: header.kid.map(Cow::into_owned),
-        typ: header.typ.map(Cow::into_owned),
-        payload: b64(payload_b64)?,
-    })
+}
+
+/// The decoded payload of a compact JWS, unverified (to find which keys
+/// verify it).
+pub(crate) fn unverified_payload(token: &str) -> Option<Vec<u8>> {
+    let (_, payload_b64, _) = split(token).ok()?;
+    b64(payload_b64).ok()
 }
 
 /// Whether `token` looks like a compact JWS this verifier could read: three

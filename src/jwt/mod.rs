@@ -28,7 +28,17 @@
 //!   custom check, and the subject.
 //! * **Identity**: subject from `sub`, roles from `roles` / `role`,
 //!   permissions from `permissions`, scopes from `scope` (space-separated)
-//!   and `scp` (array); every claim name is configurable.
+//!   and `scp` (array); every claim name is configurable, and a
+//!   [`ClaimMapping`] reads them at JSON pointers (Keycloak's
+//!   `/realm_access/roles`...), with presets for Keycloak, Auth0, Entra ID,
+//!   Okta and Cognito.
+//! * **Identity providers**: [`JwtAuthenticator::from_issuers`] trusts
+//!   several issuers, each bound to its own keys ([`Issuers`]: static
+//!   [`KeySet`]s, or with the `oidc` feature remote key sets and
+//!   discovered providers); the RFC 9068 access-token profile
+//!   ([`JwtAuthenticator::access_token_profile`]); RFC 9728
+//!   protected-resource metadata ([`ResourceMetadata`]) named in the
+//!   challenge.
 //! * **Sources**: `Authorization: Bearer` (default), a cookie, a query
 //!   parameter (opt-in, for browser WebSockets). Tokens over 8 KiB are
 //!   refused unread (`400 invalid_request`: a malformed *request*); a token
@@ -137,20 +147,29 @@ mod cache;
 mod claims;
 mod config;
 mod issue;
+mod issuers;
 mod jws;
 mod keys;
+mod mapping;
 #[cfg(feature = "oidc")]
 mod remote;
+mod resource_metadata;
 mod revocation;
 mod source;
 
 pub use authenticator::{JwtAuthenticator, JwtCredentials, JwtFuture};
 pub use config::ConfigError;
 pub use issue::{IssueError, RefreshGrant, TokenIssuer, TokenPair};
+pub use issuers::{Issuers, MAX_ISSUERS};
 pub use jws::{JwtError, VerifiedJws};
 pub use keys::{JwtKey, KeyError, KeySet, MIN_HMAC_SECRET_LEN};
+pub use mapping::{ClaimMapping, MAX_CLAIM_POINTERS, MAX_POINTER_DEPTH};
 #[cfg(feature = "oidc")]
 pub use remote::{Discovered, Discovery, OidcError, RemoteJwks, RemoteJwksBuilder};
+pub use resource_metadata::{
+    InvalidResource, ResourceMetadata, ResourceMetadataFuture, ResourceMetadataLayer,
+    ResourceMetadataService, WELL_KNOWN,
+};
 pub use revocation::{
     MemoryRevocationStore, MemoryStoreError, Redemption, Revocable, RevocationBroadcast,
     RevocationEvent, RevocationReceiver, RevocationStore, Revoked, DEFAULT_BROADCAST_CAPACITY,

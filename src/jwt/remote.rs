@@ -149,6 +149,7 @@ impl RemoteJwksBuilder {
                 keys,
                 etag,
                 fetched_at: Instant::now(),
+                epoch: 0,
             }),
             refreshing: tokio::sync::Mutex::new(()),
             last_kid_refresh: Mutex::new(None),
@@ -236,6 +237,8 @@ struct Snapshot {
     etag: Option<http::HeaderValue>,
     /// The last time the server confirmed these keys (200 or 304).
     fetched_at: Instant,
+    /// Bumped by each new key set (a `200`), not by a `304`.
+    epoch: u64,
 }
 
 impl fmt::Debug for RemoteJwks {
@@ -289,6 +292,7 @@ impl Shared {
                     keys: current.keys.clone(),
                     etag: current.etag.clone(),
                     fetched_at: started,
+                    epoch: current.epoch,
                 }));
                 Ok(max_age)
             }
@@ -301,6 +305,7 @@ impl Shared {
                     keys,
                     etag,
                     fetched_at: started,
+                    epoch: current.epoch.wrapping_add(1),
                 }));
                 Ok(max_age)
             }
@@ -345,6 +350,10 @@ impl KeySource for RemoteJwks {
 
     fn usable(&self) -> Result<(), AuthError> {
         self.fresh(&self.shared.snapshot.load())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.shared.snapshot.load().epoch
     }
 
     fn algorithms(&self) -> Vec<Algorithm> {

@@ -39,6 +39,15 @@ pub trait KeySource: fmt::Debug + Send + Sync + 'static {
         self.current().map(drop)
     }
 
+    /// The generation of the keys: a number that changes whenever the key
+    /// set may have lost a key. A verified-token cache remembers it with
+    /// each token and verifies a cached token again once it changed, so a
+    /// key the provider stopped publishing stops admitting cached tokens
+    /// too. Defaults to `0` (keys that never change).
+    fn epoch(&self) -> u64 {
+        0
+    }
+
     /// The algorithms tokens may use (an allow-list, never `none`).
     fn algorithms(&self) -> Vec<Algorithm>;
 

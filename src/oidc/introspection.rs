@@ -497,6 +497,7 @@ impl Inner {
                     fam: None,
                     exp: token.exp(),
                     deadline: 0,
+                    key_epoch: 0,
                 };
                 self.positive.insert(fingerprint, entry, now);
             }
@@ -508,6 +509,7 @@ impl Inner {
                     fam: None,
                     exp: None,
                     deadline: 0,
+                    key_epoch: 0,
                 };
                 self.negative.insert(refused, entry, now);
             }
