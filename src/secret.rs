@@ -32,41 +32,67 @@ use zeroize::Zeroize;
 /// assert_eq!(format!("{token:?}"), "Secret([redacted])");
 /// ```
 #[derive(Clone)]
-pub struct Secret(Box<str>);
+pub struct Secret(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A copy, zeroed when dropped.
+    Owned(Box<str>),
+    /// Bytes `range` of a request header, checked to be visible ASCII
+    /// when it was parsed: not copied (a header value is a
+    /// reference-counted buffer that the request holds anyway).
+    Header {
+        value: http::HeaderValue,
+        range: std::ops::Range<usize>,
+    },
+}
 
 impl Secret {
     /// Wraps a credential.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into().into_boxed_str())
+        Secret(Repr::Owned(value.into().into_boxed_str()))
+    }
+
+    /// Bytes `range` of a header value, without a copy. They must be
+    /// visible ASCII (an empty secret stands in otherwise).
+    pub(crate) fn from_header(value: http::HeaderValue, range: std::ops::Range<usize>) -> Self {
+        Secret(Repr::Header { value, range })
     }
 
     /// The credential itself. Never log it, and compare it with
     /// [`ct_eq`](Secret::ct_eq), not `==`.
     pub fn expose(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Owned(s) => s,
+            Repr::Header { value, range } => value
+                .as_bytes()
+                .get(range.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
+        }
     }
 
     /// Whether the credential equals `other`, in a time that depends on
     /// the lengths only, not on the position of the first difference.
     pub fn ct_eq(&self, other: impl AsRef<[u8]>) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(other.as_ref()))
+        bool::from(self.expose().as_bytes().ct_eq(other.as_ref()))
     }
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.expose().len()
     }
 
     /// Whether the credential is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
     }
 }
 
 /// Constant time: see [`Secret::ct_eq`].
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.ct_eq(other.0.as_bytes())
+        self.ct_eq(other.expose().as_bytes())
     }
 }
 
@@ -100,7 +126,9 @@ impl From<&str> for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        self.0.zeroize();
+        if let Repr::Owned(s) = &mut self.0 {
+            s.zeroize();
+        }
     }
 }
 

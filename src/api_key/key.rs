@@ -126,7 +126,7 @@ impl GeneratedApiKey {
         let secret = random_base62(SECRET_LEN)?;
         let mut key = format!("{prefix}_{id}_{secret}");
         let checksum = checksum(&key);
-        key.push_str(&checksum);
+        key.extend(checksum.iter().map(|b| char::from(*b)));
         let digest = KeyDigest::of(&key);
         Ok(GeneratedApiKey {
             key: Secret::new(key),
@@ -177,7 +177,7 @@ fn random_base62(len: usize) -> Result<String, ApiKeyError> {
     Ok(out)
 }
 
-fn checksum(body: &str) -> String {
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
     let digest = Sha256::digest(body.as_bytes());
     let mut n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
     let mut out = [b'0'; CHECKSUM_LEN];
@@ -185,7 +185,7 @@ fn checksum(body: &str) -> String {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|b| char::from(*b)).collect()
+    out
 }
 
 fn is_base62(s: &str) -> bool {
@@ -219,7 +219,7 @@ pub(crate) fn shape(key: &str) -> KeyShape {
         return KeyShape::Opaque;
     }
     let (body, sum) = key.split_at(key.len() - CHECKSUM_LEN);
-    if checksum(body).as_bytes().ct_eq(sum.as_bytes()).into() {
+    if checksum(body)[..].ct_eq(sum.as_bytes()).into() {
         KeyShape::Formatted {
             key_id: id.to_owned(),
         }
