@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per request of each scenario of src/bin/profile.rs, counted
-# by callgrind (independent of the machine's load): (count(n) - count(0)) / n.
+# by callgrind (independent of the machine's load) in its measured loop only.
 #
 #   compare/profile.sh [n] [scenario...]
 set -euo pipefail
@@ -16,13 +16,10 @@ fi
 cargo build --release --quiet --bin profile
 bin="$CARGO_TARGET_DIR/release/profile"
 out="$(mktemp -d)"
-count() {
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg.$1.$2" "$bin" "$1" "$2" 2>&1 |
-    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
-}
 for s in "${scenarios[@]}"; do
-  base="$(count "$s" 0)"
-  full="$(count "$s" "$n")"
-  echo "$s: $(( (full - base) / n )) instructions per request"
+  total="$(valgrind --tool=callgrind --toggle-collect='profile::measured*' \
+    --callgrind-out-file="$out/cg.$s" "$bin" "$s" "$n" 2>&1 |
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p')"
+  echo "$s: $(( total / n )) instructions per request"
 done
 echo "callgrind files: $out (callgrind_annotate --inclusive=yes FILE)"

@@ -75,24 +75,41 @@ impl Secret {
     /// Whether the credential equals `other`, in a time that depends on
     /// the lengths only, not on the position of the first difference.
     pub fn ct_eq(&self, other: impl AsRef<[u8]>) -> bool {
-        bool::from(self.expose().as_bytes().ct_eq(other.as_ref()))
+        bool::from(self.bytes().ct_eq(other.as_ref()))
+    }
+
+    /// The bytes of [`expose`](Secret::expose), without its UTF-8 check.
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Owned(s) => s.as_bytes(),
+            Repr::Header { value, range } => {
+                let bytes = value.as_bytes().get(range.clone()).unwrap_or_default();
+                // What `expose` shows: nothing if the bytes are not text
+                // (ASCII, the only bytes ever put there, is checked fast).
+                if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+                    bytes
+                } else {
+                    &[]
+                }
+            }
+        }
     }
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.expose().len()
+        self.bytes().len()
     }
 
     /// Whether the credential is empty.
     pub fn is_empty(&self) -> bool {
-        self.expose().is_empty()
+        self.bytes().is_empty()
     }
 }
 
 /// Constant time: see [`Secret::ct_eq`].
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.ct_eq(other.expose().as_bytes())
+        self.ct_eq(other.bytes())
     }
 }
 
@@ -147,6 +164,24 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_inside_a_header_is_not_copied_but_reads_the_same() {
+        let value = http::HeaderValue::from_static("Bearer  tok3n ");
+        let s = Secret::from_header(value.clone(), 8..13);
+        assert_eq!(s.expose(), "tok3n");
+        assert!(s.ct_eq("tok3n"));
+        assert!(!s.ct_eq("tok3n "));
+        assert_eq!((s.len(), s.is_empty()), (5, false));
+        assert!(s == Secret::new("tok3n"));
+        assert!(Secret::new("tok3n") == s);
+        assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
+        // A range outside the value reads as an empty secret.
+        let outside = Secret::from_header(value, 8..99);
+        assert_eq!(outside.expose(), "");
+        assert!(outside.is_empty());
+        assert!(outside.ct_eq("") && !outside.ct_eq("tok3n"));
+    }
 
     #[test]
     fn never_printed() {

@@ -283,6 +283,7 @@ fn jwt(c: &mut Criterion) {
     let key = DecodingKey::from_secret(common::SECRET);
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[common::ISSUER]);
+    validation.set_audience(&[common::AUDIENCE]);
     g.bench_function("raw jsonwebtoken::decode (baseline)", |b| {
         b.iter(|| {
             jsonwebtoken::decode::<common::Claims>(black_box(&token), &key, &validation)
@@ -324,6 +325,7 @@ fn jwt(c: &mut Criterion) {
     );
     let mut validation = jsonwebtoken10::Validation::new(jsonwebtoken10::Algorithm::HS256);
     validation.set_issuer(&[common::ISSUER]);
+    validation.set_audience(&[common::AUDIENCE]);
     let decoder = axum_jwt_auth::LocalDecoder::builder()
         .keys(vec![jsonwebtoken10::DecodingKey::from_secret(
             common::SECRET,

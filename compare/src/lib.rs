@@ -27,12 +27,15 @@ pub const STATIC_TOKEN: &str = "s3cr3t-t0ken-0123456789abcdef";
 pub const RATE: u32 = 1_000_000_000;
 /// The issuer every JWT contender checks.
 pub const ISSUER: &str = "https://issuer.example";
+/// The audience every JWT contender checks (axum-jwt-auth requires one).
+pub const AUDIENCE: &str = "https://api.example";
 
 /// The claims every JWT contender deserializes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub iss: String,
+    pub aud: String,
     pub exp: u64,
     pub iat: u64,
     pub roles: Vec<String>,
@@ -57,6 +60,7 @@ pub fn token() -> String {
     let claims = Claims {
         sub: "user-42".into(),
         iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
         exp: now + 3600,
         iat: now,
         roles: vec!["admin".into(), "user".into()],
@@ -93,10 +97,13 @@ pub fn our_static_bearer() -> BearerAuthenticator<
     })
 }
 
-/// Our JWT authenticator: HS256 only, `exp` required, the issuer checked.
+/// Our JWT authenticator: HS256 only, `exp` required, issuer and audience
+/// checked.
 pub fn our_jwt() -> JwtAuthenticator<Claims> {
     let key = JwtKey::hmac(Algorithm::HS256, SECRET).expect("HMAC key");
-    JwtAuthenticator::<Claims>::new(KeySet::single(key)).issuers([ISSUER])
+    JwtAuthenticator::<Claims>::new(KeySet::single(key))
+        .issuers([ISSUER])
+        .audiences([AUDIENCE])
 }
 
 /// Our per-peer-IP rate limit, able to track `keys` addresses.
@@ -165,7 +172,11 @@ pub async fn jwt_authorizer_layer(
     let builder = jwt_authorizer::JwtAuthorizer::<Claims>::from_secret(
         std::str::from_utf8(SECRET).expect("ASCII secret"),
     )
-    .validation(jwt_authorizer::Validation::new().iss(&[ISSUER]));
+    .validation(
+        jwt_authorizer::Validation::new()
+            .iss(&[ISSUER])
+            .aud(&[AUDIENCE]),
+    );
     let builder = if admin {
         builder.check(Claims::is_admin)
     } else {

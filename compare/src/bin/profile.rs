@@ -1,11 +1,13 @@
 //! A driver for instruction counts: runs one scenario `n` times, so that
 //! `valgrind --tool=callgrind` (whose counts do not depend on the load of
-//! the machine) measures it. Instructions per request are
-//! `(count(n) - count(0)) / n`; `profile.sh` does the arithmetic.
+//! the machine) measures it. Only the loop is counted (after one warm-up
+//! request); instructions per request are the count over `n`, and
+//! `profile.sh` does the arithmetic.
 //!
 //! ```sh
 //! cargo build --release --bin profile
-//! valgrind --tool=callgrind ../target/release/profile bearer-ours 100000
+//! valgrind --tool=callgrind --toggle-collect='profile::measured*' \
+//!     ../target/release/profile bearer-ours 20000
 //! ```
 
 use std::future::Future;
@@ -28,7 +30,21 @@ fn now<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// One warm-up request (lazy initialisations such as the clock's
+/// calibration happen there), then `n` counted ones in [`measured`].
 fn drive<S, B>(mut svc: S, n: usize, request: impl Fn(usize) -> Request<Body>)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let res = now(svc.call(request(usize::MAX / 2))).expect("infallible");
+    black_box(res.status());
+    measured(&mut svc, n, &request);
+}
+
+/// The loop callgrind counts: `--toggle-collect='profile::measured*'`.
+#[inline(never)]
+fn measured<S, B>(svc: &mut S, n: usize, request: &impl Fn(usize) -> Request<Body>)
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -37,6 +53,18 @@ where
         let res = now(svc.call(request(i))).expect("infallible");
         black_box(res.status());
     }
+}
+
+/// `svc` after one request from each of `peers`: every key is known.
+fn warmed<S, B>(mut svc: S, peers: &[std::net::SocketAddr]) -> S
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    for peer in peers {
+        black_box(now(svc.call(common::request_from(*peer))).expect("infallible"));
+    }
+    svc
 }
 
 fn with(name: header::HeaderName, value: &HeaderValue) -> Request<Body> {
@@ -66,6 +94,7 @@ fn main() {
     let api_key = AuthLayer::new(ApiKeyAuthenticator::new(store));
     let one_peer = common::peers(1)[0];
     let peers = common::peers(100_000);
+
     match scenario.as_str() {
         "inner" => drive(common::inner(), n, |_| with(auth.clone(), &valid)),
         "bearer-tower-http" => drive(
@@ -102,13 +131,18 @@ fn main() {
             common::request_from(one_peer)
         }),
         "rate-ours-100k" => drive(
-            common::our_rate_limit(200_000).layer(common::inner()),
+            warmed(
+                common::our_rate_limit(200_000).layer(common::inner()),
+                &peers,
+            ),
             n,
             |i| common::request_from(peers[i % peers.len()]),
         ),
-        "rate-governor-100k" => drive(common::governor_layer().layer(common::inner()), n, |i| {
-            common::request_from(peers[i % peers.len()])
-        }),
+        "rate-governor-100k" => drive(
+            warmed(common::governor_layer().layer(common::inner()), &peers),
+            n,
+            |i| common::request_from(peers[i % peers.len()]),
+        ),
         other => {
             eprintln!("unknown scenario {other:?}");
             std::process::exit(2);

@@ -236,7 +236,9 @@ fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let ticks = ticks_per_second();
     let authorization = common::bearer(&common::token());
-    let client = tokio::runtime::Builder::new_current_thread()
+    // One worker thread: the client runs while this thread sleeps.
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("client runtime");
