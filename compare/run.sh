@@ -6,7 +6,7 @@
 #
 #   compare/run.sh [criterion filter]
 #
-# Environment: CONNECTIONS (32), SECONDS (2), ROUNDS (3) for the stack test;
+# Environment: CONNECTIONS (32), STACK_SECONDS (2), ROUNDS (3) for the stack test;
 # SKIP_STACK=1 or SKIP_BENCHES=1 to run one half only.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,5 +18,5 @@ if [ "${SKIP_BENCHES:-}" != "1" ]; then
   cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3 ${1:+"$1"}
 fi
 if [ "${SKIP_STACK:-}" != "1" ]; then
-  cargo run --release --quiet --bin stack -- "${CONNECTIONS:-32}" "${SECONDS:-2}" "${ROUNDS:-3}"
+  cargo run --release --quiet --bin stack -- "${CONNECTIONS:-32}" "${STACK_SECONDS:-2}" "${ROUNDS:-3}"
 fi
