@@ -100,7 +100,10 @@ pub(crate) fn bearer_token(
     headers: &HeaderMap,
     max_len: usize,
 ) -> Result<Option<Secret>, AuthError> {
-    Ok(bearer_token_in(headers, max_len)?.map(|t| Secret::new(t.as_str())))
+    Ok(bearer_token_in(headers, max_len)?.map(|t| {
+        let end = t.value.len();
+        Secret::from_header(t.value, t.start..end)
+    }))
 }
 
 /// A bearer token inside the request's `Authorization` header, without a

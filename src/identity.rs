@@ -142,7 +142,11 @@ impl Identity {
     /// Replaces the scheme (authenticators use it when the same principal can
     /// arrive by header or by cookie).
     pub fn with_scheme(mut self, scheme: Scheme) -> Self {
-        self.inner_mut().scheme = scheme;
+        // A shared identity that already has the scheme stays shared: no
+        // copy of its strings on every request.
+        if self.0.scheme != scheme {
+            self.inner_mut().scheme = scheme;
+        }
         self
     }
 

@@ -618,10 +618,10 @@ where
 /// The rejection renderer a layer uses: the default one, or a
 /// [`RejectionHandler`] of yours. Cloning is a reference-count increment.
 ///
-/// An [`AuthLayer`](crate::AuthLayer) puts its renderer into the extensions
-/// of the requests it lets through, so one renderer set there covers the
-/// `RequireLayer`s (feature `authz`), guards and extractors
-/// inside it.
+/// An [`AuthLayer`](crate::AuthLayer) puts a renderer of yours into the
+/// extensions of the requests it lets through, so one renderer set there
+/// covers the `RequireLayer`s (feature `authz`), guards and extractors
+/// inside it; they render with the default when they find none.
 #[derive(Clone, Default)]
 pub struct Rejections {
     handler: Option<Arc<dyn RejectionHandler>>,
@@ -666,16 +666,64 @@ impl Rejections {
     /// Renders `rejection`, logging it at `debug` level (kind and fixed
     /// message only, never credentials).
     pub fn respond(&self, rejection: Rejection) -> Response<Bytes> {
-        tracing::debug!(
-            kind = ?rejection.kind(),
-            status = rejection.status().as_u16(),
-            message = rejection.message(),
-            "request rejected"
-        );
+        log_rejection(rejection.kind, &rejection.message);
         match &self.handler {
             Some(h) => h.respond(rejection),
             None => rejection.into_response(),
         }
+    }
+
+    /// Renders `rejection` once, for a layer that refuses the same way
+    /// many times (a request without credentials): `None` with a custom
+    /// handler, which is called for every refusal.
+    pub(crate) fn prerender(&self, rejection: Rejection) -> Option<Prerendered> {
+        if self.handler.is_some() {
+            return None;
+        }
+        let kind = rejection.kind;
+        let message = rejection.message.clone();
+        let (parts, body) = rejection.into_response().into_parts();
+        Some(Prerendered {
+            kind,
+            message,
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// The `debug` event of every refusal: kind and fixed message only.
+fn log_rejection(kind: RejectionKind, message: &str) {
+    tracing::debug!(
+        kind = ?kind,
+        status = kind.status().as_u16(),
+        message,
+        "request rejected"
+    );
+}
+
+/// A refusal rendered once by [`Rejections::prerender`] and answered many
+/// times: an answer clones the status, the header values and the body
+/// (reference counts), so a flood of refusals renders nothing and
+/// allocates only the response's header map.
+#[derive(Clone, Debug)]
+pub(crate) struct Prerendered {
+    kind: RejectionKind,
+    message: Cow<'static, str>,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Prerendered {
+    /// The response, logged like [`Rejections::respond`] logs.
+    pub(crate) fn respond(&self) -> Response<Bytes> {
+        log_rejection(self.kind, &self.message);
+        let mut res = Response::new(self.body.clone());
+        *res.status_mut() = self.status;
+        *res.headers_mut() = self.headers.clone();
+        res
     }
 }
 

@@ -32,41 +32,84 @@ use zeroize::Zeroize;
 /// assert_eq!(format!("{token:?}"), "Secret([redacted])");
 /// ```
 #[derive(Clone)]
-pub struct Secret(Box<str>);
+pub struct Secret(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A copy, zeroed when dropped.
+    Owned(Box<str>),
+    /// Bytes `range` of a request header, checked to be visible ASCII
+    /// when it was parsed: not copied (a header value is a
+    /// reference-counted buffer that the request holds anyway).
+    Header {
+        value: http::HeaderValue,
+        range: std::ops::Range<usize>,
+    },
+}
 
 impl Secret {
     /// Wraps a credential.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into().into_boxed_str())
+        Secret(Repr::Owned(value.into().into_boxed_str()))
+    }
+
+    /// Bytes `range` of a header value, without a copy. They must be
+    /// visible ASCII (an empty secret stands in otherwise).
+    pub(crate) fn from_header(value: http::HeaderValue, range: std::ops::Range<usize>) -> Self {
+        Secret(Repr::Header { value, range })
     }
 
     /// The credential itself. Never log it, and compare it with
     /// [`ct_eq`](Secret::ct_eq), not `==`.
     pub fn expose(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Owned(s) => s,
+            Repr::Header { value, range } => value
+                .as_bytes()
+                .get(range.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
+        }
     }
 
     /// Whether the credential equals `other`, in a time that depends on
     /// the lengths only, not on the position of the first difference.
     pub fn ct_eq(&self, other: impl AsRef<[u8]>) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(other.as_ref()))
+        bool::from(self.bytes().ct_eq(other.as_ref()))
+    }
+
+    /// The bytes of [`expose`](Secret::expose), without its UTF-8 check.
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Owned(s) => s.as_bytes(),
+            Repr::Header { value, range } => {
+                let bytes = value.as_bytes().get(range.clone()).unwrap_or_default();
+                // What `expose` shows: nothing if the bytes are not text
+                // (ASCII, the only bytes ever put there, is checked fast).
+                if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+                    bytes
+                } else {
+                    &[]
+                }
+            }
+        }
     }
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes().len()
     }
 
     /// Whether the credential is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes().is_empty()
     }
 }
 
 /// Constant time: see [`Secret::ct_eq`].
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.ct_eq(other.0.as_bytes())
+        self.ct_eq(other.bytes())
     }
 }
 
@@ -100,7 +143,9 @@ impl From<&str> for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        self.0.zeroize();
+        if let Repr::Owned(s) = &mut self.0 {
+            s.zeroize();
+        }
     }
 }
 
@@ -119,6 +164,24 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_inside_a_header_is_not_copied_but_reads_the_same() {
+        let value = http::HeaderValue::from_static("Bearer  tok3n ");
+        let s = Secret::from_header(value.clone(), 8..13);
+        assert_eq!(s.expose(), "tok3n");
+        assert!(s.ct_eq("tok3n"));
+        assert!(!s.ct_eq("tok3n "));
+        assert_eq!((s.len(), s.is_empty()), (5, false));
+        assert!(s == Secret::new("tok3n"));
+        assert!(Secret::new("tok3n") == s);
+        assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
+        // A range outside the value reads as an empty secret.
+        let outside = Secret::from_header(value, 8..99);
+        assert_eq!(outside.expose(), "");
+        assert!(outside.is_empty());
+        assert!(outside.ct_eq("") && !outside.ct_eq("tok3n"));
+    }
 
     #[test]
     fn never_printed() {

@@ -162,14 +162,17 @@ impl<S: ApiKeyStore> Authenticator for ApiKeyAuthenticator<S> {
     fn extract(&self, request: &Parts) -> Result<Option<Secret>, AuthError> {
         let header = match single_header(&request.headers, &self.header)? {
             Some(v) => {
-                let key = visible_ascii(v, &self.header, self.max_len)?.trim();
+                let raw = visible_ascii(v, &self.header, self.max_len)?;
+                let key = raw.trim();
                 if key.is_empty() {
                     return Err(AuthError::invalid_request(format!(
                         "the {} header is empty",
                         self.header
                     )));
                 }
-                Some(Secret::new(key))
+                // The key inside the header, not copied.
+                let start = raw.len() - raw.trim_start().len();
+                Some(Secret::from_header(v.clone(), start..start + key.len()))
             }
             None => None,
         };
@@ -198,12 +201,17 @@ impl<S: ApiKeyStore> Authenticator for ApiKeyAuthenticator<S> {
     fn authenticate(&self, key: Secret) -> Self::Future {
         let store = Arc::clone(&self.store);
         Box::pin(async move {
-            let key_id = match key::shape(key.expose()) {
-                KeyShape::Formatted { key_id } => key_id,
-                KeyShape::Opaque => KeyDigest::of(key.expose()).to_hex(),
+            // One digest of the key: an opaque key's id is the hex of the
+            // digest compared below. (A generated key's checksum, checked
+            // by `shape`, refuses typos and forgeries before any lookup.)
+            let (key_id, digest) = match key::shape(key.expose()) {
+                KeyShape::Formatted { key_id } => (key_id, KeyDigest::of(key.expose())),
+                KeyShape::Opaque => {
+                    let digest = KeyDigest::of(key.expose());
+                    (digest.to_hex(), digest)
+                }
                 KeyShape::BadChecksum => return Err(AuthError::invalid_credentials(INVALID_KEY)),
             };
-            let digest = KeyDigest::of(key.expose());
             drop(key);
             let record = store
                 .find(&key_id)

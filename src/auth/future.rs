@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -37,7 +38,7 @@ pin_project! {
             auth: Deadline<AF>,
             request: Option<(Parts, ReqBody)>,
             inner: Option<S>,
-            config: Config,
+            config: Arc<Config>,
         },
         Calling {
             #[pin]
@@ -61,7 +62,7 @@ where
         parts: Parts,
         body: ReqBody,
         inner: S,
-        config: Config,
+        config: Arc<Config>,
     ) -> Self {
         ResponseFuture {
             state: State::Authenticating {

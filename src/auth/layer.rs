@@ -5,7 +5,7 @@ use tower_layer::Layer;
 
 use super::service::AuthService;
 use super::Authenticator;
-use crate::rejection::{Challenge, RejectionHandler, Rejections};
+use crate::rejection::{Challenge, Prerendered, Rejection, RejectionHandler, Rejections};
 use crate::timeout::DEFAULT_BACKEND_TIMEOUT;
 
 /// Whether requests without credentials are refused.
@@ -26,6 +26,30 @@ pub(crate) struct Config {
     pub(crate) custom_rejections: bool,
     /// The deadline of the authenticator's future; `None`: none.
     pub(crate) backend_timeout: Option<Duration>,
+    /// The `401` for a request without credentials, rendered once for HTTP
+    /// and for gRPC; `None` with a custom renderer, called every time.
+    pub(crate) missing: Option<Arc<[Prerendered; 2]>>,
+}
+
+impl Config {
+    /// Renders the fixed refusals again after the renderer changed.
+    fn prerender(&mut self) {
+        let missing = |grpc| {
+            self.rejections
+                .prerender(Rejection::unauthenticated(&self.challenges).with_grpc(grpc))
+        };
+        self.missing = match (missing(false), missing(true)) {
+            (Some(http), Some(grpc)) => Some(Arc::new([http, grpc])),
+            _ => None,
+        };
+    }
+
+    /// The `401` for a request without credentials.
+    pub(crate) fn missing(&self, grpc: bool) -> Option<http::Response<bytes::Bytes>> {
+        self.missing
+            .as_ref()
+            .map(|missing| missing[usize::from(grpc)].respond())
+    }
 }
 
 /// Authenticates requests with an [`Authenticator`]. See the
@@ -48,7 +72,7 @@ pub(crate) struct Config {
 #[derive(Clone, Debug)]
 pub struct AuthLayer<A> {
     authenticator: A,
-    config: Config,
+    config: Arc<Config>,
 }
 
 impl<A: Authenticator> AuthLayer<A> {
@@ -66,15 +90,18 @@ impl<A: Authenticator> AuthLayer<A> {
 
     fn with_mode(authenticator: A, mode: Mode) -> Self {
         let challenges = authenticator.challenges().into();
+        let mut config = Config {
+            mode,
+            challenges,
+            rejections: Rejections::new(),
+            custom_rejections: false,
+            backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
+            missing: None,
+        };
+        config.prerender();
         AuthLayer {
             authenticator,
-            config: Config {
-                mode,
-                challenges,
-                rejections: Rejections::new(),
-                custom_rejections: false,
-                backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
-            },
+            config: Arc::new(config),
         }
     }
 
@@ -93,8 +120,10 @@ impl<A: Authenticator> AuthLayer<A> {
     /// Uses a shared [`Rejections`] renderer, which also covers the layers
     /// inside this one (see [`on_rejection`](AuthLayer::on_rejection)).
     pub fn rejections(mut self, rejections: Rejections) -> Self {
-        self.config.rejections = rejections;
-        self.config.custom_rejections = true;
+        let config = Arc::make_mut(&mut self.config);
+        config.rejections = rejections;
+        config.custom_rejections = true;
+        config.prerender();
         self
     }
 
@@ -108,7 +137,7 @@ impl<A: Authenticator> AuthLayer<A> {
     /// The timer is tokio's: outside a tokio runtime the future runs
     /// without a deadline (a warning is logged once).
     pub fn backend_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.backend_timeout = timeout;
+        Arc::make_mut(&mut self.config).backend_timeout = timeout;
         self
     }
 
@@ -122,6 +151,6 @@ impl<S, A: Authenticator> Layer<S> for AuthLayer<A> {
     type Service = AuthService<S, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService::from_parts(inner, self.authenticator.clone(), self.config.clone())
+        AuthService::from_parts(inner, self.authenticator.clone(), Arc::clone(&self.config))
     }
 }

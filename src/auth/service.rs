@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -8,14 +9,14 @@ use super::layer::{Config, Mode};
 use super::{vary_on_cookie, Anonymous, AuthLayer, Authenticator};
 use crate::body::ResponseBody;
 use crate::error::AuthError;
-use crate::rejection::{is_grpc, Rejection, Rejections};
+use crate::rejection::{is_grpc, Rejection};
 
 /// The service of [`AuthLayer`]. See the [module docs](crate::auth).
 #[derive(Clone, Debug)]
 pub struct AuthService<S, A> {
     inner: S,
     authenticator: A,
-    config: Config,
+    config: Arc<Config>,
 }
 
 impl<S, A: Authenticator> AuthService<S, A> {
@@ -29,7 +30,7 @@ impl<S, A: Authenticator> AuthService<S, A> {
         AuthLayer::new(authenticator)
     }
 
-    pub(crate) fn from_parts(inner: S, authenticator: A, config: Config) -> Self {
+    pub(crate) fn from_parts(inner: S, authenticator: A, config: Arc<Config>) -> Self {
         AuthService {
             inner,
             authenticator,
@@ -73,7 +74,7 @@ where
                     parts,
                     body,
                     inner,
-                    self.config.clone(),
+                    Arc::clone(&self.config),
                 );
             }
             Ok(None) if self.config.mode == Mode::Optional => {
@@ -85,7 +86,13 @@ where
                 let fut = self.inner.call(Request::from_parts(parts, body));
                 return ResponseFuture::calling(fut, false);
             }
-            Ok(None) => AuthError::missing(),
+            Ok(None) => {
+                let grpc = is_grpc(parts.version, &parts.headers);
+                match self.config.missing(grpc) {
+                    Some(response) => return ResponseFuture::rejected(response),
+                    None => AuthError::missing(),
+                }
+            }
             Err(e) => e,
         };
         let from_cookie = error.is_from_cookie();
@@ -101,9 +108,11 @@ where
 
 /// Puts the layer's renderer into the extensions of a request it lets
 /// through, for the layers and extractors inside it. A renderer set on the
-/// layer replaces one already there; the default one does not.
+/// layer replaces one already there. The default one is not inserted: the
+/// layers and extractors inside render with the default when they find
+/// none, so an insertion (an allocation per request) would change nothing.
 pub(super) fn share_rejections(extensions: &mut http::Extensions, config: &Config) {
-    if config.custom_rejections || extensions.get::<Rejections>().is_none() {
+    if config.custom_rejections {
         extensions.insert(config.rejections.clone());
     }
 }

@@ -340,12 +340,13 @@ fn no_peer() -> KeyError {
 
 #[inline]
 fn default_lookup(ext: &Extensions) -> Option<IpAddr> {
-    if let Some(addr) = ext.get::<SocketAddr>() {
-        return Some(addr.ip());
-    }
+    // axum's first: an axum server has it on every request (one lookup).
     #[cfg(feature = "axum")]
     if let Some(info) = ext.get::<axum::extract::ConnectInfo<SocketAddr>>() {
         return Some(info.0.ip());
+    }
+    if let Some(addr) = ext.get::<SocketAddr>() {
+        return Some(addr.ip());
     }
     ext.get::<IpAddr>().copied()
 }

@@ -14,7 +14,7 @@ use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
 use super::key::{KeyError, KeyExtractor, RequestHead};
 use super::limiter::{Attempt, Denied, Hashed, Limiter};
 use crate::body::ResponseBody;
-use crate::rejection::{is_grpc, Rejection, RejectionHandler, Rejections};
+use crate::rejection::{is_grpc, Prerendered, Rejection, RejectionHandler, Rejections};
 
 /// The body message of a `500` for a request whose rate-limit key cannot be
 /// found: fixed, so that it tells nothing of the configuration.
@@ -120,6 +120,10 @@ struct Config {
     rejections: Rejections,
     /// Set for a failed-attempts limiter: only these responses count.
     is_failure: Option<Arc<Predicate>>,
+    /// The `429` rendered once for HTTP and for gRPC, with the policy;
+    /// `Retry-After` and `RateLimit` are replaced per refusal. `None` with
+    /// a custom renderer, called for every refusal.
+    too_many: Option<Arc<[Prerendered; 2]>>,
 }
 
 impl Config {
@@ -130,6 +134,24 @@ impl Config {
             headers::push_policy(&mut list, limit.name(), limit.limiter().quota());
         }
         headers::value(list)
+    }
+
+    /// Renders the policy and the fixed part of the `429` again after the
+    /// limits or the renderer changed.
+    fn prerender(&mut self) {
+        self.policy = self.policy();
+        let too_many = |grpc| {
+            // Placeholders, replaced in place per refusal.
+            let rejection = Rejection::too_many_requests(std::time::Duration::from_secs(1))
+                .with_header(RATELIMIT_POLICY, self.policy.clone())
+                .with_header(RATELIMIT, HeaderValue::from_static(""))
+                .with_grpc(grpc);
+            self.rejections.prerender(rejection)
+        };
+        self.too_many = match (too_many(false), too_many(true)) {
+            (Some(http), Some(grpc)) => Some(Arc::new([http, grpc])),
+            _ => None,
+        };
     }
 
     /// The `RateLimit` items of `keys`, the keys of the first limits.
@@ -153,13 +175,22 @@ impl Config {
         denied: Denied,
         request: RequestHead<'_>,
     ) -> Response<Bytes> {
-        let retry = std::time::Duration::from_secs(headers::seconds(denied.retry_after()).max(1));
+        let seconds = headers::seconds(denied.retry_after()).max(1);
+        let retry = std::time::Duration::from_secs(seconds);
         let mut item = String::new();
         headers::push_limit(&mut item, limit.name(), 0, retry);
+        let grpc = is_grpc(request.version, request.headers);
+        if let Some(too_many) = &self.too_many {
+            let mut response = too_many[usize::from(grpc)].respond();
+            let fields = response.headers_mut();
+            fields.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+            fields.insert(RATELIMIT, headers::value(item));
+            return response;
+        }
         let rejection = Rejection::too_many_requests(retry)
             .with_header(RATELIMIT_POLICY, self.policy.clone())
             .with_header(RATELIMIT, headers::value(item))
-            .with_grpc(is_grpc(request.version, request.headers));
+            .with_grpc(grpc);
         self.rejections.respond(rejection)
     }
 
@@ -303,8 +334,9 @@ impl RateLimitLayer {
             remaining_headers: false,
             rejections: Rejections::new(),
             is_failure,
+            too_many: None,
         };
-        config.policy = config.policy();
+        config.prerender();
         RateLimitLayer {
             config: Arc::new(config),
         }
@@ -315,7 +347,7 @@ impl RateLimitLayer {
     pub fn limit(mut self, limit: Limit) -> Self {
         let config = Arc::make_mut(&mut self.config);
         config.limits.push(limit);
-        config.policy = config.policy();
+        config.prerender();
         self
     }
 
@@ -345,7 +377,9 @@ impl RateLimitLayer {
 
     /// Uses a shared [`Rejections`] renderer.
     pub fn rejections(mut self, rejections: Rejections) -> Self {
-        Arc::make_mut(&mut self.config).rejections = rejections;
+        let config = Arc::make_mut(&mut self.config);
+        config.rejections = rejections;
+        config.prerender();
         self
     }
 
