@@ -666,6 +666,7 @@ impl Rejections {
     /// Renders `rejection`, logging it at `debug` level (kind and fixed
     /// message only, never credentials).
     pub fn respond(&self, rejection: Rejection) -> Response<Bytes> {
+        crate::observe::rejection(rejection.kind()); // observe
         tracing::debug!(
             kind = ?rejection.kind(),
             status = rejection.status().as_u16(),

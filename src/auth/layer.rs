@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) custom_rejections: bool,
     /// The deadline of the authenticator's future; `None`: none.
     pub(crate) backend_timeout: Option<Duration>,
+    /// observe: the layer's name and tracing settings.
+    pub(crate) observe: crate::observe::Observer,
 }
 
 /// Authenticates requests with an [`Authenticator`]. See the
@@ -74,6 +76,7 @@ impl<A: Authenticator> AuthLayer<A> {
                 rejections: Rejections::new(),
                 custom_rejections: false,
                 backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
+                observe: Default::default(),
             },
         }
     }
@@ -109,6 +112,20 @@ impl<A: Authenticator> AuthLayer<A> {
     /// without a deadline (a warning is logged once).
     pub fn backend_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.backend_timeout = timeout;
+        self
+    }
+
+    /// Names the layer in metrics and traces (the `layer` label; default
+    /// `"default"`). See [`crate::observe`].
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.config.observe.name = name;
+        self
+    }
+
+    /// Puts the subject of each authenticated request into its tracing
+    /// event, as a keyed hash (off by default). See [`crate::observe`].
+    pub fn trace_subject(mut self, subject: crate::observe::SubjectInTraces) -> Self {
+        self.config.observe.subject = subject;
         self
     }
 

@@ -61,6 +61,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
+        let start = crate::observe::Start::now(); // observe
         let error = match self.authenticator.extract(&parts) {
             Ok(Some(credentials)) => {
                 // The authenticator may await: move the service that
@@ -74,9 +75,11 @@ where
                     body,
                     inner,
                     self.config.clone(),
+                    start, // observe
                 );
             }
             Ok(None) if self.config.mode == Mode::Optional => {
+                crate::observe::anonymous(&self.config.observe, start); // observe
                 parts.extensions.insert(Anonymous {
                     challenges: self.config.challenges.clone(),
                     rejections: self.config.rejections.clone(),
@@ -88,6 +91,7 @@ where
             Ok(None) => AuthError::missing(),
             Err(e) => e,
         };
+        crate::observe::refused(&self.config.observe, &error, &self.config.challenges, start); // observe
         let from_cookie = error.is_from_cookie();
         let rejection = Rejection::from_auth_error(error, &self.config.challenges)
             .with_grpc(is_grpc(parts.version, &parts.headers));
