@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use http::{header, Request, Response, StatusCode};
 use jsonwebtoken::Algorithm;
@@ -35,7 +35,7 @@ const FORGED_SESSION: &str = "forgedSessionIdAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 // A tracing subscriber keeping every event and span field as text.
 
 static LOG: Mutex<String> = Mutex::new(String::new());
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Capture;
 
@@ -75,13 +75,16 @@ impl tracing::Subscriber for Capture {
 
 /// Installs the capturing subscriber and the Prometheus recorder once,
 /// serializes the tests (they share the log) and clears the log.
-fn setup() -> (MutexGuard<'static, ()>, &'static PrometheusHandle) {
+async fn setup() -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    &'static PrometheusHandle,
+) {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     let handle = HANDLE.get_or_init(|| {
         let _ = tracing::subscriber::set_global_default(Capture);
         PrometheusBuilder::new().install_recorder().unwrap()
     });
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = SERIAL.lock().await;
     LOG.lock().unwrap().clear();
     (guard, handle)
 }
@@ -116,7 +119,7 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
 
 #[tokio::test]
 async fn bad_jwts_are_traced_as_refusals_without_the_token() {
-    let (_serial, _) = setup();
+    let (_serial, _) = setup().await;
     let issuer = TestIssuer::new(Algorithm::HS256);
     let svc = ServiceBuilder::new()
         .layer(AuthLayer::new(issuer.authenticator::<Value>()).name("api"))
@@ -180,7 +183,7 @@ async fn bad_jwts_are_traced_as_refusals_without_the_token() {
 
 #[tokio::test]
 async fn wrong_api_keys_are_refused_and_traced_without_the_key() {
-    let (_serial, _) = setup();
+    let (_serial, _) = setup().await;
     let store = MemoryApiKeyStore::new();
     assert!(store
         .insert_key(API_KEY, (), Identity::new("svc-billing", Scheme::ApiKey))
@@ -230,7 +233,7 @@ async fn wrong_api_keys_are_refused_and_traced_without_the_key() {
 
 #[tokio::test]
 async fn wrong_basic_passwords_are_traced_without_the_password() {
-    let (_serial, _) = setup();
+    let (_serial, _) = setup().await;
     let passwords =
         Passwords::with_params(basic::argon2::Params::new(256, 1, 1, None).unwrap()).unwrap();
     let users = MemoryUserStore::new();
@@ -286,7 +289,7 @@ struct User {
 
 #[tokio::test]
 async fn session_cookies_never_reach_the_traces() {
-    let (_serial, _) = setup();
+    let (_serial, _) = setup().await;
     let users = SessionAuthenticator::new("user", |u: &User| {
         Identity::new(u.id.to_string(), Scheme::Cookie)
     });
@@ -353,7 +356,7 @@ async fn session_cookies_never_reach_the_traces() {
 
 #[tokio::test]
 async fn decisions_move_bounded_counters() {
-    let (_serial, handle) = setup();
+    let (_serial, handle) = setup().await;
     let store = MemoryApiKeyStore::new();
     assert!(store
         .insert_key(API_KEY, (), Identity::new("svc-metrics", Scheme::ApiKey))
