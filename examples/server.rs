@@ -3,6 +3,8 @@
 //!
 //! ```sh
 //! cargo run --example server --features full
+//! # with the tower_auth_* counters at /metrics:
+//! METRICS_TOKEN=$(openssl rand -hex 32) cargo run --example server --features full,metrics
 //! ```
 //!
 //! | route                         | who                         | what |
@@ -22,7 +24,7 @@
 //! | `POST /session/logout`        | session                     | ends the cookie session |
 //! | `GET /healthz`                | anyone                      | liveness |
 //! | `GET /openapi.json`           | anyone                      | OpenAPI 3.1: security schemes and each route's requirements |
-//! | `GET /metrics`                | `Authorization: Bearer $METRICS_TOKEN` | Prometheus text: the `tower_auth_*` metrics (only when `METRICS_TOKEN` is set) |
+//! | `GET /metrics`                | `Authorization: Bearer $METRICS_TOKEN` | Prometheus text: the `tower_auth_*` metrics (only when `METRICS_TOKEN` is set; counters need the `metrics` feature) |
 //!
 //! Limits and defences:
 //!

@@ -65,9 +65,9 @@
 //! | `dpop`    | [`dpop`]: DPoP proofs and DPoP-bound tokens (RFC 9449) |
 //! | `oidc`    | [`jwt::RemoteJwks`], [`jwt::Discovery`], [`oidc::Introspection`]: identity providers |
 //! | `openapi` | [`openapi`]: security schemes and per-route requirements for utoipa |
-//! | `metrics` | [`observe`]: decision counters and latency through the `metrics` facade |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
+//! | `metrics` | [`observe`]: decision counters and latency through the `metrics` facade (not in `full`) |
 //! | `test-util` | [`testing`]: fake identities, test tokens, request builders, rejection assertions (not in `full`) |
 //!
 //! No feature is on by default.

@@ -1242,9 +1242,11 @@ async fn openapi_document_matches_the_routes_security() {
 // ---------------------------------------------------------------------------
 // `/metrics`: its own credential, and counters that move.
 
+#[cfg(feature = "metrics")]
 const METRICS_TOKEN: &str = "metrics-scraper-token-0123456789abcdef";
 
 /// The Prometheus recorder of this test process, installed once.
+#[cfg(feature = "metrics")]
 fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
@@ -1258,6 +1260,7 @@ fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
 }
 
 /// The value of the first sample whose line holds every `needle`.
+#[cfg(feature = "metrics")]
 fn sample(text: &str, needles: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -1266,6 +1269,7 @@ fn sample(text: &str, needles: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+#[cfg(feature = "metrics")]
 #[tokio::test]
 async fn metrics_need_their_own_token_and_count_decisions() {
     assert!(server::metrics_router(prometheus(), "short").is_err());
