@@ -26,6 +26,7 @@
 //! | `tower_auth_cache_total` | counter | `cache`, `result` | verified-token cache lookups, `cache`: `jwt` / `introspection`, `result`: `hit` / `miss` |
 //! | `tower_auth_backend_timeouts_total` | counter | | backend calls (stores, validators, policies) that hit their deadline (answered `503`) |
 //! | `tower_auth_backend_errors_total` | counter | `layer` | authentications that failed closed on a backend error or timeout (`503`) |
+//! | `tower_auth_store_errors_total` | counter | `store`, `error` | failed calls to a shared store (`store="redis"`), `error`: `timeout` / `error` (every session, revocation or rate-limit call, not only authentications) |
 //! | `tower_auth_key_refresh_total` | counter | `result` | remote key-set (JWKS) fetches: `updated`, `not_modified`, `error` |
 //!
 //! Labels are bounded: layer and limit names come from the code, schemes
@@ -33,8 +34,9 @@
 //! token or client address is never a label.
 //!
 //! What to alert on: a jump of `outcome="invalid_token"` (a key rotation
-//! gone wrong, or credential stuffing), any `tower_auth_backend_errors_total`
-//! or `tower_auth_backend_timeouts_total` (a store is down: requests fail
+//! gone wrong, or credential stuffing), any `tower_auth_backend_errors_total`,
+//! `tower_auth_store_errors_total` or `tower_auth_backend_timeouts_total`
+//! (a store is down: requests fail
 //! closed with `503`), `tower_auth_key_refresh_total{result="error"}` lasting
 //! past the key set's stale bound, a rising share of
 //! `decision="limited"`, and the p99 of `tower_auth_decision_seconds`.
@@ -288,6 +290,20 @@ pub(crate) fn backend_timeout() {
     metrics::counter!("tower_auth_backend_timeouts_total").increment(1);
 }
 
+/// A call to the shared store `store` (`"redis"`) failed or timed out.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[inline]
+pub(crate) fn store_error(store: &'static str, timeout: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        "tower_auth_store_errors_total",
+        "store" => store,
+        "error" => if timeout { "timeout" } else { "error" }
+    )
+    .increment(1);
+    let _ = (store, timeout);
+}
+
 /// The result of a remote key-set fetch.
 #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
@@ -411,6 +427,119 @@ mod tests {
             None
         );
         assert!(SubjectInTraces::hashed().hash("alice").is_some());
+    }
+
+    /// A recorder keeping each counter registration as `name{k=v,...}`.
+    #[cfg(feature = "metrics")]
+    #[derive(Default)]
+    struct Counters(std::sync::Mutex<Vec<(String, Arc<std::sync::atomic::AtomicU64>)>>);
+
+    #[cfg(feature = "metrics")]
+    impl Counters {
+        fn get(&self, key: &str) -> u64 {
+            let all = self.0.lock().unwrap();
+            all.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, c)| c.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    impl metrics::Recorder for Counters {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            self.0.lock().unwrap().push((name, Arc::clone(&counter)));
+            metrics::Counter::from_arc(counter)
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn every_hook_counts_under_its_documented_name_and_labels() {
+        let recorder = Counters::default();
+        metrics::with_local_recorder(&recorder, || {
+            let obs = Observer {
+                name: "api",
+                subject: SubjectInTraces::off(),
+            };
+            let identity = Identity::new("alice", crate::Scheme::Bearer);
+            authenticated(&obs, &identity, Start::now());
+            anonymous(&obs, Start::now());
+            let error = AuthError::unavailable("down");
+            refused(&obs, &error, &[Challenge::bearer()], Start::now());
+            rejection(RejectionKind::Csrf);
+            rate_limit("per-ip", true);
+            rate_limit("per-ip", false);
+            cache("jwt", true);
+            cache("introspection", false);
+            backend_timeout();
+            store_error("redis", true);
+            key_refresh(KeyRefresh::NotModified);
+        });
+        for key in [
+            "tower_auth_decisions_total{layer=api,scheme=Bearer,outcome=authenticated}",
+            "tower_auth_decisions_total{layer=api,scheme=none,outcome=anonymous}",
+            "tower_auth_decisions_total{layer=api,scheme=Bearer,outcome=unavailable}",
+            "tower_auth_backend_errors_total{layer=api}",
+            "tower_auth_rejections_total{kind=csrf_rejected}",
+            "tower_auth_rate_limit_total{limit=per-ip,decision=allowed}",
+            "tower_auth_rate_limit_total{limit=per-ip,decision=limited}",
+            "tower_auth_cache_total{cache=jwt,result=hit}",
+            "tower_auth_cache_total{cache=introspection,result=miss}",
+            "tower_auth_backend_timeouts_total{}",
+            "tower_auth_store_errors_total{store=redis,error=timeout}",
+            "tower_auth_key_refresh_total{result=not_modified}",
+        ] {
+            assert_eq!(
+                recorder.get(key),
+                1,
+                "{key}: {:?}",
+                recorder.0.lock().unwrap()
+            );
+        }
+        let all = recorder.0.lock().unwrap();
+        assert!(all.iter().all(|(k, _)| !k.contains("alice")), "{all:?}");
     }
 
     #[test]
