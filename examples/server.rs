@@ -3,6 +3,8 @@
 //!
 //! ```sh
 //! cargo run --example server --features full
+//! # with the tower_auth_* counters at /metrics:
+//! METRICS_TOKEN=$(openssl rand -hex 32) cargo run --example server --features full,metrics
 //! ```
 //!
 //! | route                         | who                         | what |
@@ -22,6 +24,7 @@
 //! | `POST /session/logout`        | session                     | ends the cookie session |
 //! | `GET /healthz`                | anyone                      | liveness |
 //! | `GET /openapi.json`           | anyone                      | OpenAPI 3.1: security schemes and each route's requirements |
+//! | `GET /metrics`                | `Authorization: Bearer $METRICS_TOKEN` | Prometheus text: the `tower_auth_*` metrics (only when `METRICS_TOKEN` is set; counters need the `metrics` feature) |
 //!
 //! Limits and defences:
 //!
@@ -62,7 +65,12 @@
 //! feature: sessions, revocations, rate limits and sign-in budgets live in
 //! this Redis, so several instances with the same `JWT_SECRET`,
 //! `SESSION_KEY`, `DEVICE_KEY` and `DATABASE` share them; see the README's
-//! "Several instances with Redis"). `--insecure-cookies` drops the
+//! "Several instances with Redis"), `METRICS_TOKEN` (at least 32
+//! characters: serves `/metrics` to scrapers presenting it as a bearer
+//! token; no `/metrics` when unset), `LOG_FORMAT=json` (one JSON object per
+//! log line, filtered by `RUST_LOG`, default `info`: every refused
+//! authentication is an `INFO` event of target `tower_auth::decision`).
+//! `--insecure-cookies` drops the
 //! `Secure` cookie flag for plain-http hosts other than localhost
 //! (development only).
 
@@ -827,7 +835,7 @@ pub(crate) fn app(
 
     let logout_route = Router::new()
         .route("/auth/logout", post(logout))
-        .route_layer(AuthLayer::new(state.issuer.authenticator::<AccessClaims>()));
+        .route_layer(AuthLayer::new(state.issuer.authenticator::<AccessClaims>()).name("logout"));
 
     let signed_in = Router::new()
         .route("/me", get(me))
@@ -854,11 +862,11 @@ pub(crate) fn app(
                 )
                 .route_layer(RequireLayer::new(role("admin"))),
         )
-        .route_layer(AuthLayer::new(auth.clone()));
+        .route_layer(AuthLayer::new(auth.clone()).name("api"));
 
     let optional = Router::new()
         .route("/posts", get(list_posts))
-        .route_layer(AuthLayer::optional(auth));
+        .route_layer(AuthLayer::optional(auth).name("api_optional"));
 
     let router = Router::new()
         .merge(public)
@@ -881,6 +889,79 @@ pub(crate) fn app(
         .secure(settings.secure_cookies)
         .build()?;
     Ok(router.layer(sessions_layer))
+}
+
+/// `GET /metrics` in Prometheus text, for scrapers presenting `token` as a
+/// bearer token (compared in constant time; a refusal is counted like any
+/// other, under the layer name `metrics`). The recorder behind `handle`
+/// must be installed (`PrometheusBuilder::install_recorder`).
+pub(crate) fn metrics_router(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    token: &str,
+) -> Result<Router, &'static str> {
+    use tower_auth::bearer::{BearerAuthenticator, BearerToken};
+    if token.len() < 32 {
+        return Err("METRICS_TOKEN must be at least 32 characters");
+    }
+    let token: std::sync::Arc<tower_auth::Secret> = std::sync::Arc::new(token.into());
+    let scraper = BearerAuthenticator::new(move |presented: BearerToken| {
+        let valid = presented.ct_eq(token.expose());
+        async move {
+            if valid {
+                Ok(Authenticated::new(
+                    (),
+                    Identity::new("metrics", Scheme::Bearer),
+                ))
+            } else {
+                Err(AuthError::invalid_credentials("invalid token"))
+            }
+        }
+    })
+    .realm("metrics");
+    Ok(Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = handle.render();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
+        .route_layer(AuthLayer::new(scraper).name("metrics")))
+}
+
+/// JSON logs when `LOG_FORMAT=json`, filtered by `RUST_LOG` (default
+/// `info`).
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .init();
+    }
+}
+
+/// The Prometheus recorder and `/metrics` when `METRICS_TOKEN` is set.
+fn with_metrics(router: Router) -> Result<Router, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(token) = std::env::var("METRICS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(router);
+    };
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    // Histograms are drained into their summaries by the upkeep.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(router.merge(metrics_router(handle, &token)?))
 }
 
 fn session_key() -> SessionKey {
@@ -923,6 +1004,7 @@ fn device_key() -> DeviceKey {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    init_logs();
     let path = std::env::var("DATABASE").unwrap_or_else(|_| "server.db".into());
     let db = Db::open(&path, std::env::var("ADMIN_USERNAME").ok())?;
     let settings = Settings {
@@ -937,7 +1019,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     } else {
         "in this process"
     };
-    let router = app(db, settings)?;
+    let router = with_metrics(app(db, settings)?)?;
     println!("sessions, revocations, rate limits and sign-in budgets: {shared}");
     let listener = tokio::net::TcpListener::bind(common::listen_addr()).await?;
     println!(

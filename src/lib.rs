@@ -67,6 +67,7 @@
 //! | `openapi` | [`openapi`]: security schemes and per-route requirements for utoipa |
 //! | `full`    | all of the above                                      |
 //! | `redis`   | [`redis`]: sessions, JWT revocations, rate limits in Redis (not in `full`) |
+//! | `metrics` | [`observe`]: decision counters and latency through the `metrics` facade (not in `full`) |
 //! | `test-util` | [`testing`]: fake identities, test tokens, request builders, rejection assertions (not in `full`) |
 //!
 //! No feature is on by default.
@@ -86,6 +87,7 @@ mod credentials;
 mod error;
 mod identity;
 pub mod lifetime;
+pub mod observe;
 pub mod rejection;
 mod secret;
 mod timeout;

@@ -695,6 +695,7 @@ impl Rejections {
 
 /// The `debug` event of every refusal: kind and fixed message only.
 fn log_rejection(kind: RejectionKind, message: &str) {
+    crate::observe::rejection(kind); // observe
     tracing::debug!(
         kind = ?kind,
         status = kind.status().as_u16(),

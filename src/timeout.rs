@@ -93,7 +93,10 @@ impl<F: Future> Future for Deadline<F> {
             *this.sleep = Some(Box::pin(tokio::time::sleep(after)));
         }
         match this.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed { after })),
+            Some(Poll::Ready(())) => {
+                crate::observe::backend_timeout();
+                Poll::Ready(Err(Elapsed { after }))
+            }
             _ => Poll::Pending,
         }
     }

@@ -1238,3 +1238,150 @@ async fn openapi_document_matches_the_routes_security() {
     }
     assert_eq!(checked, 18);
 }
+
+// ---------------------------------------------------------------------------
+// `/metrics`: its own credential, and counters that move.
+
+#[cfg(feature = "metrics")]
+const METRICS_TOKEN: &str = "metrics-scraper-token-0123456789abcdef";
+
+/// The Prometheus recorder of this test process, installed once.
+#[cfg(feature = "metrics")]
+fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap()
+        })
+        .clone()
+}
+
+/// The value of the first sample whose line holds every `needle`.
+#[cfg(feature = "metrics")]
+fn sample(text: &str, needles: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn metrics_need_their_own_token_and_count_decisions() {
+    assert!(server::metrics_router(prometheus(), "short").is_err());
+    let settings = server::Settings {
+        jwt_secret: b"a test secret that is long enough!!".to_vec(),
+        session_key: SessionKey::generate().unwrap(),
+        device_key: DeviceKey::generate().unwrap(),
+        secure_cookies: true,
+        redis_url: None,
+    };
+    let app = server::app(db(), settings)
+        .unwrap()
+        .merge(server::metrics_router(prometheus(), METRICS_TOKEN).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    let c = Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    // No credential, a wrong one, a user's API key: 401 with a challenge.
+    let res = c.get(url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer realm=\"metrics\""));
+    assert_eq!(body(res).await["error"], "unauthorized");
+    let wrong = format!("{METRICS_TOKEN}x");
+    let res = c
+        .get(url("/metrics"))
+        .bearer_auth(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(res).await["error"], "invalid_token");
+
+    let scrape = || async {
+        let res = c
+            .get(url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        res.text().await.unwrap()
+    };
+    let api_refusals = |text: &str| {
+        sample(
+            text,
+            &[
+                "tower_auth_decisions_total{",
+                "layer=\"api\"",
+                "outcome=\"invalid_token\"",
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = scrape().await;
+
+    // Attack-style requests on the API.
+    const FORGED: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.forgedsignatureforgedsignature";
+    for _ in 0..3 {
+        let res = c.get(url("/me")).bearer_auth(FORGED).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = c.get(url("/posts")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let after = scrape().await;
+    assert!(
+        api_refusals(&after) >= api_refusals(&before) + 3.0,
+        "the refusals moved the counter:\n{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            &[
+                "tower_auth_decisions_total{",
+                "layer=\"metrics\"",
+                "outcome=\"invalid_token\""
+            ]
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            &[
+                "tower_auth_decisions_total{",
+                "layer=\"api_optional\"",
+                "outcome=\"anonymous\""
+            ]
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{after}"
+    );
+    assert!(after.contains("tower_auth_decision_seconds"), "{after}");
+    assert!(after.contains("tower_auth_rejections_total{kind=\"invalid_token\"}"));
+    for secret in [METRICS_TOKEN, &wrong, FORGED, "forgedsignature"] {
+        assert!(!after.contains(secret), "{secret} in /metrics");
+    }
+}

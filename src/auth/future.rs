@@ -39,6 +39,7 @@ pin_project! {
             request: Option<(Parts, ReqBody)>,
             inner: Option<S>,
             config: Arc<Config>,
+            start: crate::observe::Start, // observe
         },
         Calling {
             #[pin]
@@ -63,6 +64,7 @@ where
         body: ReqBody,
         inner: S,
         config: Arc<Config>,
+        start: crate::observe::Start, // observe
     ) -> Self {
         ResponseFuture {
             state: State::Authenticating {
@@ -70,6 +72,7 @@ where
                 request: Some((parts, body)),
                 inner: Some(inner),
                 config,
+                start, // observe
             },
         }
     }
@@ -105,6 +108,7 @@ where
                     request,
                     inner,
                     config,
+                    start, // observe
                 } => {
                     let result = ready!(auth.poll(cx)).unwrap_or_else(|elapsed| {
                         // The backend did not answer in time: fail closed.
@@ -119,6 +123,11 @@ where
                     };
                     match result {
                         Ok(mut authenticated) => {
+                            crate::observe::authenticated(
+                                &config.observe,
+                                &authenticated.identity,
+                                *start,
+                            ); // observe
                             let from_cookie = authenticated.is_from_cookie();
                             parts.extensions.extend(authenticated.take_extensions());
                             parts.extensions.insert(authenticated.principal);
@@ -128,6 +137,12 @@ where
                             state.set(State::Calling { fut, from_cookie });
                         }
                         Err(error) => {
+                            crate::observe::refused(
+                                &config.observe,
+                                &error,
+                                &config.challenges,
+                                *start,
+                            ); // observe
                             if error.kind() == crate::AuthErrorKind::Unavailable {
                                 tracing::warn!(
                                     error = %error,

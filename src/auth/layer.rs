@@ -29,6 +29,8 @@ pub(crate) struct Config {
     /// The `401` for a request without credentials, rendered once for HTTP
     /// and for gRPC; `None` with a custom renderer, called every time.
     pub(crate) missing: Option<Arc<[Prerendered; 2]>>,
+    /// observe: the layer's name and tracing settings.
+    pub(crate) observe: crate::observe::Observer,
 }
 
 impl Config {
@@ -97,6 +99,7 @@ impl<A: Authenticator> AuthLayer<A> {
             custom_rejections: false,
             backend_timeout: Some(DEFAULT_BACKEND_TIMEOUT),
             missing: None,
+            observe: Default::default(),
         };
         config.prerender();
         AuthLayer {
@@ -138,6 +141,20 @@ impl<A: Authenticator> AuthLayer<A> {
     /// without a deadline (a warning is logged once).
     pub fn backend_timeout(mut self, timeout: Option<Duration>) -> Self {
         Arc::make_mut(&mut self.config).backend_timeout = timeout;
+        self
+    }
+
+    /// Names the layer in metrics and traces (the `layer` label; default
+    /// `"default"`). See [`crate::observe`].
+    pub fn name(mut self, name: &'static str) -> Self {
+        Arc::make_mut(&mut self.config).observe.name = name;
+        self
+    }
+
+    /// Puts the subject of each authenticated request into its tracing
+    /// event, as a keyed hash (off by default). See [`crate::observe`].
+    pub fn trace_subject(mut self, subject: crate::observe::SubjectInTraces) -> Self {
+        Arc::make_mut(&mut self.config).observe.subject = subject;
         self
     }
 

@@ -62,6 +62,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
+        let start = crate::observe::Start::now(); // observe
         let error = match self.authenticator.extract(&parts) {
             Ok(Some(credentials)) => {
                 // The authenticator may await: move the service that
@@ -75,9 +76,11 @@ where
                     body,
                     inner,
                     Arc::clone(&self.config),
+                    start, // observe
                 );
             }
             Ok(None) if self.config.mode == Mode::Optional => {
+                crate::observe::anonymous(&self.config.observe, start); // observe
                 parts.extensions.insert(Anonymous {
                     challenges: self.config.challenges.clone(),
                     rejections: self.config.rejections.clone(),
@@ -87,14 +90,22 @@ where
                 return ResponseFuture::calling(fut, false);
             }
             Ok(None) => {
+                let error = AuthError::missing();
                 let grpc = is_grpc(parts.version, &parts.headers);
-                match self.config.missing(grpc) {
-                    Some(response) => return ResponseFuture::rejected(response),
-                    None => AuthError::missing(),
+                if let Some(response) = self.config.missing(grpc) {
+                    crate::observe::refused(
+                        &self.config.observe,
+                        &error,
+                        &self.config.challenges,
+                        start,
+                    ); // observe
+                    return ResponseFuture::rejected(response);
                 }
+                error
             }
             Err(e) => e,
         };
+        crate::observe::refused(&self.config.observe, &error, &self.config.challenges, start); // observe
         let from_cookie = error.is_from_cookie();
         let rejection = Rejection::from_auth_error(error, &self.config.challenges)
             .with_grpc(is_grpc(parts.version, &parts.headers));

@@ -977,6 +977,7 @@ where
             // Keys that changed since the token was verified (a key the
             // provider stopped publishing must stop admitting it): a miss.
             .filter(|hit| hit.key_epoch == key_epoch);
+        crate::observe::cache("jwt", hit.is_some());
         if let Some(hit) = hit {
             // Keys too stale to trust refuse cached tokens too (fail closed).
             if let Some(Err(e)) = source.map(|s| s.usable()) {

@@ -288,6 +288,7 @@ impl Shared {
             .await;
         match fetched {
             Ok(Fetched::NotModified { max_age }) => {
+                crate::observe::key_refresh(crate::observe::KeyRefresh::NotModified);
                 self.snapshot.store(Arc::new(Snapshot {
                     keys: current.keys.clone(),
                     etag: current.etag.clone(),
@@ -301,6 +302,7 @@ impl Shared {
                 etag,
                 max_age,
             }) => {
+                crate::observe::key_refresh(crate::observe::KeyRefresh::Updated);
                 self.snapshot.store(Arc::new(Snapshot {
                     keys,
                     etag,
@@ -310,6 +312,7 @@ impl Shared {
                 Ok(max_age)
             }
             Err(e) => {
+                crate::observe::key_refresh(crate::observe::KeyRefresh::Error);
                 tracing::warn!(uri = %self.uri, error = %e, "JWKS refresh failed; keeping the last good keys");
                 Err(e)
             }

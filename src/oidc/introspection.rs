@@ -362,14 +362,17 @@ impl Authenticator for Introspection {
         let now = unix_now();
         let fingerprint = i.positive.fingerprint(token);
         if let Some(hit) = i.positive.get(fingerprint, now, i.leeway) {
+            crate::observe::cache("introspection", true);
             let found = Authenticated::new(hit.claims.clone(), hit.identity.clone());
             return IntrospectionFuture(Kind::Ready(Some(Ok(found))));
         }
         let refused = i.negative.fingerprint(token);
         if let Some(hit) = i.negative.get(refused, now, 0) {
+            crate::observe::cache("introspection", true);
             let error = AuthError::invalid_credentials(hit.claims);
             return IntrospectionFuture(Kind::Ready(Some(Err(error))));
         }
+        crate::observe::cache("introspection", false);
         let inner = Arc::clone(&self.inner);
         IntrospectionFuture(Kind::Call(Box::pin(async move {
             inner.introspect(&credentials, fingerprint, refused).await

@@ -223,8 +223,14 @@ impl Config {
         for limit in &self.limits {
             let refused = match limit.key_of(request) {
                 Ok(key) => match take(limit.limiter(), key) {
-                    Ok(()) => continue,
-                    Err(denied) => self.too_many_requests(limit, denied, request),
+                    Ok(()) => {
+                        crate::observe::rate_limit(limit.name(), true); // observe
+                        continue;
+                    }
+                    Err(denied) => {
+                        crate::observe::rate_limit(limit.name(), false); // observe
+                        self.too_many_requests(limit, denied, request)
+                    }
                 },
                 Err(error) => self.key_unavailable(limit, error, request),
             };

@@ -273,6 +273,7 @@ impl RedisConnection {
     fn observe(&self, error: Option<&RedisError>) {
         match error {
             Some(e) => {
+                crate::observe::store_error("redis", e.is_timeout());
                 if !self.inner.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "redis unavailable: failing requests closed (503)");
                 }
