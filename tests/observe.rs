@@ -149,7 +149,10 @@ async fn bad_jwts_are_traced_as_refusals_without_the_token() {
 
     let log = log();
     let events = decisions(&log);
-    let refused: Vec<_> = events.iter().filter(|l| l.contains("message=refused")).collect();
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|l| l.contains("message=refused"))
+        .collect();
     assert_eq!(refused.len(), broken.len(), "one event per refusal:\n{log}");
     for line in &refused {
         assert!(line.contains("layer=\"api\""), "{line}");
