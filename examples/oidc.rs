@@ -32,6 +32,10 @@
 //!   hosts.
 //! * `OIDC_ROLES_CLAIMS` (default `roles,role`): top-level claims holding
 //!   roles, comma separated.
+//! * `OIDC_CLAIM_MAPPING`: where the provider puts roles, permissions and
+//!   scopes, as a preset of [`ClaimMapping`]: `keycloak:<client-id>`,
+//!   `auth0:<namespace>`, `entra`, `okta` or `cognito`. Replaces
+//!   `OIDC_ROLES_CLAIMS`.
 //! * `OIDC_TOKEN_TYPES` (e.g. `at+jwt`): accept only tokens whose JOSE
 //!   header `typ` is one of these (RFC 9068 access tokens), so that an ID
 //!   token cannot be used as an access token. Unset: not checked.
@@ -61,7 +65,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_auth::authz::{role, scope, RequireLayer};
 use tower_auth::extract::Auth;
-use tower_auth::jwt::{ConfigError, Discovery, JwtAuthenticator, OidcError, RemoteJwks};
+use tower_auth::jwt::{
+    ClaimMapping, ConfigError, Discovery, JwtAuthenticator, OidcError, RemoteJwks,
+};
 use tower_auth::{AuthLayer, Identity};
 
 /// The example's settings; see the module docs for their variables.
@@ -75,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) allow_http_loopback: bool,
     /// `OIDC_ROLES_CLAIMS`.
     pub(crate) roles_claims: Vec<String>,
+    /// `OIDC_CLAIM_MAPPING`, checked by [`claim_mapping`].
+    pub(crate) claim_mapping: Option<String>,
     /// `OIDC_TOKEN_TYPES`.
     pub(crate) token_types: Option<Vec<String>>,
     /// `OIDC_REFRESH_MIN`.
@@ -123,12 +131,33 @@ impl Config {
             roles_claims: var("OIDC_ROLES_CLAIMS")
                 .map(list)
                 .unwrap_or_else(|| vec!["roles".into(), "role".into()]),
+            claim_mapping: var("OIDC_CLAIM_MAPPING")
+                .map(|spec| claim_mapping(&spec).map(|_| spec))
+                .transpose()?,
             token_types: var("OIDC_TOKEN_TYPES").map(list),
             refresh_min: seconds("OIDC_REFRESH_MIN", 60)?,
             refresh_max: seconds("OIDC_REFRESH_MAX", 24 * 3600)?,
             unknown_kid_interval: seconds("OIDC_UNKNOWN_KID_INTERVAL", 30)?,
             max_staleness: seconds("OIDC_MAX_STALENESS", 6 * 3600)?,
         })
+    }
+}
+
+/// The [`ClaimMapping`] preset named by `OIDC_CLAIM_MAPPING`.
+///
+/// # Errors
+///
+/// A message naming the presets, for an unknown one.
+pub(crate) fn claim_mapping(spec: &str) -> Result<ClaimMapping, String> {
+    match spec.trim().split_once(':') {
+        Some(("keycloak", client)) if !client.is_empty() => Ok(ClaimMapping::keycloak(client)),
+        Some(("auth0", namespace)) if !namespace.is_empty() => Ok(ClaimMapping::auth0(namespace)),
+        None if spec.trim() == "entra" => Ok(ClaimMapping::entra()),
+        None if spec.trim() == "okta" => Ok(ClaimMapping::okta()),
+        None if spec.trim() == "cognito" => Ok(ClaimMapping::cognito()),
+        _ => Err(format!(
+            "OIDC_CLAIM_MAPPING must be keycloak:<client-id>, auth0:<namespace>, entra, okta or cognito, not {spec:?}"
+        )),
     }
 }
 
@@ -151,6 +180,9 @@ pub(crate) enum StartError {
     /// The authenticator would refuse every token.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    /// A setting is malformed.
+    #[error("invalid setting: {0}")]
+    Setting(String),
 }
 
 /// Discovers the provider and builds the authenticator.
@@ -176,6 +208,9 @@ pub(crate) async fn authenticator(config: &Config) -> Result<JwtAuthenticator<Cl
         .audiences([config.audience.as_str()])
         .roles_claims(config.roles_claims.iter().map(String::as_str))
         .realm("api");
+    if let Some(spec) = &config.claim_mapping {
+        jwt = jwt.claim_mapping(claim_mapping(spec).map_err(StartError::Setting)?);
+    }
     if let Some(types) = &config.token_types {
         jwt = jwt.header_types(types.iter().map(String::as_str));
     }

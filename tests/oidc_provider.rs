@@ -399,4 +399,27 @@ fn example_configuration_names_what_is_missing_or_malformed() {
     assert!(!c.allow_http_loopback);
     assert_eq!(c.token_types, None);
     assert_eq!(c.max_staleness, Duration::from_secs(6 * 3600));
+    assert_eq!(c.claim_mapping, None);
+    let err = example::Config::from_vars(vars(&[
+        ("OIDC_ISSUER", "https://i"),
+        ("OIDC_AUDIENCE", "a"),
+        ("OIDC_CLAIM_MAPPING", "keycloak"),
+    ]))
+    .unwrap_err();
+    assert!(err.starts_with("OIDC_CLAIM_MAPPING must be"), "{err}");
+    for preset in [
+        "keycloak:orders-api",
+        "auth0:https://example.com",
+        "entra",
+        "okta",
+        "cognito",
+    ] {
+        let pairs: &'static [(&str, &str)] = Box::leak(Box::new([
+            ("OIDC_ISSUER", "https://i"),
+            ("OIDC_AUDIENCE", "a"),
+            ("OIDC_CLAIM_MAPPING", preset),
+        ]));
+        let c = example::Config::from_vars(vars(pairs)).unwrap();
+        assert_eq!(c.claim_mapping.as_deref(), Some(preset));
+    }
 }

@@ -1193,7 +1193,6 @@ mod tests {
         const CAP: usize = 2048;
         let (store, now) = clocked(CAP);
         let store = store.families_per_subject(10);
-        let started = std::time::Instant::now();
         for i in 0..1_000_000u64 {
             now.store(1000 + i / 100, Ordering::SeqCst);
             let key = i.to_string();
@@ -1236,7 +1235,6 @@ mod tests {
                 .unwrap(),
             Redemption::First
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(120));
     }
 
     #[tokio::test]
