@@ -70,19 +70,26 @@ async fn serve_jwks(jwks: String) -> String {
     serve(app, "/jwks").await
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The benches' runtime: one worker thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A provider publishing the ES256 key of `EC_PRIVATE` as `k1`, and a
+/// `RemoteJwks` on it whose unknown-kid refresh is spent for an hour after
+/// its first use.
+fn es256_provider(rt: &tokio::runtime::Runtime) -> RemoteJwks {
     let enc = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
     let mut jwk = serde_json::to_value(
         jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, Algorithm::ES256).unwrap(),
     )
     .unwrap();
     jwk["kid"] = "k1".into();
-    let remote = rt.block_on(async {
+    rt.block_on(async {
         let url = serve_jwks(serde_json::json!({ "keys": [jwk] }).to_string()).await;
         RemoteJwks::builder(url)
             .allow_loopback_http(true)
@@ -90,7 +97,13 @@ fn bench(c: &mut Criterion) {
             .start()
             .await
             .unwrap()
-    });
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+    let enc = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+    let remote = es256_provider(&rt);
     let exp = jsonwebtoken::get_current_timestamp() + 3600;
     let claims = serde_json::json!({"sub": "user-42", "iss": ISS, "exp": exp, "roles": ["user"]});
     let token_for = |kid: &str| {
@@ -178,11 +191,7 @@ fn bench(c: &mut Criterion) {
 
 fn bench_introspection(c: &mut Criterion) {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let exp = jsonwebtoken::get_current_timestamp() + 3600;
     let claims = serde_json::json!({
         "sub": "user-42", "exp": exp, "scope": "read write", "roles": ["user"]
@@ -264,25 +273,9 @@ criterion_main!(benches);
 /// One issuer vs two (see the module docs).
 fn issuers(c: &mut Criterion) {
     use tower_auth::jwt::Issuers;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let enc = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
-    let mut jwk = serde_json::to_value(
-        jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, Algorithm::ES256).unwrap(),
-    )
-    .unwrap();
-    jwk["kid"] = "k1".into();
-    let remote = rt.block_on(async {
-        let url = serve_jwks(serde_json::json!({ "keys": [jwk] }).to_string()).await;
-        RemoteJwks::builder(url)
-            .allow_loopback_http(true)
-            .start()
-            .await
-            .unwrap()
-    });
+    let remote = es256_provider(&rt);
     let exp = jsonwebtoken::get_current_timestamp() + 3600;
     let claims = serde_json::json!({"sub": "user-42", "iss": ISS, "exp": exp, "roles": ["user"]});
     let mut h = Header::new(Algorithm::ES256);
