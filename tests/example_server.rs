@@ -1259,14 +1259,16 @@ fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
         .clone()
 }
 
-/// The value of the first sample whose line holds every `needle`.
+/// The sum of the samples whose line holds every `needle`, `None` when no
+/// line does. Other tests of this binary record into the same global
+/// recorder while this one runs, so a needle set may match several series.
 #[cfg(feature = "metrics")]
 fn sample(text: &str, needles: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find(|l| needles.iter().all(|n| l.contains(n)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
 
 #[cfg(feature = "metrics")]
@@ -1334,6 +1336,7 @@ async fn metrics_need_their_own_token_and_count_decisions() {
             &[
                 "tower_auth_decisions_total{",
                 "layer=\"api\"",
+                "scheme=\"Bearer\"",
                 "outcome=\"invalid_token\"",
             ],
         )
