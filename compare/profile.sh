@@ -10,7 +10,7 @@ n="${1:-20000}"
 shift || true
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
-  scenarios=(inner bearer-tower-http bearer-ours 401-tower-http 401-ours api-key-generated
+  scenarios=(inner bearer-tower-http bearer-tower-http-equal bearer-ours 401-tower-http 401-tower-http-equal 401-ours api-key-generated
     api-key-opaque rate-inner rate-governor-1 rate-ours-1 rate-governor-100k rate-ours-100k)
 fi
 cargo build --release --quiet --bin profile

@@ -89,6 +89,13 @@ fn bearer_and_refusals(c: &mut Criterion) {
     );
     run(
         &mut g,
+        "tower-http custom validator doing our work",
+        common::tower_http_equal_work().layer(common::inner()),
+        valid,
+        StatusCode::OK,
+    );
+    run(
+        &mut g,
         "tower-auth AuthLayer<BearerAuthenticator>",
         AuthLayer::new(common::our_static_bearer()).layer(common::inner()),
         valid,
@@ -101,6 +108,13 @@ fn bearer_and_refusals(c: &mut Criterion) {
         &mut g,
         "tower-http ValidateRequestHeaderLayer::bearer",
         common::tower_http_bearer().layer(common::inner()),
+        none,
+        StatusCode::UNAUTHORIZED,
+    );
+    run(
+        &mut g,
+        "tower-http custom validator doing our work",
+        common::tower_http_equal_work().layer(common::inner()),
         none,
         StatusCode::UNAUTHORIZED,
     );

@@ -138,6 +138,66 @@ pub fn tower_http_bearer() -> tower_http::validate_request::ValidateRequestHeade
     tower_http::validate_request::ValidateRequestHeaderLayer::bearer(STATIC_TOKEN)
 }
 
+/// The identity the equal-work tower-http contenders insert.
+static SERVICE_IDENTITY: std::sync::LazyLock<Identity> =
+    std::sync::LazyLock::new(|| Identity::new("service", Scheme::Bearer));
+
+/// The `401` our bearer layer sends (JSON body, `WWW-Authenticate`), built
+/// as a tower-http user would: static header values, a static body.
+pub fn tower_http_refusal() -> Response<axum::body::Body> {
+    let mut res = Response::new(axum::body::Body::from(
+        r#"{"error":"unauthorized","message":"authentication required"}"#,
+    ));
+    *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+    let headers = res.headers_mut();
+    headers.insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"api\""),
+    );
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// A tower-http validator doing our work for the bearer cases: the same
+/// `401` as ours (body and challenge) and, on success, the two inserts.
+#[derive(Clone, Copy, Debug)]
+pub struct TowerHttpEqualWork;
+
+impl tower_http::validate_request::ValidateRequest<axum::body::Body> for TowerHttpEqualWork {
+    type ResponseBody = axum::body::Body;
+
+    fn validate(
+        &mut self,
+        req: &mut Request<axum::body::Body>,
+    ) -> Result<(), Response<Self::ResponseBody>> {
+        let expected = expected_bearer();
+        match req.headers().get(http::header::AUTHORIZATION) {
+            Some(v) if v.as_bytes() == expected.as_bytes() => {
+                req.extensions_mut().insert(Service);
+                req.extensions_mut().insert(SERVICE_IDENTITY.clone());
+                Ok(())
+            }
+            _ => Err(tower_http_refusal()),
+        }
+    }
+}
+
+/// `Bearer <STATIC_TOKEN>`, built once.
+fn expected_bearer() -> &'static HeaderValue {
+    static VALUE: std::sync::LazyLock<HeaderValue> =
+        std::sync::LazyLock::new(|| bearer(STATIC_TOKEN));
+    &VALUE
+}
+
+/// tower-http's `ValidateRequestHeaderLayer::custom` with [`TowerHttpEqualWork`].
+pub fn tower_http_equal_work(
+) -> tower_http::validate_request::ValidateRequestHeaderLayer<TowerHttpEqualWork> {
+    tower_http::validate_request::ValidateRequestHeaderLayer::custom(TowerHttpEqualWork)
+}
+
 /// The handler of every stack.
 pub async fn hello() -> &'static str {
     "hello"

@@ -102,6 +102,16 @@ fn main() {
             n,
             |_| with(auth.clone(), &valid),
         ),
+        "bearer-tower-http-equal" => drive(
+            common::tower_http_equal_work().layer(common::inner()),
+            n,
+            |_| with(auth.clone(), &valid),
+        ),
+        "401-tower-http-equal" => drive(
+            common::tower_http_equal_work().layer(common::inner()),
+            n,
+            |_| Request::new(Body::empty()),
+        ),
         "bearer-ours" => drive(
             AuthLayer::new(common::our_static_bearer()).layer(common::inner()),
             n,
