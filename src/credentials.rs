@@ -142,8 +142,13 @@ pub(crate) fn bearer_token_in(
     };
     // A foreign scheme is not ours to judge, even when malformed.
     let raw = value.as_bytes();
-    let scheme_len = raw.iter().position(|b| *b == b' ').unwrap_or(raw.len());
-    if !raw[..scheme_len].eq_ignore_ascii_case(b"bearer") {
+    // The scheme is what comes before the first space: `Bearer` in any
+    // letter case, then a space or the end of the value.
+    let scheme_len = b"bearer".len();
+    let is_bearer = raw.len() >= scheme_len
+        && raw[..scheme_len].eq_ignore_ascii_case(b"bearer")
+        && raw.get(scheme_len).is_none_or(|b| *b == b' ');
+    if !is_bearer {
         return Ok(None);
     }
     if raw.len() > max_len {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -36,7 +35,7 @@ pin_project! {
         Authenticating {
             #[pin]
             auth: Deadline<AF>,
-            request: Option<(Parts, ReqBody)>,
+            request: Option<Request<ReqBody>>,
             inner: Option<S>,
             config: Arc<Config>,
             start: crate::observe::Start, // observe
@@ -60,8 +59,7 @@ where
 {
     pub(super) fn authenticating(
         auth: A::Future,
-        parts: Parts,
-        body: ReqBody,
+        request: Request<ReqBody>,
         inner: S,
         config: Arc<Config>,
         start: crate::observe::Start, // observe
@@ -69,7 +67,7 @@ where
         ResponseFuture {
             state: State::Authenticating {
                 auth: deadline(auth, config.backend_timeout),
-                request: Some((parts, body)),
+                request: Some(request),
                 inner: Some(inner),
                 config,
                 start, // observe
@@ -114,8 +112,7 @@ where
                         // The backend did not answer in time: fail closed.
                         Err(AuthError::unavailable(elapsed))
                     });
-                    let (Some((mut parts, body)), Some(mut svc)) = (request.take(), inner.take())
-                    else {
+                    let (Some(mut request), Some(mut svc)) = (request.take(), inner.take()) else {
                         // Only reachable if polled again after a panic.
                         let r =
                             Rejection::internal("authentication future polled after completion");
@@ -129,11 +126,12 @@ where
                                 *start,
                             ); // observe
                             let from_cookie = authenticated.is_from_cookie();
-                            parts.extensions.extend(authenticated.take_extensions());
-                            parts.extensions.insert(authenticated.principal);
-                            parts.extensions.insert(authenticated.identity);
-                            share_rejections(&mut parts.extensions, config);
-                            let fut = svc.call(Request::from_parts(parts, body));
+                            let extensions = request.extensions_mut();
+                            extensions.extend(authenticated.take_extensions());
+                            extensions.insert(authenticated.principal);
+                            extensions.insert(authenticated.identity);
+                            share_rejections(extensions, config);
+                            let fut = svc.call(request);
                             state.set(State::Calling { fut, from_cookie });
                         }
                         Err(error) => {
@@ -152,7 +150,7 @@ where
                             }
                             let from_cookie = error.is_from_cookie();
                             let rejection = Rejection::from_auth_error(error, &config.challenges)
-                                .with_grpc(is_grpc(parts.version, &parts.headers));
+                                .with_grpc(is_grpc(request.version(), request.headers()));
                             let mut response = config.rejections.respond(rejection);
                             if from_cookie {
                                 vary_on_cookie(response.headers_mut());

@@ -72,8 +72,7 @@ where
                 let auth = self.authenticator.authenticate(credentials);
                 return ResponseFuture::authenticating(
                     auth,
-                    parts,
-                    body,
+                    Request::from_parts(parts, body),
                     inner,
                     Arc::clone(&self.config),
                     start, // observe
