@@ -7,10 +7,11 @@
 //!
 //! Every test token starts with `OPQ`, so the log test can look for it.
 
+mod log_capture;
+
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -180,7 +181,7 @@ async fn introspect(
 
 /// Starts the endpoint (and a discovery document naming it).
 async fn endpoint() -> (Arc<Endpoint>, String) {
-    capture_logs();
+    log_capture::install();
     let e = Arc::new(Endpoint {
         mode: Mutex::new(Mode::Normal),
         calls: AtomicUsize::new(0),
@@ -659,7 +660,7 @@ async fn logs_never_hold_a_token_or_the_client_secret() {
         status(&auth, "OPQinactive").await;
         status(&auth, "OPQbadexp").await;
     }
-    let log = LOG.lock().unwrap().clone();
+    let log = log_capture::log();
     assert!(
         log.contains("refused this resource server's client credentials"),
         "the operator is told: {log}"
@@ -668,50 +669,4 @@ async fn logs_never_hold_a_token_or_the_client_secret() {
     assert!(!log.contains(CLIENT_SECRET), "the secret was logged: {log}");
     let printed = format!("{auth:?}");
     assert!(!printed.contains(CLIENT_SECRET), "{printed}");
-}
-
-// A tracing subscriber that keeps every event and span field as text.
-
-static LOG: Mutex<String> = Mutex::new(String::new());
-
-struct Capture;
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut fields = Fields(format!("span {} ", span.metadata().name()));
-        span.record(&mut fields);
-        LOG.lock().unwrap().push_str(&(fields.0 + "\n"));
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut fields = Fields(String::new());
-        values.record(&mut fields);
-        LOG.lock().unwrap().push_str(&(fields.0 + "\n"));
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields(format!("{} ", event.metadata().level()));
-        event.record(&mut fields);
-        LOG.lock().unwrap().push_str(&(fields.0 + "\n"));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn capture_logs() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let _ = tracing::subscriber::set_global_default(Capture);
-    });
 }

@@ -2,9 +2,12 @@
 //! is traced with its outcome, and no token, key, password or session id
 //! ever reaches a tracing event or span, nor a metric label.
 
+mod log_capture;
+
+use log_capture::log;
+
 use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use http::{header, Request, Response, StatusCode};
 use jsonwebtoken::Algorithm;
@@ -31,47 +34,7 @@ const PASSWORD: &str = "correct horse battery staple";
 const WRONG_PASSWORDS: [&str; 2] = ["hunter2-attempt", "correct horse battery stapler"];
 const FORGED_SESSION: &str = "forgedSessionIdAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-// ---------------------------------------------------------------------------
-// A tracing subscriber keeping every event and span field as text.
-
-static LOG: Mutex<String> = Mutex::new(String::new());
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Capture;
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut fields = Fields(format!("span {} ", span.metadata().name()));
-        span.record(&mut fields);
-        LOG.lock().unwrap().push_str(&(fields.0 + "\n"));
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut fields = Fields(String::new());
-        values.record(&mut fields);
-        LOG.lock().unwrap().push_str(&(fields.0 + "\n"));
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let meta = event.metadata();
-        let mut fields = Fields(format!("{} {} ", meta.level(), meta.target()));
-        event.record(&mut fields);
-        LOG.lock().unwrap().push_str(&(fields.0 + "\n"));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 /// Installs the capturing subscriber and the Prometheus recorder once,
 /// serializes the tests (they share the log) and clears the log.
@@ -81,16 +44,12 @@ async fn setup() -> (
 ) {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     let handle = HANDLE.get_or_init(|| {
-        let _ = tracing::subscriber::set_global_default(Capture);
+        log_capture::install();
         PrometheusBuilder::new().install_recorder().unwrap()
     });
     let guard = SERIAL.lock().await;
-    LOG.lock().unwrap().clear();
+    log_capture::clear();
     (guard, handle)
-}
-
-fn log() -> String {
-    LOG.lock().unwrap().clone()
 }
 
 /// The decision events of the log.
@@ -321,7 +280,7 @@ async fn session_cookies_never_reach_the_traces() {
         .layer(sessions)
         .layer(AuthLayer::new(users).name("web"))
         .service(service_fn(echo));
-    LOG.lock().unwrap().clear();
+    log_capture::clear();
     let forged = [
         FORGED_SESSION.to_owned(),
         format!("{session_id}x"),

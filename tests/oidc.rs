@@ -3,6 +3,8 @@
 //! loopback): rotation, 500s, hangs, huge bodies, bad keys, a lying
 //! discovery document and floods of random `kid`s.
 
+mod oidc_keys;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,8 +24,8 @@ use tower_auth::jwt::{
 };
 use tower_auth::AuthLayer;
 
-const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa_private.pem");
-const EC256_PRIVATE: &[u8] = include_bytes!("keys/ec256_private.pem");
+use oidc_keys::{jwk, token};
+
 const ISSUER_PATH: &str = "/realms/app";
 
 #[derive(Clone, Copy, PartialEq)]
@@ -45,36 +47,6 @@ struct Provider {
     claimed_issuer: Mutex<Option<String>>,
     algs: Mutex<Option<Vec<&'static str>>>,
     base: Mutex<String>,
-}
-
-fn encoding_key(alg: Algorithm) -> EncodingKey {
-    match alg {
-        Algorithm::ES256 => EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
-        _ => EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
-    }
-}
-
-fn jwk(alg: Algorithm, kid: &str) -> Value {
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding_key(alg), alg).unwrap();
-    let mut jwk = serde_json::to_value(jwk).unwrap();
-    jwk["kid"] = json!(kid);
-    jwk
-}
-
-fn token(alg: Algorithm, kid: &str, iss: &str) -> String {
-    let mut h = Header::new(alg);
-    h.kid = Some(kid.into());
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &h,
-        &json!({"sub": "alice", "iss": iss, "exp": exp}),
-        &encoding_key(alg),
-    )
-    .unwrap()
 }
 
 async fn jwks(State(p): State<Arc<Provider>>, headers: HeaderMap) -> AxResponse {

@@ -4,6 +4,8 @@
 //! fetch, a token claiming one issuer signed with another's key is refused,
 //! and one provider's outage does not affect the other.
 
+mod oidc_keys;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,49 +14,18 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use http::{header, Request, StatusCode};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_auth::jwt::{Discovery, Issuers, JwtAuthenticator, RemoteJwks, RemoteJwksBuilder};
 use tower_auth::AuthLayer;
 
-const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa_private.pem");
-const EC256_PRIVATE: &[u8] = include_bytes!("keys/ec256_private.pem");
+use oidc_keys::{jwk, token};
 
 struct Provider {
     keys: Mutex<Vec<Value>>,
     fetches: AtomicUsize,
     base: Mutex<String>,
-}
-
-fn encoding_key(alg: Algorithm) -> EncodingKey {
-    match alg {
-        Algorithm::ES256 => EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
-        _ => EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
-    }
-}
-
-fn jwk(alg: Algorithm, kid: &str) -> Value {
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding_key(alg), alg).unwrap();
-    let mut jwk = serde_json::to_value(jwk).unwrap();
-    jwk["kid"] = json!(kid);
-    jwk
-}
-
-fn token(alg: Algorithm, kid: &str, iss: &str) -> String {
-    let mut h = Header::new(alg);
-    h.kid = Some(kid.into());
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &h,
-        &json!({"sub": "alice", "iss": iss, "exp": exp}),
-        &encoding_key(alg),
-    )
-    .unwrap()
 }
 
 /// Starts a provider with `keys` at `/jwks` and a discovery document for
