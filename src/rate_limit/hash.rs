@@ -36,7 +36,15 @@ impl Keys {
         // A second, independent random state (dropped afterwards): its
         // SipHash of fixed inputs gives four unpredictable words.
         let seed = RandomState::new();
-        let fold = [0u64, 1, 2, 3].map(|i| seed.hash_one((FOLD_KEY_TAG, i)));
+        let mut fold = [0u64, 1, 2, 3].map(|i| seed.hash_one((FOLD_KEY_TAG, i)));
+        // A folded multiplication by zero is zero whatever the other
+        // factor: with the top bit set, the factors `lo ^ k0` and
+        // `hi ^ k1` are never zero for an IPv4 key (`hi` is 0, `lo` < 2^32)
+        // nor for an IPv6 /64 (`lo` is 0), and only for a full-width key
+        // equal to the secret keys otherwise; `k3 ^ width` is never zero.
+        for k in [0, 1, 3] {
+            fold[k] |= 1 << 63;
+        }
         Keys {
             sip: RandomState::new(),
             fold,
@@ -217,6 +225,8 @@ mod tests {
     fn digests_are_keyed_per_limiter() {
         let (a, b) = (Keys::random(), Keys::random());
         assert_ne!(a.fold, b.fold);
+        // Never a zero factor for IPv4 and IPv6 /64 keys.
+        assert!([0, 1, 3].iter().all(|&k| a.fold[k] >> 63 == 1));
         assert_ne!(a.hash(&7u32), b.hash(&7u32));
         assert_ne!(a.hash("alice"), b.hash("alice"));
     }
