@@ -84,8 +84,8 @@ impl<'a> From<&'a Parts> for RequestHead<'a> {
 /// Finds the key a request is counted under: the client IP, the user, the
 /// API key, the route...
 ///
-/// The key is hashed with the limiter's random SipHash key; only that
-/// digest is stored. Compose extractors with [`or`](KeyExtractor::or)
+/// The key is hashed with the limiter's random keys; only that digest is
+/// stored. Compose extractors with [`or`](KeyExtractor::or)
 /// (fallback) and tuples (`(Route::new(), PeerIp::new())`: per route and
 /// client), or write one with [`key_fn`].
 pub trait KeyExtractor: Send + Sync + 'static {

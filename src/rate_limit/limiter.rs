@@ -1,14 +1,14 @@
 //! [`Limiter`]: governor's GCRA, keyed, over the bounded store.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, FakeRelativeClock, QuantaClock, QuantaInstant, Reference};
 use governor::nanos::Nanos;
 
+use super::hash::Keys;
 use super::key::IpKey;
 use super::quota::Quota;
 use super::store::{Caps, Place, Store};
@@ -239,7 +239,7 @@ impl LimiterBuilder {
                 store: Store::new(caps, self.quota, overflow_quota),
                 clock,
                 start,
-                hasher: RandomState::new(),
+                keys: Keys::random(),
                 quota: self.quota,
                 overflow_quota,
             }),
@@ -267,9 +267,11 @@ pub(crate) struct Hashed {
 /// cap on tracked keys. Cloning is a reference-count increment; clones
 /// share their state.
 ///
-/// Keys are anything [`Hash`]: they are hashed with a per-limiter random
-/// SipHash key, and only that 64-bit digest is kept, never the key itself
-/// (an API key, a user id).
+/// Keys are anything [`Hash`]: they are hashed with per-limiter random
+/// keys, and only that 64-bit digest is kept, never the key itself (an API
+/// key, a user id). Keys hashed as one integer (IP keys) take a keyed
+/// folded multiplication (foldhash-style, a few instructions), any other
+/// key SipHash-1-3.
 ///
 /// [`check`](Limiter::check) takes one unit per request;
 /// [`attempt`](Limiter::attempt) holds one while an attempt whose outcome
@@ -284,8 +286,11 @@ pub(crate) struct Hashed {
 /// as a fresh one, and it may be dropped at any time.
 ///
 /// * Every so many new keys (`max_keys / shards`, at least 16) one shard of
-///   the store is swept of idle keys, on the request path; the cost is
-///   O(1) amortized per new key.
+///   the store is swept of idle keys, on the request path, once the store
+///   holds three quarters of `max_keys` or since a key went to an overflow
+///   budget; the cost is O(1) amortized per new key. Below that, idle keys
+///   are kept (within the cap): a client that comes back is then still
+///   tracked, and costs a read lock instead of a write lock and an insert.
 /// * **At the cap**, a new key first sweeps its own shard of idle keys (at
 ///   most once per replenish interval per shard, clamped to 0.1-1 s, so a
 ///   flood of new keys against a cap full of busy keys does not rescan
@@ -321,7 +326,7 @@ struct Inner {
     store: Store,
     clock: LimiterClock,
     start: Nanos,
-    hasher: RandomState,
+    keys: Keys,
     quota: Quota,
     overflow_quota: Quota,
 }
@@ -446,7 +451,7 @@ impl Limiter {
 
     #[inline]
     pub(crate) fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
-        self.inner.hasher.hash_one(key)
+        self.inner.keys.hash(key)
     }
 
     /// `key` without a network.
@@ -463,7 +468,7 @@ impl Limiter {
     #[inline]
     fn hash_network(&self, network: Option<IpKey>) -> u64 {
         match network {
-            Some(network) => self.inner.hasher.hash_one((NETWORK_TAG, network)).max(1),
+            Some(network) => self.inner.keys.hash(&(NETWORK_TAG, network)).max(1),
             None => 0,
         }
     }

@@ -87,8 +87,8 @@
 //! Each [`Limiter`] tracks at most [`max_keys`](LimiterBuilder::max_keys)
 //! keys (100 000 by default), as 64-bit keyed hashes. A key whose budget is
 //! whole again is idle and may be dropped: idle keys are swept
-//! incrementally on the request path (no background task, no runtime
-//! needed), and at the cap a new key first sweeps its shard of idle keys
+//! incrementally on the request path once the store is three quarters
+//! full (no background task, no runtime needed), and at the cap a new key first sweeps its shard of idle keys
 //! (at most once per interval), so the room of idle keys is reused as soon
 //! as it is needed; [`Limiter::purge`] sweeps them all.
 //!
@@ -176,6 +176,7 @@
 mod failed;
 mod forwarded;
 mod future;
+mod hash;
 pub(crate) mod headers;
 mod key;
 mod layer;

@@ -1,6 +1,6 @@
 //! A keyed GCRA state store with a hard cap on tracked keys.
 //!
-//! Keys are 64-bit keyed SipHash digests computed by the
+//! Keys are 64-bit keyed digests computed by the
 //! [`Limiter`](super::Limiter) (the raw key is never stored), so the maps
 //! use them as their own hash. The map is split into shards, each behind a
 //! `parking_lot::RwLock`: known keys are updated under a read lock with a
@@ -12,7 +12,12 @@
 //! keys are dropped:
 //!
 //! * one shard at a time, every `sweep_every` new or overflowing keys, so
-//!   the sweeps cost O(1) amortized per new key;
+//!   the sweeps cost O(1) amortized per new key, once the store holds
+//!   three quarters of its cap, or since a key overflowed (its network or
+//!   the store was full). Below that, idle keys cost nothing but their
+//!   memory (bounded by the cap), while dropping them would make a client
+//!   that comes back a new key again: a write lock and an insert instead
+//!   of a read lock and a compare-and-swap;
 //! * at the cap, from the shard of a new key, under the write lock that key
 //!   already holds, before it is sent to the overflow budget. This happens
 //!   at most once per `reclaim_every` per shard, so a flood of new keys at
@@ -232,6 +237,10 @@ pub(crate) struct Store {
     overflowed: AtomicU64,
     misses: AtomicUsize,
     sweep_every: usize,
+    /// Incremental sweeps run from this many tracked keys on...
+    sweep_from: usize,
+    /// ...or once a key overflowed since the last sweep was due.
+    pressure: AtomicBool,
     sweep_due: AtomicBool,
     next_shard: AtomicUsize,
     reclaim_every: u64,
@@ -281,6 +290,8 @@ impl Store {
             overflowed: AtomicU64::new(0),
             misses: AtomicUsize::new(0),
             sweep_every: (max_keys / shards).max(MIN_SWEEP_EVERY),
+            sweep_from: max_keys - max_keys / 4,
+            pressure: AtomicBool::new(false),
             sweep_due: AtomicBool::new(false),
             next_shard: AtomicUsize::new(0),
             reclaim_every,
@@ -379,7 +390,7 @@ impl Store {
     /// Takes one unit of the overflow budget of `network`, or of the shared
     /// one without a network (or room for it).
     fn take_overflow(&self, network: u64, now: u64) -> Result<(), u64> {
-        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.note_overflow();
         let gcra = self.overflow.gcra;
         if network != 0 {
             let mut networks = self.networks(network);
@@ -394,7 +405,7 @@ impl Store {
     /// Records one failure in the overflow budget of `network`, or in the
     /// shared one.
     fn record_overflow(&self, network: u64, now: u64) {
-        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.note_overflow();
         let gcra = self.overflow.gcra;
         if network != 0 {
             let mut networks = self.networks(network);
@@ -416,13 +427,13 @@ impl Store {
             if let Some(n) = self.network_entry(&mut networks, network) {
                 gcra.fits(n.tat, now, n.held)?;
                 n.held = n.held.saturating_add(1);
-                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                self.note_overflow();
                 return Ok(Place::Network(network));
             }
         }
         let mut held = self.overflow.held.lock();
         hold(gcra, &self.overflow.tat, &mut held, now)?;
-        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.note_overflow();
         Ok(Place::Overflow)
     }
 
@@ -547,10 +558,22 @@ impl Store {
         self.reserve() || (self.reclaim(shard, map, now) && self.reserve())
     }
 
+    /// Counts a new key; every `sweep_every` of them a sweep is due if the
+    /// store fills up or keys overflowed meanwhile (see the module docs).
     fn note_miss(&self) {
         let n = self.misses.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(self.sweep_every) {
+        if n.is_multiple_of(self.sweep_every)
+            && (self.len() >= self.sweep_from || self.pressure.swap(false, Ordering::AcqRel))
+        {
             self.sweep_due.store(true, Ordering::Release);
+        }
+    }
+
+    /// A key was measured against an overflow budget.
+    fn note_overflow(&self) {
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        if !self.pressure.load(Ordering::Relaxed) {
+            self.pressure.store(true, Ordering::Release);
         }
     }
 
@@ -882,6 +905,56 @@ mod tests {
         let _ = store.take(1000, || 0, 0);
         assert!(store.take_sweep_due());
         assert!(!store.take_sweep_due());
+    }
+
+    /// Below three quarters of the cap, without overflows, idle keys are
+    /// kept: a client coming back is still tracked. From there on, or
+    /// once a key overflowed, sweeps are due again.
+    #[test]
+    fn sweeps_start_at_three_quarters_of_the_cap_or_on_overflow() {
+        let store = store(64);
+        let every = store.sweep_every as u64;
+        assert_eq!(every, 64);
+        // 64 new keys, but the store never holds more than 40: not due.
+        for k in 0..40 {
+            store.take(k, || 0, 0).unwrap();
+        }
+        assert_eq!(store.sweep_all(10 * S), 40);
+        for k in 40..64 {
+            store.take(k, || 0, 10 * S).unwrap();
+        }
+        assert_eq!(store.len(), 24);
+        assert!(!store.take_sweep_due());
+        // 64 more: at the 128th the store holds 64 keys (>= 48): due.
+        store.sweep_all(20 * S);
+        for k in 64..128 {
+            store.take(k, || 0, 20 * S).unwrap();
+        }
+        assert_eq!(store.len(), 64);
+        assert!(store.take_sweep_due());
+
+        // Few keys, but one overflows in a full network.
+        let quota = Quota::new(10, Duration::from_secs(10)).unwrap();
+        let caps = Caps {
+            max_keys: 64,
+            network_keys: 1,
+            max_networks: 64,
+        };
+        let store = Store::new(caps, quota, quota);
+        let net = 7 << 32;
+        store.take(1, || net, 0).unwrap();
+        // 20 more keys of the full network overflow (into its budget).
+        for k in 2..22 {
+            let _ = store.take(k, || net, 0);
+        }
+        assert_eq!(store.overflowed(), 20);
+        for k in 22..every {
+            store.take(k << 32, || 0, 0).unwrap();
+            assert!(!store.take_sweep_due());
+        }
+        assert!(store.len() < 48);
+        store.take(every << 32, || 0, 0).unwrap(); // the 64th new key
+        assert!(store.take_sweep_due(), "the overflows make a sweep due");
     }
 
     /// At the cap, a new key sweeps its shard before it overflows, so a cap
