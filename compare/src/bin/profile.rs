@@ -186,6 +186,9 @@ fn main() {
         "stack-ours-cached" => drive(common::our_router(true), n, |_| {
             stack_request(one_peer, &jwt)
         }),
+        "stack-ours-cached-arc" => drive(common::our_router_arc_cached(), n, |_| {
+            stack_request(one_peer, &jwt)
+        }),
         "jwt-raw-decode" => drive(raw_decode(), n, |_| stack_request(one_peer, &jwt)),
         other => {
             eprintln!("unknown scenario {other:?}");
