@@ -1,5 +1,6 @@
 //! [`JwtAuthenticator`]: JWT validation as an [`Authenticator`].
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -668,30 +669,51 @@ where
         // copied out of it); the verdict is reported once the signature
         // is verified, as before any other claim check.
         let header_type = |header: &jws::RawHeader<'_>| self.check_header_type(header.typ());
-        let mut routed: Option<&IssuerEntry> = None;
-        let jws = match (&i.source, &i.issuers) {
+        // Set by the routing below, read once the token is verified.
+        let routed: Cell<Option<&IssuerEntry>> = Cell::new(None);
+        let routed = &routed;
+        let then = move |jws: jws::Checked<'_, Result<(), JwtError>>| {
+            self.verified(jws, routed.get(), scheme)
+        };
+        match (&i.source, &i.issuers) {
             (None, None) => {
-                jws::verify_reading(token, &i.keys, &i.algorithms, i.max_len, header_type)?
+                jws::verify_reading(token, &i.keys, &i.algorithms, i.max_len, header_type, then)
             }
             (Some(source), _) => {
                 let keys = source.current().map_err(Refusal::Custom)?;
-                jws::verify_reading(token, &keys, &i.algorithms, i.max_len, header_type)?
+                jws::verify_reading(token, &keys, &i.algorithms, i.max_len, header_type, then)
             }
-            (None, Some(entries)) => {
-                jws::verify_routed(token, &i.algorithms, i.max_len, header_type, |payload| {
+            (None, Some(entries)) => jws::verify_routed(
+                token,
+                &i.algorithms,
+                i.max_len,
+                header_type,
+                |payload| {
                     // Unverified: chooses the keys, nothing else.
                     let iss = issuers::peek_issuer(payload)?.ok_or(JwtError::Issuer)?;
                     let entry = issuers::find(entries, &iss).ok_or(JwtError::Issuer)?;
-                    routed = Some(entry);
+                    routed.set(Some(entry));
                     let keys = entry.current().map_err(Refusal::Custom)?;
                     Ok::<_, Refusal>((keys, &entry.allowed[..]))
-                })?
-            }
-        };
+                },
+                then,
+            ),
+        }
+    }
+
+    /// The claims checks of a token whose signature is verified, and its
+    /// principal and [`Identity`].
+    fn verified(
+        &self,
+        jws: jws::Checked<'_, Result<(), JwtError>>,
+        routed: Option<&IssuerEntry>,
+        scheme: Scheme,
+    ) -> Result<Verified<C>, Refusal> {
+        let i = &*self.inner;
         jws.read?;
         let registered = match routed.and_then(|e| e.mapping.as_ref()) {
-            None => Registered::parse(&jws.payload, &i.rules)?,
-            Some(mapping) => Registered::parse_mapped(&jws.payload, &i.rules, mapping)?,
+            None => Registered::parse(jws.payload, &i.rules)?,
+            Some(mapping) => Registered::parse_mapped(jws.payload, &i.rules, mapping)?,
         };
         registered.validate(&i.rules, (i.clock)())?;
         // The verified `iss` is the one the keys were chosen by.
@@ -700,7 +722,7 @@ where
                 return Err(JwtError::Issuer.into());
             }
         }
-        let claims: C = serde_json::from_slice(&jws.payload).map_err(|_| JwtError::InvalidClaim)?;
+        let claims: C = serde_json::from_slice(jws.payload).map_err(|_| JwtError::InvalidClaim)?;
         if let Some(check) = &i.check {
             check(&claims).map_err(Refusal::Custom)?;
         }

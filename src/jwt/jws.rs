@@ -235,40 +235,45 @@ pub(crate) fn verify(
     algorithms: &[Algorithm],
     max_len: usize,
 ) -> Result<VerifiedJws, JwtError> {
-    let checked = verify_reading(token, keys, algorithms, max_len, |header| {
+    let read = |header: &RawHeader<'_>| {
         (
             header.kid.as_deref().map(str::to_owned),
             header.typ.as_deref().map(str::to_owned),
         )
-    })?;
-    let (kid, typ) = checked.read;
-    Ok(VerifiedJws {
-        alg: checked.alg,
-        kid,
-        typ,
-        payload: checked.payload,
+    };
+    verify_reading(token, keys, algorithms, max_len, read, |checked| {
+        let (kid, typ) = checked.read;
+        Ok(VerifiedJws {
+            alg: checked.alg,
+            kid,
+            typ,
+            payload: checked.payload.to_vec(),
+        })
     })
 }
 
 /// A verified compact JWS, as the authenticator reads it: what `read`
 /// took from the header (nothing is copied out of it unless asked), the
-/// algorithm and the decoded payload.
-pub(crate) struct Checked<T> {
+/// algorithm and the decoded payload (on the stack when small).
+pub(crate) struct Checked<'p, T> {
     pub(crate) alg: Algorithm,
-    pub(crate) payload: Vec<u8>,
+    pub(crate) payload: &'p [u8],
     pub(crate) read: T,
 }
 
 /// As [`verify`], handing the header to `read` (before the signature is
 /// checked: `read` only takes note, the caller decides once the token is
-/// verified) instead of copying its `kid` and `typ`.
-pub(crate) fn verify_reading<T>(
+/// verified) instead of copying its `kid` and `typ`, and the verified
+/// token to `then` (the payload is decoded into a stack buffer when it
+/// fits).
+pub(crate) fn verify_reading<T, R, E: From<JwtError>>(
     token: &str,
     keys: &KeySet,
     algorithms: &[Algorithm],
     max_len: usize,
     read: impl FnOnce(&RawHeader<'_>) -> T,
-) -> Result<Checked<T>, JwtError> {
+    then: impl FnOnce(Checked<'_, T>) -> Result<R, E>,
+) -> Result<R, E> {
     let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
     let (alg, read) = with_header(header_b64, |header| {
         let alg = check_header(header, algorithms)?;
@@ -281,51 +286,49 @@ pub(crate) fn verify_reading<T>(
             keys,
             alg,
         )?;
-        Ok((alg, read(header)))
+        Ok::<_, JwtError>((alg, read(header)))
     })?;
-    Ok(Checked {
-        alg,
-        payload: b64(payload_b64)?,
-        read,
-    })
+    with_decoded(payload_b64, |payload| then(Checked { alg, payload, read }))
 }
 
 /// As [`verify_reading`], for keys chosen by the (still unverified)
 /// payload: the header is checked against `algorithms` first, then `route`
 /// reads the decoded payload and returns the keys and the algorithms they
 /// may verify (a subset of `algorithms`), or refuses the token.
-pub(crate) fn verify_routed<'r, T, E, R>(
+pub(crate) fn verify_routed<'r, T, R, E, F>(
     token: &str,
     algorithms: &[Algorithm],
     max_len: usize,
     read: impl FnOnce(&RawHeader<'_>) -> T,
-    route: R,
-) -> Result<Checked<T>, E>
+    route: F,
+    then: impl FnOnce(Checked<'_, T>) -> Result<R, E>,
+) -> Result<R, E>
 where
     E: From<JwtError>,
-    R: FnOnce(&[u8]) -> Result<(Cow<'r, KeySet>, &'r [Algorithm]), E>,
+    F: FnOnce(&[u8]) -> Result<(Cow<'r, KeySet>, &'r [Algorithm]), E>,
 {
     let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
     with_header(header_b64, |header| {
         let alg = check_header(header, algorithms)?;
-        let payload = b64(payload_b64)?;
-        let (keys, routed_algorithms) = route(&payload)?;
-        if !routed_algorithms.contains(&alg) {
-            return Err(JwtError::Algorithm.into());
-        }
-        check_signature(
-            token,
-            header_b64,
-            payload_b64,
-            signature_b64,
-            header,
-            &keys,
-            alg,
-        )?;
-        Ok(Checked {
-            alg,
-            payload,
-            read: read(header),
+        with_decoded(payload_b64, |payload| {
+            let (keys, routed_algorithms) = route(payload)?;
+            if !routed_algorithms.contains(&alg) {
+                return Err(JwtError::Algorithm.into());
+            }
+            check_signature(
+                token,
+                header_b64,
+                payload_b64,
+                signature_b64,
+                header,
+                &keys,
+                alg,
+            )?;
+            then(Checked {
+                alg,
+                payload,
+                read: read(header),
+            })
         })
     })
 }
@@ -333,6 +336,9 @@ where
 /// Longest base64url header decoded on the stack; longer ones (up to the
 /// token's size limit) are decoded onto the heap.
 const STACK_HEADER_B64: usize = 512;
+
+/// Longest base64url payload decoded on the stack (1.5 KiB of JSON).
+const STACK_PAYLOAD_B64: usize = 2048;
 
 /// Decodes the base64url header, which must be a JSON object, and hands
 /// it to `f`. A header of common size is decoded into a stack buffer: no
@@ -357,6 +363,22 @@ fn with_header<R, E: From<JwtError>>(
     }
     let header: RawHeader<'_> = serde_json::from_slice(json).map_err(|_| JwtError::Malformed)?;
     f(&header)
+}
+
+/// Decodes a base64url part and hands it to `f`: into a stack buffer when
+/// it fits, else onto the heap.
+fn with_decoded<R, E: From<JwtError>>(
+    part: &str,
+    f: impl FnOnce(&[u8]) -> Result<R, E>,
+) -> Result<R, E> {
+    if part.len() > STACK_PAYLOAD_B64 {
+        return f(&b64(part)?);
+    }
+    let mut stack = [0u8; STACK_PAYLOAD_B64 / 4 * 3];
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(part, &mut stack)
+        .map_err(|_| JwtError::Malformed)?;
+    f(&stack[..n])
 }
 
 /// The three parts of a token within the size limit.
@@ -638,6 +660,25 @@ mod tests {
                 check(&format!("{h}!.{rest}")).unwrap_err(),
                 JwtError::Malformed,
                 "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn payloads_of_any_size_are_decoded_whole() {
+        // Around and past the stack buffer (2 048 base64url characters,
+        // 1 536 bytes of JSON).
+        let base = r#"{"p":""}"#.len();
+        for n in (base..base + 4).chain(1530..1542).chain([4000]) {
+            let payload = format!(r#"{{"p":"{}"}}"#, "y".repeat(n - base));
+            let t = sign(r#"{"alg":"HS256"}"#, &payload);
+            assert_eq!(check(&t).unwrap().payload, payload.as_bytes(), "{n}");
+            let (h, rest) = t.split_once('.').unwrap();
+            let (p, sig) = rest.split_once('.').unwrap();
+            assert_eq!(
+                check(&format!("{h}.{p}*.{sig}")).unwrap_err(),
+                JwtError::Signature,
+                "{n}: the signature is checked first"
             );
         }
     }
