@@ -223,6 +223,23 @@ pub fn our_router(cache: bool) -> Router {
     )
 }
 
+/// Our stack with the verified-token cache and `Arc<Claims>` as the
+/// principal, as the cache's docs recommend: a hit clones a pointer, not
+/// the claims' strings.
+pub fn our_router_arc_cached() -> Router {
+    let key = JwtKey::hmac(Algorithm::HS256, SECRET).expect("HMAC key");
+    let jwt = JwtAuthenticator::<std::sync::Arc<Claims>>::new(KeySet::single(key))
+        .issuers([ISSUER])
+        .audiences([AUDIENCE])
+        .cache(10_000, Duration::from_secs(300));
+    Router::new().route("/", get(hello)).layer(
+        ServiceBuilder::new()
+            .layer(our_rate_limit(100_000))
+            .layer(AuthLayer::new(jwt))
+            .layer(RequireLayer::new(role("admin"))),
+    )
+}
+
 /// jwt-authorizer's layer: HS256 (its default algorithms for a secret are
 /// HS256, HS384 and HS512), the issuer checked, and with `admin` a claims
 /// check for the role (`403` otherwise).

@@ -1,5 +1,6 @@
 //! [`JwtAuthenticator`]: JWT validation as an [`Authenticator`].
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -664,45 +665,55 @@ where
 
     pub(crate) fn verify_parts(&self, token: &str, scheme: Scheme) -> Result<Verified<C>, Refusal> {
         let i = &*self.inner;
-        let mut routed: Option<&IssuerEntry> = None;
-        let jws = match (&i.source, &i.issuers) {
-            (None, None) => jws::verify(token, &i.keys, &i.algorithms, i.max_len)?,
+        // The header `typ` is judged while the header is at hand (nothing
+        // copied out of it); the verdict is reported once the signature
+        // is verified, as before any other claim check.
+        let header_type = |header: &jws::RawHeader<'_>| self.check_header_type(header.typ());
+        // Set by the routing below, read once the token is verified.
+        let routed: Cell<Option<&IssuerEntry>> = Cell::new(None);
+        let routed = &routed;
+        let then = move |jws: jws::Checked<'_, Result<(), JwtError>>| {
+            self.verified(jws, routed.get(), scheme)
+        };
+        match (&i.source, &i.issuers) {
+            (None, None) => {
+                jws::verify_reading(token, &i.keys, &i.algorithms, i.max_len, header_type, then)
+            }
             (Some(source), _) => {
                 let keys = source.current().map_err(Refusal::Custom)?;
-                jws::verify(token, &keys, &i.algorithms, i.max_len)?
+                jws::verify_reading(token, &keys, &i.algorithms, i.max_len, header_type, then)
             }
-            (None, Some(entries)) => {
-                jws::verify_routed(token, &i.algorithms, i.max_len, |payload| {
+            (None, Some(entries)) => jws::verify_routed(
+                token,
+                &i.algorithms,
+                i.max_len,
+                header_type,
+                |payload| {
                     // Unverified: chooses the keys, nothing else.
                     let iss = issuers::peek_issuer(payload)?.ok_or(JwtError::Issuer)?;
                     let entry = issuers::find(entries, &iss).ok_or(JwtError::Issuer)?;
-                    routed = Some(entry);
+                    routed.set(Some(entry));
                     let keys = entry.current().map_err(Refusal::Custom)?;
                     Ok::<_, Refusal>((keys, &entry.allowed[..]))
-                })?
-            }
-        };
-        if i.rules.access_token_profile {
-            let at_jwt = jws
-                .typ
-                .as_deref()
-                .is_some_and(|typ| media_type_eq(typ, "at+jwt"));
-            if !at_jwt {
-                return Err(JwtError::NotAccessToken.into());
-            }
+                },
+                then,
+            ),
         }
-        if let Some(types) = &i.rules.header_types {
-            let accepted = jws
-                .typ
-                .as_deref()
-                .is_some_and(|typ| types.iter().any(|t| media_type_eq(typ, t)));
-            if !accepted {
-                return Err(JwtError::TokenType.into());
-            }
-        }
+    }
+
+    /// The claims checks of a token whose signature is verified, and its
+    /// principal and [`Identity`].
+    fn verified(
+        &self,
+        jws: jws::Checked<'_, Result<(), JwtError>>,
+        routed: Option<&IssuerEntry>,
+        scheme: Scheme,
+    ) -> Result<Verified<C>, Refusal> {
+        let i = &*self.inner;
+        jws.read?;
         let registered = match routed.and_then(|e| e.mapping.as_ref()) {
-            None => Registered::parse(&jws.payload, &i.rules)?,
-            Some(mapping) => Registered::parse_mapped(&jws.payload, &i.rules, mapping)?,
+            None => Registered::parse(jws.payload, &i.rules)?,
+            Some(mapping) => Registered::parse_mapped(jws.payload, &i.rules, mapping)?,
         };
         registered.validate(&i.rules, (i.clock)())?;
         // The verified `iss` is the one the keys were chosen by.
@@ -711,7 +722,7 @@ where
                 return Err(JwtError::Issuer.into());
             }
         }
-        let claims: C = serde_json::from_slice(&jws.payload).map_err(|_| JwtError::InvalidClaim)?;
+        let claims: C = serde_json::from_slice(jws.payload).map_err(|_| JwtError::InvalidClaim)?;
         if let Some(check) = &i.check {
             check(&claims).map_err(Refusal::Custom)?;
         }
@@ -725,10 +736,8 @@ where
             scopes,
             ..
         } = registered;
-        let identity = Identity::new(sub.unwrap_or_default(), scheme)
-            .with_roles(roles)
-            .with_permissions(permissions)
-            .with_scopes(scopes);
+        let identity =
+            Identity::from_claims(sub.unwrap_or_default(), scheme, roles, permissions, scopes);
         Ok(Verified {
             claims,
             identity,
@@ -736,6 +745,21 @@ where
             fam,
             exp,
         })
+    }
+
+    /// The checks of the JOSE header `typ`: the access-token profile's
+    /// `at+jwt`, then the configured [`header_types`](Self::header_types).
+    fn check_header_type(&self, typ: Option<&str>) -> Result<(), JwtError> {
+        let rules = &self.inner.rules;
+        if rules.access_token_profile && !typ.is_some_and(|typ| media_type_eq(typ, "at+jwt")) {
+            return Err(JwtError::NotAccessToken);
+        }
+        if let Some(types) = &rules.header_types {
+            if !typ.is_some_and(|typ| types.iter().any(|t| media_type_eq(typ, t))) {
+                return Err(JwtError::TokenType);
+            }
+        }
+        Ok(())
     }
 
     fn now(&self) -> u64 {

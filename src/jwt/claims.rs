@@ -118,17 +118,19 @@ impl Default for Rules {
     }
 }
 
-/// What the one pass over the payload found.
+/// What the one pass over the payload found. Claims only compared
+/// (`iss`, `typ`) borrow the payload unless escaped; the audience is
+/// compared with the configured ones as it is read.
 #[derive(Debug, Default)]
-pub(crate) struct Registered {
+pub(crate) struct Registered<'de> {
     pub(crate) sub: Option<String>,
-    pub(crate) iss: Option<String>,
-    pub(crate) aud: Option<Vec<String>>,
+    pub(crate) iss: Option<Cow<'de, str>>,
+    pub(crate) aud: Audience,
     pub(crate) exp: Option<i64>,
     pub(crate) nbf: Option<i64>,
     pub(crate) iat: Option<i64>,
     pub(crate) jti: Option<String>,
-    pub(crate) typ: Option<String>,
+    pub(crate) typ: Option<Cow<'de, str>>,
     pub(crate) fam: Option<String>,
     pub(crate) roles: Vec<String>,
     pub(crate) permissions: Vec<String>,
@@ -138,16 +140,29 @@ pub(crate) struct Registered {
     required_seen: u64,
 }
 
-impl Registered {
+/// The `aud` claim, as compared with the configured audiences while it is
+/// read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// No `aud` claim.
+    #[default]
+    Absent,
+    /// `aud` names one of the configured audiences.
+    Accepted,
+    /// `aud` names none of them (or none is configured).
+    Refused,
+}
+
+impl<'de> Registered<'de> {
     /// Parses the claims `rules` care about from a JSON payload.
-    pub(crate) fn parse(payload: &[u8], rules: &Rules) -> Result<Self, JwtError> {
+    pub(crate) fn parse(payload: &'de [u8], rules: &Rules) -> Result<Self, JwtError> {
         Self::parse_mapped(payload, rules, &rules.names.mapping)
     }
 
     /// As [`parse`](Self::parse), reading the identity with `mapping`
     /// (an issuer's own) instead of the rules' one.
     pub(crate) fn parse_mapped(
-        payload: &[u8],
+        payload: &'de [u8],
         rules: &Rules,
         mapping: &ClaimMapping,
     ) -> Result<Self, JwtError> {
@@ -191,22 +206,17 @@ impl Registered {
                 _ => return Err(JwtError::Issuer),
             }
         }
-        match (&rules.audiences, &self.aud) {
-            (Some(expected), Some(aud)) => {
-                if !aud.iter().any(|a| expected.iter().any(|e| **e == **a)) {
-                    return Err(JwtError::Audience);
-                }
-            }
-            (Some(_), None) => return Err(JwtError::Audience),
+        match (&rules.audiences, self.aud) {
+            (Some(_), Audience::Accepted) | (None, Audience::Absent) => {}
+            (Some(_), Audience::Refused | Audience::Absent) => return Err(JwtError::Audience),
             // RFC 7519 §4.1.3: a token naming audiences must be refused by a
             // verifier that does not identify itself with one of them.
-            (None, Some(_)) => return Err(JwtError::Audience),
-            (None, None) => {}
+            (None, Audience::Accepted | Audience::Refused) => return Err(JwtError::Audience),
         }
         if rules.access_token_profile {
             let complete = self.iss.is_some()
                 && self.exp.is_some()
-                && self.aud.is_some()
+                && self.aud != Audience::Absent
                 && self.iat.is_some()
                 && self.jti.is_some()
                 && self.client_id
@@ -238,9 +248,9 @@ struct ClaimsSeed<'r> {
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = Registered;
+    type Value = Registered<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Registered, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Registered<'de>, D::Error> {
         d.deserialize_map(self)
     }
 }
@@ -272,13 +282,13 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 }
 
 impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = Registered;
+    type Value = Registered<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JWT claims set (a JSON object)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered<'de>, A::Error> {
         let rules = self.rules;
         let names = &rules.names;
         let mut r = Registered::default();
@@ -312,7 +322,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
             seen |= mask;
             match field {
                 Field::Sub => r.sub = Some(map.next_value::<SubjectValue>()?.0),
-                Field::Typ => r.typ = Some(map.next_value()?),
+                Field::Typ => r.typ = Some(map.next_value::<Key<'de>>()?.0),
                 Field::Mapped(i) => map.next_value_seed(NodeSeed {
                     node: &roots[i],
                     sink: &mut Sink {
@@ -322,8 +332,12 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                         split_roles: mapping.splits_roles(),
                     },
                 })?,
-                Field::Iss => r.iss = Some(map.next_value()?),
-                Field::Aud => r.aud = Some(map.next_value_seed(Strings { split: false })?),
+                Field::Iss => r.iss = Some(map.next_value::<Key<'de>>()?.0),
+                Field::Aud => {
+                    r.aud = map.next_value_seed(AudienceSeed {
+                        expected: rules.audiences.as_deref().unwrap_or(&[]),
+                    })?;
+                }
                 Field::Exp => r.exp = Some(map.next_value::<NumericDate>()?.0),
                 Field::Nbf => r.nbf = Some(map.next_value::<NumericDate>()?.0),
                 Field::Iat => r.iat = Some(map.next_value::<NumericDate>()?.0),
@@ -396,41 +410,52 @@ impl<'de> de::Deserialize<'de> for NumericDate {
     }
 }
 
-/// A string or an array of strings; strings are split on whitespace when
-/// `split` (OAuth `scope` is space-separated).
-struct Strings {
-    split: bool,
+/// The `aud` claim, a string or an array of strings (RFC 7519 §4.1.3),
+/// compared with `expected` as it is read: nothing is copied.
+struct AudienceSeed<'r> {
+    expected: &'r [Box<str>],
 }
 
-impl<'de> DeserializeSeed<'de> for Strings {
-    type Value = Vec<String>;
+impl AudienceSeed<'_> {
+    fn verdict(&self, accepted: bool) -> Audience {
+        if accepted {
+            Audience::Accepted
+        } else {
+            Audience::Refused
+        }
+    }
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+    fn accepts(&self, aud: &str) -> bool {
+        self.expected.iter().any(|e| **e == *aud)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for AudienceSeed<'_> {
+    type Value = Audience;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Audience, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strings {
-    type Value = Vec<String>;
+impl<'de> Visitor<'de> for AudienceSeed<'_> {
+    type Value = Audience;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string or an array of strings")
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Vec<String>, E> {
-        Ok(if self.split {
-            v.split_ascii_whitespace().map(str::to_owned).collect()
-        } else {
-            vec![v.to_owned()]
-        })
+    fn visit_str<E>(self, v: &str) -> Result<Audience, E> {
+        Ok(self.verdict(self.accepts(v)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(s) = seq.next_element::<String>()? {
-            out.push(s);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+        // Every element is read (and must be a string) even after a match.
+        let mut accepted = false;
+        while let Some(Key(aud)) = seq.next_element::<Key<'de>>()? {
+            accepted |= self.accepts(&aud);
         }
-        Ok(out)
+        Ok(self.verdict(accepted))
     }
 }
 
@@ -451,7 +476,7 @@ pub(crate) fn media_type_eq(found: &str, expected: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Result<Registered, JwtError> {
+    fn parse(json: &str) -> Result<Registered<'_>, JwtError> {
         Registered::parse(json.as_bytes(), &Rules::default())
     }
 
@@ -465,7 +490,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.sub.as_deref(), Some("u1"));
-        assert_eq!(r.aud, Some(vec!["a".into(), "b".into()]));
+        assert_eq!(r.aud, Audience::Refused, "no audience configured");
         assert_eq!((r.exp, r.nbf, r.iat), (Some(100), Some(1), Some(2)));
         assert_eq!(r.roles, ["admin", "user"]);
         assert_eq!(r.permissions, ["posts:read", "posts:write"]);
@@ -477,7 +502,24 @@ mod tests {
     fn numeric_subjects_and_string_audience() {
         let r = parse(r#"{"sub":42,"aud":"api"}"#).unwrap();
         assert_eq!(r.sub.as_deref(), Some("42"));
-        assert_eq!(r.aud, Some(vec!["api".into()]));
+        assert_eq!(r.aud, Audience::Refused, "no audience configured");
+        let rules = Rules {
+            audiences: Some(vec!["api".into(), "other".into()]),
+            ..Rules::default()
+        };
+        for (json, aud) in [
+            (r#"{"aud":"api"}"#, Audience::Accepted),
+            (r#"{"aud":["x","other"]}"#, Audience::Accepted),
+            (r#"{"aud":["other","x"]}"#, Audience::Accepted),
+            (r#"{"aud":"ap\u0069"}"#, Audience::Accepted),
+            (r#"{"aud":["x"]}"#, Audience::Refused),
+            (r#"{"aud":[]}"#, Audience::Refused),
+            (r#"{"aud":"API"}"#, Audience::Refused),
+            (r#"{}"#, Audience::Absent),
+        ] {
+            let r = Registered::parse(json.as_bytes(), &rules).unwrap();
+            assert_eq!(r.aud, aud, "{json}");
+        }
     }
 
     #[test]
@@ -486,6 +528,10 @@ mod tests {
             r#"{"exp":"tomorrow"}"#,
             r#"{"sub":true}"#,
             r#"{"aud":[1]}"#,
+            r#"{"aud":["api",1]}"#,
+            r#"{"aud":null}"#,
+            r#"{"iss":1}"#,
+            r#"{"typ":null}"#,
             r#"{"exp":1e300}"#,
             r#"[1,2]"#,
             r#"{"sub":"a"} trailing"#,

@@ -112,7 +112,7 @@ impl From<JwtError> for AuthError {
 /// `jku`, `x5u`, `x5c`, ...) are ignored: keys come from the [`KeySet`]
 /// only.
 #[derive(Deserialize)]
-struct RawHeader<'a> {
+pub(crate) struct RawHeader<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -122,6 +122,13 @@ struct RawHeader<'a> {
     /// Whether `crit` is present, whatever its value (even `null`).
     #[serde(default, deserialize_with = "present")]
     crit: bool,
+}
+
+impl RawHeader<'_> {
+    /// The header's `typ`.
+    pub(crate) fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -228,67 +235,150 @@ pub(crate) fn verify(
     algorithms: &[Algorithm],
     max_len: usize,
 ) -> Result<VerifiedJws, JwtError> {
-    let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
-    let header_json = header_object(header_b64)?;
-    let header: RawHeader<'_> =
-        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-    let alg = check_header(&header, algorithms)?;
-    check_signature(
-        token,
-        header_b64,
-        payload_b64,
-        signature_b64,
-        &header,
-        keys,
-        alg,
-    )?;
-    Ok(VerifiedJws {
-        alg,
-        kid: header.kid.map(Cow::into_owned),
-        typ: header.typ.map(Cow::into_owned),
-        payload: b64(payload_b64)?,
+    let read = |header: &RawHeader<'_>| {
+        (
+            header.kid.as_deref().map(str::to_owned),
+            header.typ.as_deref().map(str::to_owned),
+        )
+    };
+    verify_reading(token, keys, algorithms, max_len, read, |checked| {
+        let (kid, typ) = checked.read;
+        Ok(VerifiedJws {
+            alg: checked.alg,
+            kid,
+            typ,
+            payload: checked.payload.to_vec(),
+        })
     })
 }
 
-/// As [`verify`], for keys chosen by the (still unverified) payload: the
-/// header is checked against `algorithms` first, then `route` reads the
-/// decoded payload and returns the keys and the algorithms they may verify
-/// (a subset of `algorithms`), or refuses the token.
-pub(crate) fn verify_routed<'r, E, R>(
+/// A verified compact JWS, as the authenticator reads it: what `read`
+/// took from the header (nothing is copied out of it unless asked), the
+/// algorithm and the decoded payload (on the stack when small).
+pub(crate) struct Checked<'p, T> {
+    pub(crate) alg: Algorithm,
+    pub(crate) payload: &'p [u8],
+    pub(crate) read: T,
+}
+
+/// As [`verify`], handing the header to `read` (before the signature is
+/// checked: `read` only takes note, the caller decides once the token is
+/// verified) instead of copying its `kid` and `typ`, and the verified
+/// token to `then` (the payload is decoded into a stack buffer when it
+/// fits).
+pub(crate) fn verify_reading<T, R, E: From<JwtError>>(
+    token: &str,
+    keys: &KeySet,
+    algorithms: &[Algorithm],
+    max_len: usize,
+    read: impl FnOnce(&RawHeader<'_>) -> T,
+    then: impl FnOnce(Checked<'_, T>) -> Result<R, E>,
+) -> Result<R, E> {
+    let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
+    let (alg, read) = with_header(header_b64, |header| {
+        let alg = check_header(header, algorithms)?;
+        check_signature(
+            token,
+            header_b64,
+            payload_b64,
+            signature_b64,
+            header,
+            keys,
+            alg,
+        )?;
+        Ok::<_, JwtError>((alg, read(header)))
+    })?;
+    with_decoded(payload_b64, |payload| then(Checked { alg, payload, read }))
+}
+
+/// As [`verify_reading`], for keys chosen by the (still unverified)
+/// payload: the header is checked against `algorithms` first, then `route`
+/// reads the decoded payload and returns the keys and the algorithms they
+/// may verify (a subset of `algorithms`), or refuses the token.
+pub(crate) fn verify_routed<'r, T, R, E, F>(
     token: &str,
     algorithms: &[Algorithm],
     max_len: usize,
-    route: R,
-) -> Result<VerifiedJws, E>
+    read: impl FnOnce(&RawHeader<'_>) -> T,
+    route: F,
+    then: impl FnOnce(Checked<'_, T>) -> Result<R, E>,
+) -> Result<R, E>
 where
     E: From<JwtError>,
-    R: FnOnce(&[u8]) -> Result<(Cow<'r, KeySet>, &'r [Algorithm]), E>,
+    F: FnOnce(&[u8]) -> Result<(Cow<'r, KeySet>, &'r [Algorithm]), E>,
 {
     let (header_b64, payload_b64, signature_b64) = split_checked(token, max_len)?;
-    let header_json = header_object(header_b64)?;
-    let header: RawHeader<'_> =
-        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-    let alg = check_header(&header, algorithms)?;
-    let payload = b64(payload_b64)?;
-    let (keys, routed_algorithms) = route(&payload)?;
-    if !routed_algorithms.contains(&alg) {
-        return Err(JwtError::Algorithm.into());
-    }
-    check_signature(
-        token,
-        header_b64,
-        payload_b64,
-        signature_b64,
-        &header,
-        &keys,
-        alg,
-    )?;
-    Ok(VerifiedJws {
-        alg,
-        kid: header.kid.map(Cow::into_owned),
-        typ: header.typ.map(Cow::into_owned),
-        payload,
+    with_header(header_b64, |header| {
+        let alg = check_header(header, algorithms)?;
+        with_decoded(payload_b64, |payload| {
+            let (keys, routed_algorithms) = route(payload)?;
+            if !routed_algorithms.contains(&alg) {
+                return Err(JwtError::Algorithm.into());
+            }
+            check_signature(
+                token,
+                header_b64,
+                payload_b64,
+                signature_b64,
+                header,
+                &keys,
+                alg,
+            )?;
+            then(Checked {
+                alg,
+                payload,
+                read: read(header),
+            })
+        })
     })
+}
+
+/// Longest base64url header decoded on the stack; longer ones (up to the
+/// token's size limit) are decoded onto the heap.
+const STACK_HEADER_B64: usize = 512;
+
+/// Longest base64url payload decoded on the stack (1.5 KiB of JSON).
+const STACK_PAYLOAD_B64: usize = 2048;
+
+/// Decodes the base64url header, which must be a JSON object, and hands
+/// it to `f`. A header of common size is decoded into a stack buffer: no
+/// allocation.
+fn with_header<R, E: From<JwtError>>(
+    header_b64: &str,
+    f: impl FnOnce(&RawHeader<'_>) -> Result<R, E>,
+) -> Result<R, E> {
+    let mut stack = [0u8; STACK_HEADER_B64 / 4 * 3];
+    let heap;
+    let json: &[u8] = if header_b64.len() <= STACK_HEADER_B64 {
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(header_b64, &mut stack)
+            .map_err(|_| JwtError::Malformed)?;
+        &stack[..n]
+    } else {
+        heap = b64(header_b64)?;
+        &heap
+    };
+    if !is_json_object(json) {
+        return Err(JwtError::Malformed.into());
+    }
+    let header: RawHeader<'_> = serde_json::from_slice(json).map_err(|_| JwtError::Malformed)?;
+    f(&header)
+}
+
+/// Decodes a base64url part and hands it to `f`: into a stack buffer when
+/// it fits, else onto the heap.
+fn with_decoded<R, E: From<JwtError>>(
+    part: &str,
+    f: impl FnOnce(&[u8]) -> Result<R, E>,
+) -> Result<R, E> {
+    if part.len() > STACK_PAYLOAD_B64 {
+        return f(&b64(part)?);
+    }
+    let mut stack = [0u8; STACK_PAYLOAD_B64 / 4 * 3];
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(part, &mut stack)
+        .map_err(|_| JwtError::Malformed)?;
+    f(&stack[..n])
 }
 
 /// The three parts of a token within the size limit.
@@ -297,15 +387,6 @@ fn split_checked(token: &str, max_len: usize) -> Result<(&str, &str, &str), JwtE
         return Err(JwtError::TooLong);
     }
     split(token)
-}
-
-/// The decoded header, which must be a JSON object.
-fn header_object(header_b64: &str) -> Result<Vec<u8>, JwtError> {
-    let header_json = b64(header_b64)?;
-    if !is_json_object(&header_json) {
-        return Err(JwtError::Malformed);
-    }
-    Ok(header_json)
 }
 
 /// The header's algorithm, allowed by `algorithms`, without `crit` and
@@ -549,6 +630,57 @@ mod tests {
         let t = sign(" \r\n{\"alg\":\"HS256\"}", r#"{"sub":"1"}"#);
         assert!(check(&t).is_ok());
         assert!(is_well_formed(&t));
+    }
+
+    #[test]
+    fn headers_of_any_size_get_the_same_checks() {
+        // Around and past the stack buffer (512 base64url characters, 384
+        // bytes of JSON).
+        let base = r#"{"alg":"HS256","p":""}"#.len();
+        for n in (base..base + 8).chain(378..392).chain([600, 2000]) {
+            let pad = "x".repeat(n - base);
+            let t = sign(
+                &format!(r#"{{"alg":"HS256","p":"{pad}"}}"#),
+                r#"{"sub":"1"}"#,
+            );
+            assert_eq!(check(&t).unwrap().alg, Algorithm::HS256, "{n}");
+            let t = sign(
+                &format!(r#"{{"alg":"none","p":"{pad}"}}"#),
+                r#"{"sub":"1"}"#,
+            );
+            assert_eq!(check(&t).unwrap_err(), JwtError::Algorithm, "{n}");
+            let t = sign(&format!(r#"["HS256","{pad}"]"#), r#"{"sub":"1"}"#);
+            assert_eq!(check(&t).unwrap_err(), JwtError::Malformed, "{n}");
+            let t = sign(
+                &format!(r#"{{"alg":"HS256","p":"{pad}"}}"#),
+                r#"{"sub":"1"}"#,
+            );
+            let (h, rest) = t.split_once('.').unwrap();
+            assert_eq!(
+                check(&format!("{h}!.{rest}")).unwrap_err(),
+                JwtError::Malformed,
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn payloads_of_any_size_are_decoded_whole() {
+        // Around and past the stack buffer (2 048 base64url characters,
+        // 1 536 bytes of JSON).
+        let base = r#"{"p":""}"#.len();
+        for n in (base..base + 4).chain(1530..1542).chain([4000]) {
+            let payload = format!(r#"{{"p":"{}"}}"#, "y".repeat(n - base));
+            let t = sign(r#"{"alg":"HS256"}"#, &payload);
+            assert_eq!(check(&t).unwrap().payload, payload.as_bytes(), "{n}");
+            let (h, rest) = t.split_once('.').unwrap();
+            let (p, sig) = rest.split_once('.').unwrap();
+            assert_eq!(
+                check(&format!("{h}.{p}*.{sig}")).unwrap_err(),
+                JwtError::Signature,
+                "{n}: the signature is checked first"
+            );
+        }
     }
 
     #[test]

@@ -67,6 +67,41 @@ where
     svc
 }
 
+/// A request of the loopback stack test: `GET /` with the bearer JWT, from
+/// `peer` (as `into_make_service_with_connect_info` delivers it).
+fn stack_request(peer: std::net::SocketAddr, authorization: &HeaderValue) -> Request<Body> {
+    let mut req = common::request_from(peer);
+    req.headers_mut()
+        .insert(header::AUTHORIZATION, authorization.clone());
+    req
+}
+
+/// Raw `jsonwebtoken::decode` (HS256, issuer and audience checked) of the
+/// request's bearer token as a service: the floor of the JWT contenders.
+fn raw_decode() -> impl Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<Result<Response<Body>, std::convert::Infallible>>,
+> {
+    let key = jsonwebtoken::DecodingKey::from_secret(common::SECRET);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&[common::ISSUER]);
+    validation.set_audience(&[common::AUDIENCE]);
+    tower::service_fn(move |req: Request<Body>| {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .expect("a bearer token");
+        let data = jsonwebtoken::decode::<common::Claims>(token, &key, &validation)
+            .expect("a valid token");
+        black_box(data);
+        std::future::ready(Ok(Response::new(Body::empty())))
+    })
+}
+
 fn with(name: header::HeaderName, value: &HeaderValue) -> Request<Body> {
     let mut req = Request::new(Body::empty());
     req.headers_mut().insert(name, value.clone());
@@ -94,6 +129,7 @@ fn main() {
     let api_key = AuthLayer::new(ApiKeyAuthenticator::new(store));
     let one_peer = common::peers(1)[0];
     let peers = common::peers(100_000);
+    let jwt = common::bearer(&common::token());
 
     match scenario.as_str() {
         "inner" => drive(common::inner(), n, |_| with(auth.clone(), &valid)),
@@ -153,6 +189,17 @@ fn main() {
             n,
             |i| common::request_from(peers[i % peers.len()]),
         ),
+        "stack-bare" => drive(common::bare_router(), n, |_| stack_request(one_peer, &jwt)),
+        "stack-ours" => drive(common::our_router(false), n, |_| {
+            stack_request(one_peer, &jwt)
+        }),
+        "stack-ours-cached" => drive(common::our_router(true), n, |_| {
+            stack_request(one_peer, &jwt)
+        }),
+        "stack-ours-cached-arc" => drive(common::our_router_arc_cached(), n, |_| {
+            stack_request(one_peer, &jwt)
+        }),
+        "jwt-raw-decode" => drive(raw_decode(), n, |_| stack_request(one_peer, &jwt)),
         other => {
             eprintln!("unknown scenario {other:?}");
             std::process::exit(2);
